@@ -1,0 +1,50 @@
+# The README's two commands are `make demo` and `make test`; everything they need is set up here.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+DELTAOMEGA := $(BIN)/deltaomega
+# Downloads are cached outside the clone so repeat runs are fast.
+export PIP_CACHE_DIR ?= $(HOME)/.cache/deltaomega/pip
+export DELTAOMEGA_CACHE_DIR ?= $(HOME)/.cache/deltaomega
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install kafka-resolve demo test lint format clean kafka-stop
+
+help: ## Show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet --progress-bar on -c constraints.txt -e ".[dev]"
+	@touch $@
+
+install: $(VENV)/.installed ## Create the virtualenv and install the package (pinned by constraints.txt)
+
+kafka-resolve: install ## Resolve the Kafka broker jars with Maven (cached)
+	$(DELTAOMEGA) kafka resolve
+
+demo: kafka-resolve ## Start Kafka and run the pipeline with the simulator (Ctrl-C to stop)
+	$(DELTAOMEGA) kafka start
+	$(DELTAOMEGA) run --simulate
+
+kafka-stop: install ## Stop the local Kafka started by `make demo`
+	$(DELTAOMEGA) kafka stop
+
+test: kafka-resolve ## Run the whole test suite (starts its own Kafka and embedded ClickHouse)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install ## ruff + mypy
+	$(BIN)/ruff check deltaomega tests bench
+	$(BIN)/ruff format --check deltaomega tests bench
+	$(BIN)/mypy
+
+format: install ## Apply ruff's formatting and safe fixes
+	$(BIN)/ruff check --fix deltaomega tests bench
+	$(BIN)/ruff format deltaomega tests bench
+
+clean: ## Remove the virtualenv and local state (not the download caches)
+	rm -rf $(VENV) .deltaomega .pytest_cache .mypy_cache .ruff_cache

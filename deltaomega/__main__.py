@@ -1,0 +1,3 @@
+from deltaomega.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,132 @@
+"""The ``deltaomega`` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from deltaomega import __version__
+from deltaomega.config import Settings
+from deltaomega.errors import DeltaOmegaError
+from deltaomega.logs import configure_logging
+
+log = logging.getLogger("deltaomega")
+
+
+def _cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
+    from deltaomega import localkafka
+
+    if args.action == "resolve":
+        print(f"kafka {settings.kafka_version} jars in {localkafka.resolve(settings)}")
+        return 0
+    if args.action == "start":
+        print(localkafka.start(settings).describe())
+        return 0
+    if args.action == "stop":
+        print(localkafka.stop(settings).describe())
+        return 0
+    status = localkafka.status(settings)
+    print(status.describe())
+    return 0 if status.running else 3
+
+
+def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from deltaomega.producer import SimulationConfig, run_simulation
+    from deltaomega.topics import ensure_topics
+
+    ensure_topics(settings)
+    config = SimulationConfig(
+        voices=args.voices,
+        rate=args.rate,
+        interaction_rate=args.interaction_rate if args.interaction_rate is not None
+        else args.rate / 5,
+        seed=args.seed,
+    )
+    summary = run_simulation(
+        settings,
+        config,
+        args.duration,
+        realtime=not args.fast,
+        batch_size=args.batch_size,
+        start_ms=args.start_ms,
+    )
+    print(
+        f"sent {summary.voice_events} voice events and {summary.interactions} interactions "
+        f"({summary.delivered} records delivered, {summary.failed} failed)"
+    )
+    return 0 if summary.failed == 0 else 1
+
+
+def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from deltaomega.service import run_service
+
+    run_service(
+        settings,
+        worker=args.command in ("run", "worker"),
+        api=args.command in ("run", "api"),
+        simulate=getattr(args, "simulate", False),
+        simulate_voices=getattr(args, "voices", 8),
+        simulate_rate=getattr(args, "rate", 200.0),
+    )
+    return 0
+
+
+def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from deltaomega.sinks.clickhouse import create_client
+    from deltaomega.sinks.migrations import apply_migrations
+
+    applied = apply_migrations(create_client(settings), settings.clickhouse_database)
+    print(f"applied {len(applied)} migration(s) to {settings.clickhouse_database}: {applied}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deltaomega", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"deltaomega {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    kafka = sub.add_parser("kafka", help="the local single-node Kafka (resolved by Maven)")
+    kafka.add_argument("action", choices=["resolve", "start", "stop", "status"])
+    kafka.set_defaults(func=_cmd_kafka)
+
+    sim = sub.add_parser("simulate", help="publish simulated voice telemetry")
+    sim.add_argument("--voices", type=int, default=8)
+    sim.add_argument("--rate", type=float, default=200.0, help="voice events per second")
+    sim.add_argument("--interaction-rate", type=float, default=None)
+    sim.add_argument("--duration", type=float, default=60.0, help="simulated seconds")
+    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--batch-size", type=int, default=1, help=">1 packs VoiceEventBatch records")
+    sim.add_argument("--fast", action="store_true", help="do not pace to the wall clock")
+    sim.add_argument("--start-ms", type=int, default=None, help="event time of the first tick")
+    sim.set_defaults(func=_cmd_simulate)
+
+    run = sub.add_parser("run", help="worker + API in one process (the embedded default)")
+    run.add_argument("--simulate", action="store_true", help="also run the simulator")
+    run.add_argument("--voices", type=int, default=8)
+    run.add_argument("--rate", type=float, default=200.0)
+    run.set_defaults(func=_cmd_run)
+    for name, text in (("worker", "stream worker only"), ("api", "API only")):
+        sub.add_parser(name, help=text).set_defaults(func=_cmd_run)
+
+    migrate = sub.add_parser("migrate", help="apply ClickHouse migrations")
+    migrate.set_defaults(func=_cmd_migrate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_json)
+    try:
+        return int(args.func(args, settings))
+    except DeltaOmegaError as exc:
+        log.error("%s", exc)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

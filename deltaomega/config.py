@@ -1,0 +1,97 @@
+"""The one Settings object: every knob comes from here (env prefix ``DELTAOMEGA_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "deltaomega"
+
+
+class Settings(BaseSettings):
+    """Runtime configuration, read from the environment and an optional ``.env`` file."""
+
+    model_config = SettingsConfigDict(env_prefix="DELTAOMEGA_", env_file=".env", extra="ignore")
+
+    # Kafka
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topic_prefix: str = Field(
+        default="", description="Prepended to every topic name (isolates tenants and tests)."
+    )
+    partitions: int = Field(default=4, ge=1, le=1024)
+    replication_factor: int = Field(default=1, ge=1)
+    schema_registry_url: str | None = Field(
+        default=None, description="Confluent-compatible registry; unset = Avro single-object."
+    )
+
+    # Local broker (`deltaomega kafka …`, test fixtures)
+    kafka_version: str = "4.1.1"
+    kafka_port: int = Field(default=9092, ge=1, le=65535)
+    kafka_controller_port: int = Field(default=9093, ge=1, le=65535)
+    kafka_data_dir: Path | None = None
+    kafka_heap: str = "512m"
+    cache_dir: Path = Field(default_factory=_default_cache_dir)
+
+    # Local state: RocksDB tables and the embedded ClickHouse live under here.
+    data_dir: Path = Path(".deltaomega")
+
+    # Stream processing
+    app_id: str = "deltaomega"
+    window_seconds: float = Field(default=10.0, gt=0)
+    interaction_window_seconds: float = Field(default=10.0, gt=0)
+    grace_seconds: float = Field(default=5.0, ge=0)
+    batch_max_records: int = Field(default=10_000, ge=1)
+    batch_within_seconds: float = Field(default=0.2, gt=0)
+    table_store: str = Field(default="rocksdb://", description="Faust store URL for open windows.")
+
+    # ClickHouse
+    clickhouse_url: str | None = Field(
+        default=None, description="chdb://PATH or http(s)://host:8123; unset = embedded chdb."
+    )
+    clickhouse_database: str = "deltaomega"
+    clickhouse_user: str = "default"
+    clickhouse_password: SecretStr = SecretStr("")
+
+    # API
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=0, le=65535)
+    sse_ping_seconds: float = Field(default=15.0, gt=0)
+
+    # Logging
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix_is_topic_safe(cls, value: str) -> str:
+        allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+        if not set(value) <= allowed:
+            raise ValueError("topic_prefix may only hold letters, digits, '.', '_' and '-'")
+        return value
+
+    @property
+    def clickhouse_dsn(self) -> str:
+        """Where ClickHouse is: the configured URL, or the embedded engine in ``data_dir``."""
+        if self.clickhouse_url:
+            return self.clickhouse_url
+        return f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+    @property
+    def window_ms(self) -> int:
+        return int(self.window_seconds * 1000)
+
+    @property
+    def interaction_window_ms(self) -> int:
+        return int(self.interaction_window_seconds * 1000)
+
+    @property
+    def grace_ms(self) -> int:
+        return int(self.grace_seconds * 1000)
+
+    @property
+    def resolved_kafka_data_dir(self) -> Path:
+        return self.kafka_data_dir or (self.data_dir / "kafka")

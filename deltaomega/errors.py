@@ -1,0 +1,44 @@
+"""The error tree: one root, one subclass per area; HTTP mapping happens only in the API."""
+
+from __future__ import annotations
+
+
+class DeltaOmegaError(Exception):
+    """Root of every error the project raises on purpose."""
+
+
+class ConfigurationError(DeltaOmegaError):
+    """Settings that cannot work together."""
+
+
+class LocalKafkaError(DeltaOmegaError):
+    """The local broker could not be resolved, formatted, started or stopped."""
+
+
+class SchemaError(DeltaOmegaError):
+    """A schema could not be loaded, registered or found."""
+
+
+class DecodeError(DeltaOmegaError):
+    """Bytes that are not a record we can read (bad magic, unknown schema, truncated)."""
+
+
+class ValidationError(DecodeError):
+    """A decoded record whose values are out of range (NaN, negative strength, missing ids…)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class SinkError(DeltaOmegaError):
+    """ClickHouse refused a migration or an insert."""
+
+
+class NotFoundError(DeltaOmegaError):
+    """A requested entity (a voice, a window) does not exist."""
+
+    def __init__(self, kind: str, key: str) -> None:
+        super().__init__(f"{kind} {key!r} not found")
+        self.kind = kind
+        self.key = key

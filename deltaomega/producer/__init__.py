@@ -1,0 +1,14 @@
+"""Producer SDK and the voice-dynamics simulator."""
+
+from deltaomega.producer.simulate import SimulationSummary, run_simulation
+from deltaomega.producer.simulator import SimulationConfig, VoiceDynamics
+from deltaomega.producer.voice_producer import DeliveryStats, VoiceProducer
+
+__all__ = [
+    "DeliveryStats",
+    "SimulationConfig",
+    "SimulationSummary",
+    "VoiceDynamics",
+    "VoiceProducer",
+    "run_simulation",
+]

@@ -1,0 +1,285 @@
+"""Avro codec: single-object encoding by default, Confluent wire format with a registry.
+
+Readers accept both, told apart by their first bytes (``C3 01`` vs ``00``), and decode a
+whole consumer batch in one call into columns, rejecting bad records one by one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+
+from deltaomega.config import Settings
+from deltaomega.errors import DecodeError, SchemaError, ValidationError
+from deltaomega.schemas._loader import BundledSchema, bundled_schemas, strip_logical_types
+from deltaomega.schemas.records import (
+    INTERACTION_EVENT,
+    KIND_CODE,
+    METRICS,
+    VOICE_EVENT,
+    VOICE_EVENT_BATCH,
+    DecodedBatch,
+    InteractionEventColumns,
+    RecordError,
+    VoiceEventColumns,
+)
+from deltaomega.schemas.validation import (
+    bad_rows,
+    validate_interaction_event,
+    validate_voice_event,
+)
+
+log = logging.getLogger(__name__)
+
+SINGLE_OBJECT_MAGIC = b"\xc3\x01"
+CONFLUENT_MAGIC = b"\x00"
+
+C = TypeVar("C", VoiceEventColumns, InteractionEventColumns)
+
+_VALIDATORS = {VOICE_EVENT: validate_voice_event, INTERACTION_EVENT: validate_interaction_event}
+
+
+class AvroCodec:
+    """Encode and decode the bundled record types.
+
+    With ``registry`` (a confluent-kafka ``SchemaRegistryClient``), writes use the Confluent
+    wire format and register schemas under their record name (RecordNameStrategy), so one
+    schema serves every topic it appears on.
+    """
+
+    def __init__(self, registry: Any | None = None) -> None:
+        self._schemas = bundled_schemas()
+        self._by_fingerprint = {s.fingerprint: s for s in self._schemas.values()}
+        self._registry = registry
+        self._lock = threading.Lock()
+        self._ids_by_name: dict[str, int] = {}
+        # registry id → (bundled schema it maps to, parsed writer schema)
+        self._writers_by_id: dict[int, tuple[BundledSchema, Any]] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AvroCodec:
+        if not settings.schema_registry_url:
+            return cls()
+        from confluent_kafka.schema_registry import SchemaRegistryClient
+
+        return cls(SchemaRegistryClient.new_client({"url": settings.schema_registry_url}))
+
+    def schema(self, name: str) -> BundledSchema:
+        try:
+            return self._schemas[name]
+        except KeyError as exc:
+            raise SchemaError(f"unknown schema {name!r}") from exc
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def encode(self, name: str, record: Mapping[str, Any], validate: bool = True) -> bytes:
+        """One record as bytes; ``validate`` applies the range checks of event types."""
+        if validate and name in _VALIDATORS:
+            _VALIDATORS[name](record)
+        schema = self.schema(name)
+        buf = io.BytesIO()
+        buf.write(self._header(schema))
+        try:
+            schemaless_writer(buf, schema.parsed_raw, record)
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+            raise ValidationError(name, f"record does not match schema: {exc}") from exc
+        return buf.getvalue()
+
+    def encode_voice_batch(self, events: Sequence[Mapping[str, Any]]) -> bytes:
+        """Pack many voice events into one VoiceEventBatch record."""
+        if not events:
+            raise ValidationError("events", "a batch needs at least one event")
+        for event in events:
+            validate_voice_event(event)
+        return self.encode(VOICE_EVENT_BATCH, {"events": list(events)}, validate=False)
+
+    def _header(self, schema: BundledSchema) -> bytes:
+        if self._registry is None:
+            return SINGLE_OBJECT_MAGIC + schema.fingerprint
+        schema_id = self._ids_by_name.get(schema.name)
+        if schema_id is None:
+            from confluent_kafka.schema_registry import Schema
+
+            with self._lock:
+                schema_id = self._registry.register_schema(
+                    schema.name, Schema(json.dumps(schema.expanded), "AVRO")
+                )
+                self._ids_by_name[schema.name] = schema_id
+        return CONFLUENT_MAGIC + int(schema_id).to_bytes(4, "big")
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def decode(self, data: bytes) -> tuple[str, dict[str, Any]]:
+        """Return (schema full name, record) for one encoded value."""
+        if not isinstance(data, bytes | bytearray | memoryview) or len(data) < 5:
+            raise DecodeError("record is empty or too short to hold an Avro header")
+        data = bytes(data)
+        if data[:2] == SINGLE_OBJECT_MAGIC:
+            if len(data) < 10:
+                raise DecodeError("single-object header is truncated")
+            schema = self._by_fingerprint.get(data[2:10])
+            if schema is None:
+                raise DecodeError(f"unknown schema fingerprint {data[2:10].hex()}")
+            return schema.name, _read(data, 10, schema.parsed_raw, None)
+        if data[:1] == CONFLUENT_MAGIC:
+            schema, writer = self._writer_for_id(int.from_bytes(data[1:5], "big"))
+            reader = None if writer is schema.parsed_raw else schema.parsed_raw
+            return schema.name, _read(data, 5, writer, reader)
+        raise DecodeError(f"unknown magic byte 0x{data[0]:02x} (neither Avro nor Confluent)")
+
+    def _writer_for_id(self, schema_id: int) -> tuple[BundledSchema, Any]:
+        cached = self._writers_by_id.get(schema_id)
+        if cached is not None:
+            return cached
+        if self._registry is None:
+            raise DecodeError(f"Confluent-framed record (schema id {schema_id}) but no registry")
+        try:
+            registered = self._registry.get_schema(schema_id)
+            writer_json = json.loads(registered.schema_str)
+        except Exception as exc:  # noqa: BLE001 - registry client raises many types
+            raise DecodeError(f"schema id {schema_id} not found in the registry: {exc}") from exc
+        name = writer_json.get("name", "")
+        if "." not in name and writer_json.get("namespace"):
+            name = f"{writer_json['namespace']}.{name}"
+        schema = self._schemas.get(name)
+        if schema is None:
+            raise DecodeError(f"schema id {schema_id} is {name!r}, not a record type we read")
+        writer = parse_schema(strip_logical_types(writer_json))
+        if self._by_fingerprint.get(schema.fingerprint) is schema and writer == schema.parsed_raw:
+            writer = schema.parsed_raw
+        with self._lock:
+            self._writers_by_id[schema_id] = (schema, writer)
+        return schema, writer
+
+    def decode_many(
+        self, values: Sequence[bytes], expected: str
+    ) -> tuple[list[tuple[int, dict[str, Any]]], list[RecordError]]:
+        """Decode records that should all be ``expected``; (index, record) pairs and errors."""
+        good: list[tuple[int, dict[str, Any]]] = []
+        errors: list[RecordError] = []
+        for index, value in enumerate(values):
+            try:
+                name, record = self.decode(value)
+            except DecodeError as exc:
+                errors.append(RecordError(index, str(exc), type(exc).__name__))
+                continue
+            if name != expected:
+                errors.append(
+                    RecordError(index, f"expected {expected}, got {name}", "DecodeError")
+                )
+                continue
+            good.append((index, record))
+        return good, errors
+
+    def decode_voice_events(self, values: Sequence[bytes]) -> DecodedBatch[VoiceEventColumns]:
+        """A consumer batch of VoiceEvent and VoiceEventBatch records → columns + rejects.
+
+        A batch record is accepted or rejected whole, so a dead-lettered record can be
+        replayed later without double-counting the part that had been accepted.
+        """
+        event_ids: list[str] = []
+        voice_ids: list[str] = []
+        ts: list[int] = []
+        cols: list[list[float]] = [[] for _ in METRICS]
+        contexts: list[dict[str, str]] = []
+        record_index: list[int] = []
+        errors: list[RecordError] = []
+        for index, value in enumerate(values):
+            try:
+                name, record = self.decode(value)
+                if name == VOICE_EVENT:
+                    events = [record]
+                elif name == VOICE_EVENT_BATCH:
+                    events = record["events"]
+                    if not events:
+                        raise ValidationError("events", "batch record holds no events")
+                else:
+                    raise DecodeError(f"expected VoiceEvent or VoiceEventBatch, got {name}")
+                for event in events:
+                    if not event["event_id"]:
+                        raise ValidationError("event_id", "is missing or empty")
+                    if not event["voice_id"]:
+                        raise ValidationError("voice_id", "is missing or empty")
+            except DecodeError as exc:
+                errors.append(RecordError(index, str(exc), type(exc).__name__))
+                continue
+            for event in events:
+                event_ids.append(event["event_id"])
+                voice_ids.append(event["voice_id"])
+                ts.append(event["ts"])
+                for col, metric in zip(cols, METRICS, strict=True):
+                    col.append(event[metric])
+                contexts.append(event["context"])
+                record_index.append(index)
+        columns = VoiceEventColumns(
+            event_id=event_ids,
+            voice_id=voice_ids,
+            ts=np.array(ts, dtype=np.int64),
+            metrics=np.array(cols, dtype=np.float64).T.reshape(len(ts), len(METRICS)),
+            context=contexts,
+            record_index=np.array(record_index, dtype=np.int64),
+        )
+        return _drop_bad(columns, bad_rows(METRICS, columns.metrics, columns.ts), errors)
+
+    def decode_interactions(
+        self, values: Sequence[bytes]
+    ) -> DecodedBatch[InteractionEventColumns]:
+        good, errors = self.decode_many(values, INTERACTION_EVENT)
+        kept: list[tuple[int, dict[str, Any]]] = []
+        for index, record in good:
+            missing = next((k for k in ("event_id", "source", "target") if not record[k]), None)
+            if missing is not None:
+                errors.append(RecordError(index, f"{missing}: is missing or empty", "ValidationError"))
+            else:
+                kept.append((index, record))
+        records = [r for _, r in kept]
+        columns = InteractionEventColumns(
+            event_id=[r["event_id"] for r in records],
+            source=[r["source"] for r in records],
+            target=[r["target"] for r in records],
+            kind=np.array([KIND_CODE[r["kind"]] for r in records], dtype=np.int8),
+            ts=np.array([r["ts"] for r in records], dtype=np.int64),
+            strength=np.array([r["strength"] for r in records], dtype=np.float64),
+            context=[r["context"] for r in records],
+            record_index=np.array([i for i, _ in kept], dtype=np.int64),
+        )
+        bad = bad_rows(("strength",), columns.strength.reshape(-1, 1), columns.ts)
+        return _drop_bad(columns, bad, errors)
+
+
+def _read(data: bytes, offset: int, writer: Any, reader: Any) -> dict[str, Any]:
+    buf = io.BytesIO(data)
+    buf.seek(offset)
+    try:
+        record = schemaless_reader(buf, writer, reader)
+    except Exception as exc:  # noqa: BLE001 - fastavro raises many types on garbage input
+        raise DecodeError(f"payload does not decode: {type(exc).__name__}: {exc}") from exc
+    if buf.tell() != len(data):
+        raise DecodeError(f"{len(data) - buf.tell()} trailing bytes after the record")
+    if not isinstance(record, dict):
+        raise DecodeError("payload is not a record")
+    return record
+
+
+def _drop_bad(
+    columns: C, bad: dict[int, str], errors: list[RecordError]
+) -> DecodedBatch[C]:
+    """Reject every record that holds a bad row (all of its rows go)."""
+    if not bad:
+        errors.sort(key=lambda e: e.index)
+        return DecodedBatch(columns, errors)
+    first_reason: dict[int, str] = {}
+    for row, reason in sorted(bad.items()):
+        first_reason.setdefault(int(columns.record_index[row]), reason)
+    errors.extend(RecordError(i, r, "ValidationError") for i, r in first_reason.items())
+    errors.sort(key=lambda e: e.index)
+    rejected = np.fromiter(first_reason, dtype=np.int64)
+    keep = np.flatnonzero(~np.isin(columns.record_index, rejected)).astype(np.int64)
+    return DecodedBatch(columns.take(keep), errors)

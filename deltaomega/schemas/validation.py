@@ -1,0 +1,104 @@
+"""Range checks: per record on the write side, vectorised per batch on the read side."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from deltaomega.errors import ValidationError
+from deltaomega.schemas.records import INTERACTION_KINDS, METRIC_RANGES, METRICS
+
+#: Event times outside [2000-01-01, 2200-01-01) are certainly wrong units (s vs ms) or garbage.
+TS_MIN_MS = 946_684_800_000
+TS_MAX_MS = 7_258_118_400_000
+
+
+def _check_id(record: Mapping[str, Any], name: str) -> None:
+    value = record.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(name, "is missing or empty")
+
+
+def _check_ts(ts: Any) -> None:
+    if not isinstance(ts, int) or isinstance(ts, bool) or not TS_MIN_MS <= ts < TS_MAX_MS:
+        raise ValidationError("ts", f"must be epoch milliseconds in [2000, 2200), got {ts!r}")
+
+
+def _check_number(name: str, value: Any, low: float, high: float) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ValidationError(name, f"must be a number, got {value!r}")
+    if math.isnan(value):
+        raise ValidationError(name, "NaN is not allowed")
+    if math.isinf(value):
+        raise ValidationError(name, "infinity is not allowed")
+    if not low <= value <= high:
+        raise ValidationError(name, f"must be in [{low}, {high}], got {value}")
+
+
+def validate_voice_event(record: Mapping[str, Any]) -> None:
+    _check_id(record, "event_id")
+    _check_id(record, "voice_id")
+    _check_ts(record.get("ts"))
+    for name in METRICS:
+        low, high = METRIC_RANGES[name]
+        _check_number(name, record.get(name), low, high)
+
+
+def validate_interaction_event(record: Mapping[str, Any]) -> None:
+    _check_id(record, "event_id")
+    _check_id(record, "source")
+    _check_id(record, "target")
+    _check_ts(record.get("ts"))
+    if record.get("kind") not in INTERACTION_KINDS:
+        raise ValidationError("kind", f"unknown interaction kind {record.get('kind')!r}")
+    strength = record.get("strength")
+    if isinstance(strength, int | float) and not isinstance(strength, bool) and strength < 0:
+        raise ValidationError("strength", f"must not be negative, got {strength}")
+    _check_number("strength", strength, 0.0, 1.0)
+
+
+def _describe(name: str, value: float, low: float, high: float) -> str:
+    if math.isnan(value):
+        return f"{name}: NaN is not allowed"
+    if math.isinf(value):
+        return f"{name}: infinity is not allowed"
+    if name == "strength" and value < 0:
+        return f"{name}: must not be negative, got {value}"
+    return f"{name}: must be in [{low}, {high}], got {value}"
+
+
+def bad_rows(
+    names: tuple[str, ...],
+    values: NDArray[np.float64],
+    ts: NDArray[np.int64],
+) -> dict[int, str]:
+    """Rows (index → reason) whose timestamp or any metric is out of range.
+
+    ``values`` has one column per name. Only the failing rows are examined one by one,
+    so a clean batch costs a few vectorised comparisons.
+    """
+    ok = (ts >= TS_MIN_MS) & (ts < TS_MAX_MS)
+    lows = np.array([_range(n)[0] for n in names])
+    highs = np.array([_range(n)[1] for n in names])
+    # NaN compares False, so NaN rows fail these range checks too.
+    ok &= np.all((values >= lows) & (values <= highs), axis=1)
+    reasons: dict[int, str] = {}
+    for row in np.flatnonzero(~ok).tolist():
+        if not TS_MIN_MS <= int(ts[row]) < TS_MAX_MS:
+            reasons[row] = f"ts: must be epoch milliseconds in [2000, 2200), got {int(ts[row])}"
+            continue
+        for col, name in enumerate(names):
+            value = float(values[row, col])
+            low, high = _range(name)
+            if not low <= value <= high:
+                reasons[row] = _describe(name, value, low, high)
+                break
+    return reasons
+
+
+def _range(name: str) -> tuple[float, float]:
+    return METRIC_RANGES.get(name, (0.0, 1.0))

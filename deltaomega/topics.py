@@ -1,0 +1,85 @@
+"""Topic names and their creation: one place, so producers, streams and the API agree."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from deltaomega.config import Settings
+from deltaomega.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
+
+# Open windows are kept long enough to replay; outputs a week, like the broker default.
+_RETENTION_MS = str(7 * 24 * 3600 * 1000)
+
+
+@dataclass(frozen=True)
+class Topics:
+    voice_events: str
+    interactions: str
+    deadletter: str
+    voice_states: str
+    interaction_states: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Topics:
+        p = settings.topic_prefix
+        return cls(
+            voice_events=f"{p}voice.events",
+            interactions=f"{p}voice.interactions",
+            deadletter=f"{p}voice.deadletter",
+            voice_states=f"{p}voice.states",
+            interaction_states=f"{p}voice.interaction-states",
+        )
+
+    def all(self) -> list[str]:
+        return [
+            self.voice_events,
+            self.interactions,
+            self.deadletter,
+            self.voice_states,
+            self.interaction_states,
+        ]
+
+
+def ensure_topics(settings: Settings, timeout: float = 30.0) -> Topics:
+    """Create missing topics with the configured partition count; check existing ones match.
+
+    Faust's changelog topics must have as many partitions as their source topics, so a
+    mismatch here is an error rather than something to discover during recovery.
+    """
+    topics = Topics.from_settings(settings)
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    existing = admin.list_topics(timeout=timeout).topics
+    missing = [name for name in topics.all() if name not in existing]
+    for name in topics.all():
+        if name in existing and len(existing[name].partitions) != settings.partitions:
+            raise ConfigurationError(
+                f"topic {name} has {len(existing[name].partitions)} partitions, "
+                f"settings say {settings.partitions}"
+            )
+    if missing:
+        futures = admin.create_topics(
+            [
+                NewTopic(
+                    name,
+                    num_partitions=settings.partitions,
+                    replication_factor=settings.replication_factor,
+                    config={"retention.ms": _RETENTION_MS},
+                )
+                for name in missing
+            ],
+            operation_timeout=timeout,
+        )
+        for name, future in futures.items():
+            try:
+                future.result(timeout=timeout)
+            except KafkaException as exc:
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                    raise
+            log.info("created topic %s (%d partitions)", name, settings.partitions)
+    return topics
