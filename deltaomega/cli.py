@@ -75,7 +75,7 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     from deltaomega.sinks.clickhouse import create_client
-    from deltaomega.sinks.migrations import apply_migrations
+    from deltaomega.sinks.migrate import apply_migrations
 
     applied = apply_migrations(create_client(settings), settings.clickhouse_database)
     print(f"applied {len(applied)} migration(s) to {settings.clickhouse_database}: {applied}")

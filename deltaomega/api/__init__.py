@@ -1,0 +1,1 @@
+"""The HTTP API: REST from ClickHouse, SSE from Kafka, health and metrics."""

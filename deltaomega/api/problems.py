@@ -1,0 +1,61 @@
+"""Errors as RFC 9457 ``application/problem+json``, mapped here and nowhere else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from deltaomega.errors import DeltaOmegaError, NotFoundError, ValidationError
+
+PROBLEM = "application/problem+json"
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    # ("query", "window") → "window"; ("header", "last-event-id") → "last-event-id"
+    parts = [str(p) for p in loc if p not in ("query", "path", "header", "body")]
+    return ".".join(parts) or ".".join(str(p) for p in loc)
+
+
+async def _validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [{"field": _field(tuple(e["loc"])), "message": e["msg"]} for e in exc.errors()]
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return problem(422, "Invalid request", detail, errors=errors)
+
+
+async def _http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return problem(exc.status_code, str(exc.detail), str(exc.detail))
+
+
+async def _not_found(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, NotFoundError)
+    return problem(404, f"{exc.kind.capitalize()} not found", str(exc))
+
+
+async def _invalid(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ValidationError)
+    return problem(
+        422, "Invalid request", str(exc), errors=[{"field": exc.field, "message": str(exc)}]
+    )
+
+
+async def _internal(request: Request, exc: Exception) -> JSONResponse:
+    return problem(500, "Internal error", type(exc).__name__)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(NotFoundError, _not_found)
+    app.add_exception_handler(ValidationError, _invalid)
+    app.add_exception_handler(DeltaOmegaError, _internal)

@@ -1,0 +1,52 @@
+"""The interaction matrix with harmony and conflict scores."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from deltaomega.api.deps import ContextDep
+from deltaomega.api.matrix import build_matrix
+from deltaomega.api.models import InteractionMatrix, PairScore
+
+router = APIRouter(prefix="/api/v1/interactions", tags=["interactions"])
+
+_UNITS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_DURATION = r"^[1-9][0-9]{0,5}[smhd]$"
+
+
+def duration_ms(text: str) -> int:
+    match = re.match(r"^(\d+)([smhd])$", text)
+    assert match is not None  # the Query pattern already checked it
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _time(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC)
+
+
+@router.get("/matrix", response_model=InteractionMatrix)
+async def read_interaction_matrix(
+    ctx: ContextDep,
+    window: Annotated[
+        str,
+        Query(pattern=_DURATION, description="How far back from the newest closed window: "
+              "a number and s, m, h or d (e.g. 30s, 5m, 1h)."),
+    ] = "5m",
+) -> InteractionMatrix:
+    span = duration_ms(window)
+    rows, end = await ctx.queries.interaction_totals(span)
+    result = build_matrix(rows)
+    return InteractionMatrix(
+        window=window,
+        window_start=_time(None if end is None else end - span),
+        window_end=_time(end),
+        voices=result.voices,
+        matrices=result.matrices,
+        harmony=result.harmony,
+        conflict=result.conflict,
+        pairs=[PairScore(**p) for p in result.pairs],
+    )

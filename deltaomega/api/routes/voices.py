@@ -1,0 +1,88 @@
+"""Voices, their latest state and their history."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from deltaomega.api.deps import ContextDep
+from deltaomega.api.models import (
+    VoiceHistory,
+    VoiceList,
+    VoiceState,
+    VoiceStateResponse,
+    VoiceSummary,
+)
+from deltaomega.errors import NotFoundError, ValidationError
+
+router = APIRouter(prefix="/api/v1/voices", tags=["voices"])
+
+VoiceId = Annotated[str, Path(min_length=1, max_length=200)]
+From = Annotated[datetime | None, Query(alias="from", description="Window start ≥ this.")]
+To = Annotated[datetime | None, Query(description="Window start < this.")]
+Limit = Annotated[int, Query(ge=1, le=10_000)]
+
+
+def _millis(value: datetime | None) -> int | None:
+    return None if value is None else int(value.timestamp() * 1000)
+
+
+def _range(from_: datetime | None, to: datetime | None) -> tuple[int | None, int | None]:
+    start, end = _millis(from_), _millis(to)
+    if start is not None and end is not None and start >= end:
+        raise ValidationError("from", "must be earlier than 'to'")
+    return start, end
+
+
+@router.get("", response_model=VoiceList, summary="Every known voice with its latest state")
+async def list_voices(ctx: ContextDep) -> VoiceList:
+    latest = await ctx.queries.latest_states()
+    voices = [VoiceSummary(voice_id=r["voice_id"], state=VoiceState.from_row(r)) for r in latest]
+    voices += [
+        VoiceSummary(voice_id=v, state=None) for v in await ctx.queries.voices_without_state()
+    ]
+    voices.sort(key=lambda v: v.voice_id)
+    return VoiceList(voices=voices)
+
+
+@router.get("/{voice_id}/state", response_model=VoiceStateResponse)
+async def read_voice_state(
+    ctx: ContextDep,
+    voice_id: VoiceId,
+    include_history: bool = False,
+    from_: From = None,
+    to: To = None,
+    limit: Limit = 1000,
+) -> VoiceStateResponse:
+    """The voice's latest closed window, and optionally its windows in [from, to)."""
+    start, end = _range(from_, to)
+    if not await ctx.queries.voice_exists(voice_id):
+        raise NotFoundError("voice", voice_id)
+    latest = await ctx.queries.latest_state(voice_id)
+    history = None
+    if include_history:
+        rows = await ctx.queries.state_history(voice_id, start, end, limit)
+        history = [VoiceState.from_row(r) for r in rows]
+    return VoiceStateResponse(
+        voice_id=voice_id,
+        state=None if latest is None else VoiceState.from_row(latest),
+        history=history,
+    )
+
+
+@router.get("/{voice_id}/history", response_model=VoiceHistory)
+async def read_voice_history(
+    ctx: ContextDep,
+    voice_id: VoiceId,
+    from_: From = None,
+    to: To = None,
+    limit: Limit = 1000,
+) -> VoiceHistory:
+    """Closed windows of one voice in [from, to), oldest first."""
+    start, end = _range(from_, to)
+    if not await ctx.queries.voice_exists(voice_id):
+        raise NotFoundError("voice", voice_id)
+    rows = await ctx.queries.state_history(voice_id, start, end, limit)
+    return VoiceHistory(voice_id=voice_id, states=[VoiceState.from_row(r) for r in rows])

@@ -1,0 +1,53 @@
+"""Prometheus metrics for every stage, in one place so names stay consistent."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RECORDS_CONSUMED = Counter(
+    "deltaomega_records_consumed_total", "Kafka records taken by an agent", ["topic"]
+)
+EVENTS_DECODED = Counter(
+    "deltaomega_events_decoded_total", "Events decoded and validated", ["stream"]
+)
+DEADLETTERED = Counter(
+    "deltaomega_deadletter_total", "Records sent to the dead-letter topic", ["topic", "error"]
+)
+LATE_EVENTS = Counter(
+    "deltaomega_late_events_total", "Events dropped because their window had closed", ["stream"]
+)
+REPLAYED_EVENTS = Counter(
+    "deltaomega_replayed_events_total", "Redelivered events skipped as already counted", ["stream"]
+)
+WINDOWS_CLOSED = Counter("deltaomega_windows_closed_total", "Windows closed and emitted", ["stream"])
+TABLE_WRITES = Counter("deltaomega_table_writes_total", "Open-window table writes", ["stream"])
+OPEN_WINDOWS = Gauge("deltaomega_open_windows", "Windows currently open", ["stream"])
+WATERMARK_LAG = Gauge(
+    "deltaomega_watermark_lag_seconds", "Wall clock minus the latest watermark", ["stream"]
+)
+BATCH_SECONDS = Histogram(
+    "deltaomega_batch_seconds",
+    "Time to process one consumer batch, by stage",
+    ["stream", "stage"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+BATCH_SIZE = Histogram(
+    "deltaomega_batch_records",
+    "Records per consumer batch",
+    ["stream"],
+    buckets=(1, 10, 100, 500, 1000, 5000, 10000, 50000),
+)
+SINK_ROWS = Counter("deltaomega_sink_rows_total", "Rows inserted into ClickHouse", ["table"])
+SINK_SECONDS = Histogram(
+    "deltaomega_sink_insert_seconds",
+    "ClickHouse insert latency",
+    ["table"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+SSE_CLIENTS = Gauge("deltaomega_sse_clients", "Connected Server-Sent Events clients", ["feed"])
+HTTP_REQUESTS = Counter(
+    "deltaomega_http_requests_total", "HTTP requests", ["method", "route", "status"]
+)
+HTTP_SECONDS = Histogram(
+    "deltaomega_http_request_seconds", "HTTP request latency", ["method", "route"]
+)

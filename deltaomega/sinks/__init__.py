@@ -1,0 +1,1 @@
+"""ClickHouse: versioned DDL and batched, idempotent column inserts."""

@@ -1,0 +1,142 @@
+"""ClickHouse access: the client factory and the column-batch writer.
+
+chdb runs one engine per process and one process owns a data path, so clients for a
+``chdb://`` DSN are shared process-wide and every call on them is serialised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import clickhouse_connect
+import numpy as np
+import pyarrow as pa
+
+from deltaomega.config import Settings
+from deltaomega.metrics import SINK_ROWS, SINK_SECONDS
+from deltaomega.schemas.records import (
+    INTERACTION_KINDS,
+    METRICS,
+    InteractionEventColumns,
+    VoiceEventColumns,
+)
+
+T = TypeVar("T")
+
+_SHARED: dict[str, Any] = {}
+_SHARED_LOCK = threading.Lock()
+_CONTEXT = pa.map_(pa.string(), pa.string())
+_TS = pa.timestamp("ms", tz="UTC")
+
+
+class ClickHouse:
+    """A clickhouse-connect client plus the lock that chdb needs; run calls off the loop."""
+
+    def __init__(self, client: Any, serialise: bool) -> None:
+        self.client = client
+        self._lock: threading.Lock | None = threading.Lock() if serialise else None
+
+    def call(self, fn: Callable[[Any], T]) -> T:
+        if self._lock is None:
+            return fn(self.client)
+        with self._lock:
+            return fn(self.client)
+
+    async def acall(self, fn: Callable[[Any], T]) -> T:
+        return await asyncio.to_thread(self.call, fn)
+
+
+def create_client(settings: Settings) -> Any:
+    """A raw clickhouse-connect client for ``settings.clickhouse_dsn``."""
+    dsn = settings.clickhouse_dsn
+    if dsn.startswith("chdb:"):
+        with _SHARED_LOCK:
+            if dsn not in _SHARED:
+                _SHARED[dsn] = clickhouse_connect.get_client(dsn=dsn)
+            return _SHARED[dsn]
+    return clickhouse_connect.get_client(
+        dsn=dsn,
+        username=settings.clickhouse_user,
+        password=settings.clickhouse_password.get_secret_value(),
+        # Concurrent queries from the API would collide on one server session.
+        autogenerate_session_id=False,
+    )
+
+
+def connect(settings: Settings) -> ClickHouse:
+    return ClickHouse(create_client(settings), settings.clickhouse_dsn.startswith("chdb:"))
+
+
+class ClickHouseSink:
+    """Column-oriented (Arrow) inserts of raw events and closed windows."""
+
+    def __init__(self, clickhouse: ClickHouse, database: str) -> None:
+        self.clickhouse = clickhouse
+        self.database = database
+
+    def _insert(self, table: str, columns: dict[str, Any]) -> int:
+        arrow = pa.table(columns)
+        if arrow.num_rows == 0:
+            return 0
+        started = time.perf_counter()
+        self.clickhouse.call(lambda c: c.insert_arrow(table, arrow, database=self.database))
+        SINK_SECONDS.labels(table).observe(time.perf_counter() - started)
+        SINK_ROWS.labels(table).inc(arrow.num_rows)
+        return int(arrow.num_rows)
+
+    def insert_voice_events(
+        self, cols: VoiceEventColumns, partitions: np.ndarray, offsets: np.ndarray
+    ) -> int:
+        columns: dict[str, Any] = {
+            "event_id": pa.array(cols.event_id, pa.string()),
+            "voice_id": pa.array(cols.voice_id, pa.string()),
+            "ts": pa.array(cols.ts, _TS),
+        }
+        for j, name in enumerate(METRICS):
+            columns[name] = pa.array(cols.metrics[:, j], pa.float64())
+        columns["context"] = pa.array([list(c.items()) for c in cols.context], _CONTEXT)
+        columns["kafka_partition"] = pa.array(partitions, pa.uint32())
+        columns["kafka_offset"] = pa.array(offsets, pa.uint64())
+        return self._insert("voice_events", columns)
+
+    def insert_interaction_events(
+        self, cols: InteractionEventColumns, partitions: np.ndarray, offsets: np.ndarray
+    ) -> int:
+        kinds = np.array(INTERACTION_KINDS, dtype=object)
+        columns: dict[str, Any] = {
+            "event_id": pa.array(cols.event_id, pa.string()),
+            "ts": pa.array(cols.ts, _TS),
+            "source": pa.array(cols.source, pa.string()),
+            "target": pa.array(cols.target, pa.string()),
+            "kind": pa.array(kinds[cols.kind.astype(np.int64)].tolist(), pa.string()),
+            "strength": pa.array(cols.strength, pa.float64()),
+            "context": pa.array([list(c.items()) for c in cols.context], _CONTEXT),
+            "kafka_partition": pa.array(partitions, pa.uint32()),
+            "kafka_offset": pa.array(offsets, pa.uint64()),
+        }
+        return self._insert("interaction_events", columns)
+
+    def insert_states(
+        self,
+        table: str,
+        records: Sequence[dict[str, Any]],
+        partitions: Sequence[int],
+        offsets: Sequence[int],
+    ) -> int:
+        """Insert VoiceState or InteractionState records (field names are column names)."""
+        if not records:
+            return 0
+        columns: dict[str, Any] = {}
+        for name in records[0]:
+            values = [r[name] for r in records]
+            if name in ("window_start", "window_end"):
+                columns[name] = pa.array(values, _TS)
+            else:
+                columns[name] = values
+        columns["kafka_partition"] = pa.array(partitions, pa.uint32())
+        columns["kafka_offset"] = pa.array(offsets, pa.uint64())
+        return self._insert(table, columns)

@@ -1,0 +1,28 @@
+"""Inserts that must land before Kafka offsets are acked: retried, off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+MAX_DELAY_SECONDS = 30.0
+
+
+async def insert_until_acknowledged(what: str, fn: Callable[..., int], *args: Any) -> int:
+    """Run ``fn(*args)`` in a thread until it succeeds, backing off up to 30 s.
+
+    Holding the batch (not acking it) is what makes a ClickHouse outage lossless: the
+    consumer stops advancing and resumes where it was once the insert goes through.
+    """
+    delay = 0.5
+    while True:
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except Exception as exc:  # noqa: BLE001 - any driver or server error is retried
+            log.error("insert into %s failed (%s); retrying in %.1fs", what, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_DELAY_SECONDS)

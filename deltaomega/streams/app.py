@@ -1,0 +1,128 @@
+"""The Faust app factory: topics, durable window tables and the agents, from one Settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from deltaomega.config import Settings
+from deltaomega.schemas.codec import AvroCodec
+from deltaomega.schemas.records import INTERACTION_STATE, METRICS, VOICE_STATE
+from deltaomega.sinks.clickhouse import ClickHouse, ClickHouseSink
+from deltaomega.streams.deadletter import DeadLetterPublisher
+from deltaomega.streams.progress import Progress
+from deltaomega.streams.specs import INTERACTION_SPEC, VOICE_SPEC
+from deltaomega.streams.state_sink import StateSinkAgent
+from deltaomega.streams.window_agent import WindowAgent
+from deltaomega.streams.windows import TumblingWindowAggregator
+from deltaomega.topics import Topics
+
+_SINK_MAX_ROWS = 50_000
+_SINK_WITHIN_SECONDS = 1.0
+
+
+@dataclass
+class Pipeline:
+    app: faust.App
+    topics: Topics
+    progress: Progress
+    deadletter: DeadLetterPublisher
+
+
+def create_faust_app(settings: Settings) -> faust.App:
+    return faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store=settings.table_store,
+        datadir=str((settings.data_dir / "faust").resolve()),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        key_serializer="raw",
+        value_serializer="raw",
+        web_enabled=False,
+        autodiscover=False,
+        # Windows close on our per-partition event-time watermark, never on Faust's clock.
+        table_cleanup_interval=3600.0,
+        broker_commit_interval=1.0,
+        stream_buffer_maxsize=max(4096, settings.batch_max_records),
+        producer_max_request_size=4 * 1024 * 1024,
+    )
+
+
+def create_pipeline(
+    settings: Settings, clickhouse: ClickHouse, codec: AvroCodec | None = None
+) -> Pipeline:
+    """Build the app and register its agents (nothing runs until the app starts)."""
+    codec = codec or AvroCodec.from_settings(settings)
+    app = create_faust_app(settings)
+    topics = Topics.from_settings(settings)
+    sink = ClickHouseSink(clickhouse, settings.clickhouse_database)
+    progress = Progress()
+
+    def topic(name: str) -> Any:
+        return app.topic(
+            name,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=settings.partitions,
+        )
+
+    deadletter = DeadLetterPublisher(topic(topics.deadletter))
+
+    def window_table(name: str) -> Any:
+        return app.Table(
+            name, key_type=bytes, value_type=bytes, partitions=settings.partitions
+        )
+
+    voice_agent = WindowAgent(
+        VOICE_SPEC,
+        app,
+        window_table("voice-windows"),
+        topic(topics.voice_states),
+        TumblingWindowAggregator(METRICS, settings.window_ms, settings.grace_ms),
+        codec,
+        sink,
+        deadletter,
+        progress,
+    )
+    interaction_agent = WindowAgent(
+        INTERACTION_SPEC,
+        app,
+        window_table("interaction-windows"),
+        topic(topics.interaction_states),
+        TumblingWindowAggregator(("strength",), settings.interaction_window_ms, settings.grace_ms),
+        codec,
+        sink,
+        deadletter,
+        progress,
+    )
+    voice_state_sink = StateSinkAgent(VOICE_STATE, "voice_states", codec, sink, deadletter)
+    interaction_state_sink = StateSinkAgent(
+        INTERACTION_STATE, "interaction_states", codec, sink, deadletter
+    )
+    batch, within = settings.batch_max_records, settings.batch_within_seconds
+
+    # concurrency=1: more would let Faust commit past in-flight batches (faust issue 606).
+    @app.agent(topic(topics.voice_events), name="voice-windows", concurrency=1)
+    async def voice_windows(stream: Any) -> None:
+        await voice_agent.run(stream, batch, within)
+
+    @app.agent(topic(topics.interactions), name="interaction-windows", concurrency=1)
+    async def interaction_windows(stream: Any) -> None:
+        await interaction_agent.run(stream, batch, within)
+
+    @app.agent(topic(topics.voice_states), name="voice-state-sink", concurrency=1)
+    async def voice_states(stream: Any) -> None:
+        await voice_state_sink.run(stream, _SINK_MAX_ROWS, _SINK_WITHIN_SECONDS)
+
+    @app.agent(topic(topics.interaction_states), name="interaction-state-sink", concurrency=1)
+    async def interaction_states(stream: Any) -> None:
+        await interaction_state_sink.run(stream, _SINK_MAX_ROWS, _SINK_WITHIN_SECONDS)
+
+    return Pipeline(app=app, topics=topics, progress=progress, deadletter=deadletter)

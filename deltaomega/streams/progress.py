@@ -1,0 +1,28 @@
+"""Counters for the live progress line of `deltaomega run` (metrics carry the rest)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Progress:
+    events: int = 0
+    interactions: int = 0
+    windows_closed: int = 0
+    deadlettered: int = 0
+    late: int = 0
+    voices: set[str] = field(default_factory=set)
+    _last_events: int = 0
+    _last_time: float = field(default_factory=time.monotonic)
+
+    def line(self) -> str:
+        now = time.monotonic()
+        rate = (self.events - self._last_events) / max(now - self._last_time, 1e-9)
+        self._last_events, self._last_time = self.events, now
+        return (
+            f"{rate:,.0f} events/s | {self.events:,} events, {self.interactions:,} interactions"
+            f" | {len(self.voices)} voices | {self.windows_closed:,} windows closed"
+            f" | {self.late} late, {self.deadlettered} dead-lettered"
+        )

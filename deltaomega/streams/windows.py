@@ -1,0 +1,313 @@
+"""Tumbling event-time windows, aggregated per batch with numpy, closed by a watermark.
+
+Semantics are those of processing the partition's events one by one in offset order:
+
+* an event belongs to the window ``[ts - ts % W, ... + W)``;
+* the partition watermark is the largest event time seen so far minus the grace period;
+  an event whose window ends at or before the watermark *at its arrival* is late and
+  dropped (counted);
+* a window closes, and is emitted once, when the watermark reaches its end.
+
+The batch code reproduces exactly that (a running maximum gives each event the watermark
+it would have seen), but touches the store once per (key, window) per batch.
+
+Exactness under replay: each open-window entry records the highest source offset folded
+into it, and the partition's watermark entry records the last offset of the last batch it
+covered. A redelivered event at or below either is skipped, so at-least-once delivery
+never double-counts. The watermark is stored before closed entries are emitted and
+deleted; a crash in between leaves the entries due, and the next batch closes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+Int64Array = NDArray[np.int64]
+FloatArray = NDArray[np.float64]
+
+_SEP = "\x1f"
+_WATERMARK = "\x00watermark"
+_NO_TIME = np.iinfo(np.int64).min // 2
+
+
+class PartitionStore(Protocol):
+    """The open-window state of one partition (a Faust table, or a dict in tests)."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def set(self, key: bytes, value: bytes) -> None: ...
+
+    def delete(self, key: bytes) -> None: ...
+
+
+@dataclass(slots=True)
+class ClosedWindows:
+    """Windows closed by one batch, one row each; stats arrays are (rows, metrics)."""
+
+    keys: list[str]
+    start: Int64Array
+    end: Int64Array
+    count: Int64Array
+    mean: FloatArray
+    min: FloatArray
+    max: FloatArray
+    last: FloatArray
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    closed: ClosedWindows
+    accepted: int = 0
+    late: int = 0
+    replayed: int = 0
+    keys_written: int = 0
+    watermark: int = int(_NO_TIME)
+
+
+@dataclass(slots=True)
+class _Entry:
+    """Decoded store value: [count, offset, last_ts, sum*m, min*m, max*m, last*m]."""
+
+    values: FloatArray
+
+    @classmethod
+    def decode(cls, raw: bytes) -> _Entry:
+        return cls(np.frombuffer(raw, dtype=np.float64).copy())
+
+
+@dataclass
+class _PartitionIndex:
+    """Which windows are open (key bytes by window end), rebuilt from the store."""
+
+    by_end: dict[int, set[bytes]] = field(default_factory=dict)
+
+    def add(self, end: int, key: bytes) -> None:
+        self.by_end.setdefault(end, set()).add(key)
+
+    def pop_due(self, watermark: int) -> list[tuple[int, bytes]]:
+        due = sorted(end for end in self.by_end if end <= watermark)
+        return [(end, key) for end in due for key in sorted(self.by_end.pop(end))]
+
+
+class TumblingWindowAggregator:
+    """Aggregates ``metrics`` per key over tumbling windows of ``window_ms``."""
+
+    def __init__(self, metrics: tuple[str, ...], window_ms: int, grace_ms: int) -> None:
+        if window_ms <= 0 or grace_ms < 0:
+            raise ValueError("window must be positive and grace non-negative")
+        self.metrics = metrics
+        self.window_ms = window_ms
+        self.grace_ms = grace_ms
+        self._m = len(metrics)
+        self._indexes: dict[int, _PartitionIndex] = {}
+
+    # -- keys ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _entry_key(partition: int, key: str, start: int) -> bytes:
+        return f"{partition}{_SEP}{key}{_SEP}{start}".encode()
+
+    @staticmethod
+    def _watermark_key(partition: int) -> bytes:
+        return f"{partition}{_SEP}{_WATERMARK}".encode()
+
+    @staticmethod
+    def split_key(raw: bytes) -> tuple[int, str, int]:
+        """(partition, key, window start) of a store key; key may itself hold no separator."""
+        partition, rest = raw.decode().split(_SEP, 1)
+        key, start = rest.rsplit(_SEP, 1)
+        return int(partition), key, int(start)
+
+    # -- index -----------------------------------------------------------------------------
+
+    def forget(self) -> None:
+        """Drop the in-memory index (after a rebalance); it is rebuilt from the store."""
+        self._indexes.clear()
+
+    def has_index(self, partition: int) -> bool:
+        return partition in self._indexes
+
+    def load_index(self, partition: int, keys: Iterable[bytes]) -> None:
+        index = _PartitionIndex()
+        prefix = f"{partition}{_SEP}".encode()
+        watermark_key = self._watermark_key(partition)
+        for raw in keys:
+            if raw.startswith(prefix) and raw != watermark_key:
+                _, _, start = self.split_key(raw)
+                index.add(start + self.window_ms, raw)
+        self._indexes[partition] = index
+
+    def open_windows(self, partition: int) -> int:
+        index = self._indexes.get(partition)
+        return 0 if index is None else sum(len(keys) for keys in index.by_end.values())
+
+    # -- the batch ---------------------------------------------------------------------------
+
+    def process(
+        self,
+        partition: int,
+        store: PartitionStore,
+        keys: list[str],
+        ts: Int64Array,
+        values: FloatArray,
+        offsets: Int64Array,
+    ) -> BatchOutcome:
+        """Fold one partition's batch (rows in offset order) into the store; close due windows."""
+        if partition not in self._indexes:
+            raise RuntimeError(f"index for partition {partition} not loaded")
+        index = self._indexes[partition]
+        wm_key = self._watermark_key(partition)
+        raw_wm = store.get(wm_key)
+        max_ts, last_offset = (
+            (int(_NO_TIME), -1) if raw_wm is None else (int(v) for v in np.frombuffer(raw_wm, np.int64))
+        )
+        outcome = BatchOutcome(closed=self._empty_closed())
+        n = len(keys)
+        if n:
+            fresh = offsets > last_offset
+            outcome.replayed = int(n - fresh.sum())
+            running_max = np.maximum.accumulate(np.maximum(ts, max_ts))
+            # Replayed rows were counted before and already moved the stored maximum.
+            start = ts - np.mod(ts, self.window_ms)
+            late = fresh & (start + self.window_ms <= running_max - self.grace_ms)
+            outcome.late = int(late.sum())
+            take = np.flatnonzero(fresh & ~late)
+            if take.size:
+                accepted, written = self._fold(
+                    partition, store, index, [keys[i] for i in take], ts[take], start[take],
+                    values[take], offsets[take],
+                )
+                outcome.accepted, outcome.keys_written = accepted, written
+            if fresh.any():
+                max_ts = max(max_ts, int(ts[fresh].max()))
+                last_offset = int(offsets.max())
+                store.set(wm_key, np.array([max_ts, last_offset], dtype=np.int64).tobytes())
+        watermark = max_ts - self.grace_ms
+        outcome.watermark = watermark
+        outcome.closed = self._close(store, index, watermark)
+        return outcome
+
+    def _fold(
+        self,
+        partition: int,
+        store: PartitionStore,
+        index: _PartitionIndex,
+        keys: list[str],
+        ts: Int64Array,
+        start: Int64Array,
+        values: FloatArray,
+        offsets: Int64Array,
+    ) -> tuple[int, int]:
+        codes: dict[str, int] = {}
+        key_code = np.fromiter((codes.setdefault(k, len(codes)) for k in keys), np.int64, len(keys))
+        names = list(codes)
+        slot = (start - start.min()) // self.window_ms
+        group_id = key_code * (int(slot.max()) + 1) + slot
+        uniq, first, inv = np.unique(group_id, return_index=True, return_inverse=True)
+        group_keys = [
+            self._entry_key(partition, names[key_code[i]], int(start[i])) for i in first.tolist()
+        ]
+        existing = [store.get(k) for k in group_keys]
+        entries = [None if raw is None else _Entry.decode(raw) for raw in existing]
+        # Skip rows already folded into an entry (a partial replay after a crash).
+        seen_offset = np.array([-1.0 if e is None else e.values[1] for e in entries])
+        keep = offsets > seen_offset[inv]
+        if not keep.all():
+            rows = np.flatnonzero(keep)
+            if rows.size == 0:
+                return 0, 0
+            return self._fold(
+                partition, store, index, [keys[i] for i in rows], ts[rows], start[rows],
+                values[rows], offsets[rows],
+            )
+        order = np.lexsort((offsets, ts, inv))
+        g = inv[order]
+        bounds = np.flatnonzero(np.diff(g)) + 1
+        starts = np.concatenate(([0], bounds))
+        ends = np.concatenate((bounds, [len(g)])) - 1
+        v = values[order]
+        count = np.diff(np.concatenate((starts, [len(g)])))
+        sums = np.add.reduceat(v, starts, axis=0)
+        mins = np.minimum.reduceat(v, starts, axis=0)
+        maxs = np.maximum.reduceat(v, starts, axis=0)
+        lasts = v[ends]
+        last_ts = ts[order][ends]
+        max_off = np.maximum.reduceat(offsets[order], starts)
+        m = self._m
+        for j in range(len(uniq)):
+            new = np.empty(3 + 4 * m)
+            new[0], new[1], new[2] = count[j], max_off[j], last_ts[j]
+            new[3 : 3 + m] = sums[j]
+            new[3 + m : 3 + 2 * m] = mins[j]
+            new[3 + 2 * m : 3 + 3 * m] = maxs[j]
+            new[3 + 3 * m :] = lasts[j]
+            old = entries[j]
+            if old is not None:
+                new = self._merge(old.values, new)
+            else:
+                index.add(int(start[first[j]]) + self.window_ms, group_keys[j])
+            store.set(group_keys[j], new.tobytes())
+        return len(keys), len(uniq)
+
+    def _merge(self, old: FloatArray, new: FloatArray) -> FloatArray:
+        m = self._m
+        out = old.copy()
+        out[0] += new[0]
+        out[1] = max(old[1], new[1])
+        out[3 : 3 + m] += new[3 : 3 + m]
+        out[3 + m : 3 + 2 * m] = np.minimum(old[3 + m : 3 + 2 * m], new[3 + m : 3 + 2 * m])
+        out[3 + 2 * m : 3 + 3 * m] = np.maximum(
+            old[3 + 2 * m : 3 + 3 * m], new[3 + 2 * m : 3 + 3 * m]
+        )
+        # New rows have higher offsets, so on equal event time the new value is the later one.
+        if new[2] >= old[2]:
+            out[2] = new[2]
+            out[3 + 3 * m :] = new[3 + 3 * m :]
+        return out
+
+    def _close(self, store: PartitionStore, index: _PartitionIndex, watermark: int) -> ClosedWindows:
+        due = index.pop_due(watermark)
+        if not due:
+            return self._empty_closed()
+        m = self._m
+        rows: list[FloatArray] = []
+        keys: list[str] = []
+        starts: list[int] = []
+        for _, raw_key in due:
+            raw = store.get(raw_key)
+            if raw is None:  # closed and deleted before a crash interrupted the batch
+                continue
+            _, key, start = self.split_key(raw_key)
+            keys.append(key)
+            starts.append(start)
+            rows.append(_Entry.decode(raw).values)
+        for _, raw_key in due:
+            store.delete(raw_key)
+        if not rows:
+            return self._empty_closed()
+        table = np.vstack(rows)
+        count = table[:, 0]
+        start_arr = np.array(starts, dtype=np.int64)
+        return ClosedWindows(
+            keys=keys,
+            start=start_arr,
+            end=start_arr + self.window_ms,
+            count=count.astype(np.int64),
+            mean=table[:, 3 : 3 + m] / count[:, None],
+            min=table[:, 3 + m : 3 + 2 * m],
+            max=table[:, 3 + 2 * m : 3 + 3 * m],
+            last=table[:, 3 + 3 * m :],
+        )
+
+    def _empty_closed(self) -> ClosedWindows:
+        empty = np.empty((0, self._m))
+        none = np.empty(0, dtype=np.int64)
+        return ClosedWindows([], none, none, none, empty, empty, empty, empty)
