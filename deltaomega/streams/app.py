@@ -32,11 +32,13 @@ class Pipeline:
 
 
 def create_faust_app(settings: Settings) -> faust.App:
+    datadir = (settings.data_dir / "faust").resolve()
+    datadir.mkdir(parents=True, exist_ok=True)
     return faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         store=settings.table_store,
-        datadir=str((settings.data_dir / "faust").resolve()),
+        datadir=str(datadir),
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         topic_allow_declare=True,

@@ -1,0 +1,158 @@
+"""Session fixtures that START real services: a KRaft Kafka node and an embedded ClickHouse.
+
+Set DELTAOMEGA_KAFKA_BOOTSTRAP to use a broker you already run instead.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from deltaomega import localkafka
+from deltaomega.config import Settings
+from deltaomega.producer.simulator import SimulationConfig
+from deltaomega.sinks.clickhouse import ClickHouse, connect
+from deltaomega.sinks.migrate import apply_migrations
+from deltaomega.topics import ensure_topics
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    external = os.environ.get("DELTAOMEGA_KAFKA_BOOTSTRAP")
+    if external:
+        yield external
+        return
+    settings = Settings(
+        kafka_port=free_port(),
+        kafka_controller_port=free_port(),
+        kafka_data_dir=tmp_path_factory.mktemp("kafka"),
+    )
+    status = localkafka.start(settings)
+    try:
+        yield status.bootstrap
+    finally:
+        localkafka.stop(settings)
+
+
+@pytest.fixture(scope="session")
+def clickhouse(tmp_path_factory: pytest.TempPathFactory) -> ClickHouse:
+    """One chdb engine for the whole session (chdb allows one per process)."""
+    return connect(Settings(data_dir=tmp_path_factory.mktemp("state")))
+
+
+@pytest.fixture
+def settings_factory(
+    kafka_bootstrap: str, tmp_path: Path, clickhouse: ClickHouse
+) -> Iterator[Callable[..., Settings]]:
+    """Settings with this test's own topics, consumer group, state dir and database."""
+    databases: list[str] = []
+
+    def make(**overrides: object) -> Settings:
+        tag = uuid.uuid4().hex[:10]
+        values: dict[str, object] = {
+            "kafka_bootstrap": kafka_bootstrap,
+            "topic_prefix": f"t{tag}.",
+            "app_id": f"test-{tag}",
+            "data_dir": tmp_path / tag,
+            "clickhouse_database": f"test_{tag}",
+            "partitions": 3,
+            "batch_within_seconds": 0.1,
+            "sse_ping_seconds": 1.0,
+        }
+        values.update(overrides)
+        settings = Settings(**values)  # type: ignore[arg-type]
+        databases.append(settings.clickhouse_database)
+        return settings
+
+    yield make
+    for database in databases:
+        clickhouse.call(lambda c, db=database: c.command(f"DROP DATABASE IF EXISTS {db}"))
+
+
+@pytest.fixture
+def settings(settings_factory: Callable[..., Settings]) -> Settings:
+    return settings_factory()
+
+
+@pytest.fixture
+def database(settings: Settings, clickhouse: ClickHouse) -> str:
+    apply_migrations(clickhouse.client, settings.clickhouse_database)
+    return settings.clickhouse_database
+
+
+@pytest.fixture
+def topics(settings: Settings) -> None:
+    ensure_topics(settings)
+
+
+class RunningService:
+    def __init__(self, server: uvicorn.Server, thread: threading.Thread, url: str) -> None:
+        self.server = server
+        self.thread = thread
+        self.url = url
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=60)
+
+
+@pytest.fixture
+def service_factory(clickhouse: ClickHouse) -> Iterator[Callable[..., RunningService]]:
+    """Run `deltaomega run` (worker + API) in this process, on a thread with its own loop."""
+    from deltaomega.service import build_app
+
+    started: list[RunningService] = []
+
+    def start(
+        settings: Settings, worker: bool = True, simulation: SimulationConfig | None = None
+    ) -> RunningService:
+        port = free_port()
+        app = build_app(settings, clickhouse, worker=worker, simulation=simulation)
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, name=f"service-{port}", daemon=True)
+        thread.start()
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if not thread.is_alive():
+                raise RuntimeError("service thread exited during start-up")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise RuntimeError("service not ready within 90 s")
+        running = RunningService(server, thread, url)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.stop()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
