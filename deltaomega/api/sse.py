@@ -9,13 +9,15 @@ gets nothing twice, whichever partitions the records it missed were on.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
-from deltaomega.errors import ValidationError
+from deltaomega.errors import DeltaOmegaError, ValidationError
 
 _CURSOR = re.compile(r"^\d+:-?\d+(,\d+:-?\d+)*$")
 
@@ -42,6 +44,7 @@ class KafkaTail:
 
     def __init__(self, bootstrap: str, topic: str, cursor: dict[int, int] | None) -> None:
         self.topic = topic
+        self._bootstrap = bootstrap
         self.position: dict[int, int] = {}
         self._start_cursor = cursor
         self._consumer = AIOKafkaConsumer(
@@ -53,9 +56,8 @@ class KafkaTail:
 
     async def __aenter__(self) -> KafkaTail:
         consumer = self._consumer
+        partitions = await asyncio.to_thread(self._partitions)
         await consumer.start()
-        await consumer.topics()  # loads metadata, so partitions_for_topic knows the topic
-        partitions = sorted(consumer.partitions_for_topic(self.topic) or ())
         tps = [TopicPartition(self.topic, p) for p in partitions]
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
@@ -69,6 +71,15 @@ class KafkaTail:
             consumer.seek(tp, last + 1)
             self.position[tp.partition] = last
         return self
+
+    def _partitions(self) -> list[int]:
+        metadata = AdminClient({"bootstrap.servers": self._bootstrap}).list_topics(
+            self.topic, timeout=10
+        )
+        topic = metadata.topics.get(self.topic)
+        if topic is None or topic.error is not None or not topic.partitions:
+            raise DeltaOmegaError(f"topic {self.topic} is not available")
+        return sorted(topic.partitions)
 
     async def __aexit__(self, *exc: object) -> None:
         await self._consumer.stop()

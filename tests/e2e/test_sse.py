@@ -1,0 +1,145 @@
+"""SSE: read states, disconnect, reconnect with Last-Event-ID, get exactly what was missed."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+
+import httpx
+
+from deltaomega.config import Settings
+from deltaomega.producer import VoiceProducer
+from deltaomega.sinks.clickhouse import ClickHouse
+from tests.conftest import RunningService, wait_for
+
+T0 = 1_800_000_000_000
+VOICES = ["s1", "s2", "s3", "s4"]
+
+
+def sse_events(response: httpx.Response, give_up: float) -> Iterator[dict[str, str] | None]:
+    """Parse the stream; None for each ping (every second), so callers can check the time.
+
+    Fails once ``give_up`` (monotonic) has passed.
+    """
+    event: dict[str, str] = {}
+    for line in response.iter_lines():
+        assert time.monotonic() < give_up, "SSE events did not arrive in time"
+        if line.startswith(":"):
+            yield None
+        elif line == "":
+            if "data" in event:
+                yield event
+            event = {}
+        else:
+            name, _, value = line.partition(":")
+            event[name] = value.lstrip(" ")
+
+
+def read_states(
+    url: str, count: int, last_event_id: str | None = None, linger: float = 0.0,
+    on_open: Callable[[], None] | None = None,
+) -> list[dict[str, str]]:
+    """Read ``count`` events, then keep reading for ``linger`` s to catch any extra."""
+    headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+    got: list[dict[str, str]] = []
+    timeout = httpx.Timeout(5.0, read=max(linger, 2.0) if linger else 30.0)
+    with httpx.stream("GET", f"{url}/api/v1/stream/voice-states", headers=headers,
+                      timeout=timeout) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        if on_open is not None:
+            on_open()
+        deadline = None
+        try:
+            for event in sse_events(response, time.monotonic() + 60):
+                if deadline is not None and time.monotonic() > deadline:
+                    break
+                if event is None:
+                    continue
+                got.append(event)
+                if len(got) == count:
+                    if not linger:
+                        break
+                    deadline = time.monotonic() + linger
+        except httpx.ReadTimeout:
+            pass  # quiet for `linger` seconds (pings every second keep reads alive otherwise)
+    return got
+
+
+def publish_windows(producer: VoiceProducer, first: int, last: int) -> None:
+    """Events in 10 s windows first..last for every voice, plus one that closes them."""
+    for window in range(first, last + 2):
+        for voice in VOICES:
+            ts = T0 + window * 10_000 + 7_000  # +7 s: with 1 s grace, this closes window-1
+            producer.send_voice_event({"event_id": f"{voice}-{window}", "voice_id": voice,
+                                       "ts": ts, "temperature": 0.5, "activation": 0.5,
+                                       "stress": 0.5, "influence": 0.5, "context": {}})
+    assert producer.flush() == 0
+
+
+def test_reconnect_with_last_event_id_gets_exactly_the_missed_states(
+    settings_factory: Callable[..., Settings],
+    service_factory: Callable[..., RunningService],
+    clickhouse: ClickHouse,
+) -> None:
+    settings = settings_factory(window_seconds=10, grace_seconds=1)
+    service = service_factory(settings)
+    producer = VoiceProducer(settings)
+    db = settings.clickhouse_database
+
+    def states_in_db() -> int:
+        return int(clickhouse.call(
+            lambda c: c.query(f"SELECT count() FROM {db}.voice_states FINAL").result_rows[0][0]))
+
+    # Connect first, then publish windows 0..2: 3 windows × 4 voices = 12 states.
+    first = read_states(service.url, 12, on_open=lambda: publish_windows(producer, 0, 2))
+    assert len(first) == 12
+    assert all(e["event"] == "voice-state" for e in first)
+    seen = {(json.loads(e["data"])["voice_id"], json.loads(e["data"])["window_start"])
+            for e in first}
+    assert len(seen) == 12
+    last_id = first[-1]["id"]
+    assert len(last_id.split(",")) == settings.partitions  # one partition:offset per partition
+
+    # Disconnected: windows 3..5 close (12 more states) and reach ClickHouse.
+    wait_for(lambda: states_in_db() == 12, what="first 12 states stored")
+    publish_windows(producer, 3, 5)
+    wait_for(lambda: states_in_db() == 24, what="24 states stored")
+
+    missed = read_states(service.url, 12, last_event_id=last_id, linger=3.0)
+    assert len(missed) == 12, "exactly the missed states, no repeats"
+    missed_keys = {(json.loads(e["data"])["voice_id"], json.loads(e["data"])["window_start"])
+                   for e in missed}
+    assert len(missed_keys) == 12
+    assert not (missed_keys & seen)
+    assert {ws for _, ws in missed_keys} == {
+        "2027-01-15T08:00:30Z", "2027-01-15T08:00:40Z", "2027-01-15T08:00:50Z"}
+
+    # From the start of every partition: all 24; with voice_id, only that voice's 6.
+    everything = read_states(service.url, 24, last_event_id="0:-1,1:-1,2:-1", linger=2.0)
+    assert len(everything) == 24
+    filtered = []
+    with httpx.stream("GET", f"{service.url}/api/v1/stream/voice-states",
+                      params={"voice_id": "s2", "cursor": "0:-1,1:-1,2:-1"},
+                      timeout=httpx.Timeout(5.0, read=30.0)) as response:
+        for event in sse_events(response, time.monotonic() + 60):
+            if event is None:
+                continue
+            filtered.append(json.loads(event["data"]))
+            if len(filtered) == 6:
+                break
+    assert [s["voice_id"] for s in filtered] == ["s2"] * 6
+    assert [s["window_start"][-3:-1] for s in filtered] == ["00", "10", "20", "30", "40", "50"]
+
+
+def test_bad_last_event_id_is_a_422_naming_the_header(
+    settings_factory: Callable[..., Settings],
+    service_factory: Callable[..., RunningService],
+) -> None:
+    service = service_factory(settings_factory(), worker=False)
+    response = httpx.get(f"{service.url}/api/v1/stream/voice-states",
+                         headers={"Last-Event-ID": "yesterday"})
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["errors"][0]["field"] == "Last-Event-ID"
