@@ -40,7 +40,8 @@ def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     config = SimulationConfig(
         voices=args.voices,
         rate=args.rate,
-        interaction_rate=args.interaction_rate if args.interaction_rate is not None
+        interaction_rate=args.interaction_rate
+        if args.interaction_rate is not None
         else args.rate / 5,
         seed=args.seed,
     )

@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     clickhouse_url: str | None = Field(
         default=None, description="chdb://PATH or http(s)://host:8123; unset = embedded chdb."
     )
-    clickhouse_database: str = "deltaomega"
+    clickhouse_database: str = Field(default="deltaomega", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     clickhouse_user: str = "default"
     clickhouse_password: SecretStr = SecretStr("")
 

@@ -19,7 +19,9 @@ LATE_EVENTS = Counter(
 REPLAYED_EVENTS = Counter(
     "deltaomega_replayed_events_total", "Redelivered events skipped as already counted", ["stream"]
 )
-WINDOWS_CLOSED = Counter("deltaomega_windows_closed_total", "Windows closed and emitted", ["stream"])
+WINDOWS_CLOSED = Counter(
+    "deltaomega_windows_closed_total", "Windows closed and emitted", ["stream"]
+)
 TABLE_WRITES = Counter("deltaomega_table_writes_total", "Open-window table writes", ["stream"])
 OPEN_WINDOWS = Gauge("deltaomega_open_windows", "Windows currently open", ["stream"])
 WATERMARK_LAG = Gauge(

@@ -111,7 +111,9 @@ def run_service(
     simulate_rate: float = 200.0,
 ) -> None:
     simulation = (
-        SimulationConfig(voices=simulate_voices, rate=simulate_rate, interaction_rate=simulate_rate / 5)
+        SimulationConfig(
+            voices=simulate_voices, rate=simulate_rate, interaction_rate=simulate_rate / 5
+        )
         if simulate
         else None
     )

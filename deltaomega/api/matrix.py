@@ -50,8 +50,13 @@ def build_matrix(rows: Sequence[dict[str, Any]]) -> MatrixResult:
         if harmony is None or conflict is None:
             continue
         pairs.append(
-            {"source": source, "target": target, "strength": total,
-             "harmony": harmony, "conflict": conflict}
+            {
+                "source": source,
+                "target": target,
+                "strength": total,
+                "harmony": harmony,
+                "conflict": conflict,
+            }
         )
     _, harmony, conflict = _scores(system)
     return MatrixResult(voices, matrices, harmony, conflict, pairs)

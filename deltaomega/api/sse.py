@@ -27,7 +27,9 @@ def parse_cursor(text: str | None, field: str = "Last-Event-ID") -> dict[int, in
         return None
     text = text.strip()
     if not _CURSOR.match(text):
-        raise ValidationError(field, f"must be 'partition:offset' pairs joined by ',', got {text!r}")
+        raise ValidationError(
+            field, f"must be 'partition:offset' pairs joined by ',', got {text!r}"
+        )
     cursor: dict[int, int] = {}
     for pair in text.split(","):
         partition, offset = pair.split(":")

@@ -158,15 +158,30 @@ def _format_storage(settings: Settings, data_dir: Path, config: Path) -> None:
         return
     java, classpath = _java(), _classpath(settings)
     log4j = f"-Dlog4j2.configurationFile={data_dir / 'log4j2.yaml'}"
-    cluster_id = subprocess.run(  # noqa: S603
-        [java, log4j, "-cp", classpath, "kafka.tools.StorageTool", "random-uuid"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip().splitlines()[-1]  # the tool may log before it prints the id
+    cluster_id = (
+        subprocess.run(  # noqa: S603
+            [java, log4j, "-cp", classpath, "kafka.tools.StorageTool", "random-uuid"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )  # the tool may log before it prints the id
     result = subprocess.run(  # noqa: S603
-        [java, log4j, "-cp", classpath, "kafka.tools.StorageTool", "format", "--standalone",
-         "-t", cluster_id, "-c", str(config)],
+        [
+            java,
+            log4j,
+            "-cp",
+            classpath,
+            "kafka.tools.StorageTool",
+            "format",
+            "--standalone",
+            "-t",
+            cluster_id,
+            "-c",
+            str(config),
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -202,7 +217,10 @@ def start(settings: Settings, timeout: float = 90.0) -> KafkaStatus:
     ]
     with open(current.log_file, "ab") as log_out:
         proc = subprocess.Popen(  # noqa: S603
-            cmd, stdout=log_out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cmd,
+            stdout=log_out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
     (data_dir / _PID_FILE).write_text(str(proc.pid))

@@ -63,8 +63,7 @@ def bundled_schemas() -> dict[str, BundledSchema]:
         except (OSError, ValueError) as exc:
             raise SchemaError(f"cannot load bundled schema {filename}") from exc
         parse_schema(copy.deepcopy(raw), named_schemas=named)
-        expanded = parse_schema(copy.deepcopy(raw), named_schemas=dict(named), expand=True)
-        expanded = {k: v for k, v in expanded.items() if k != "__fastavro_parsed"}
+        expanded: Any = parse_schema(copy.deepcopy(raw), named_schemas=dict(named), expand=True)
         name = f"{raw['namespace']}.{raw['name']}"
         stripped = strip_logical_types(expanded)
         out[name] = BundledSchema(

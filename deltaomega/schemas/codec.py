@@ -171,9 +171,7 @@ class AvroCodec:
                 errors.append(RecordError(index, str(exc), type(exc).__name__))
                 continue
             if name != expected:
-                errors.append(
-                    RecordError(index, f"expected {expected}, got {name}", "DecodeError")
-                )
+                errors.append(RecordError(index, f"expected {expected}, got {name}", "DecodeError"))
                 continue
             good.append((index, record))
         return good, errors
@@ -228,15 +226,15 @@ class AvroCodec:
         )
         return _drop_bad(columns, bad_rows(METRICS, columns.metrics, columns.ts), errors)
 
-    def decode_interactions(
-        self, values: Sequence[bytes]
-    ) -> DecodedBatch[InteractionEventColumns]:
+    def decode_interactions(self, values: Sequence[bytes]) -> DecodedBatch[InteractionEventColumns]:
         good, errors = self.decode_many(values, INTERACTION_EVENT)
         kept: list[tuple[int, dict[str, Any]]] = []
         for index, record in good:
             missing = next((k for k in ("event_id", "source", "target") if not record[k]), None)
             if missing is not None:
-                errors.append(RecordError(index, f"{missing}: is missing or empty", "ValidationError"))
+                errors.append(
+                    RecordError(index, f"{missing}: is missing or empty", "ValidationError")
+                )
             else:
                 kept.append((index, record))
         records = [r for _, r in kept]
@@ -268,9 +266,7 @@ def _read(data: bytes, offset: int, writer: Any, reader: Any) -> dict[str, Any]:
     return record
 
 
-def _drop_bad(
-    columns: C, bad: dict[int, str], errors: list[RecordError]
-) -> DecodedBatch[C]:
+def _drop_bad(columns: C, bad: dict[int, str], errors: list[RecordError]) -> DecodedBatch[C]:
     """Reject every record that holds a bad row (all of its rows go)."""
     if not bad:
         errors.sort(key=lambda e: e.index)

@@ -41,7 +41,10 @@ def apply_migrations(client: Any, database: str) -> list[str]:
         "(version UInt32, name String, applied_at DateTime DEFAULT now()) "
         "ENGINE = MergeTree ORDER BY version"
     )
-    done = {row[0] for row in client.query(f"SELECT version FROM {database}.schema_migrations").result_rows}
+    done = {
+        row[0]
+        for row in client.query(f"SELECT version FROM {database}.schema_migrations").result_rows
+    }
     applied = []
     for version, name, sql in migration_files():
         if version in done:
@@ -52,7 +55,9 @@ def apply_migrations(client: Any, database: str) -> list[str]:
             except Exception as exc:  # noqa: BLE001 - wrap whatever the driver raises
                 raise SinkError(f"migration {name} failed: {exc}") from exc
         client.insert(
-            "schema_migrations", [[version, name]], column_names=["version", "name"],
+            "schema_migrations",
+            [[version, name]],
+            column_names=["version", "name"],
             database=database,
         )
         log.info("applied migration %s to %s", name, database)

@@ -78,9 +78,7 @@ def create_pipeline(
     deadletter = DeadLetterPublisher(topic(topics.deadletter))
 
     def window_table(name: str) -> Any:
-        return app.Table(
-            name, key_type=bytes, value_type=bytes, partitions=settings.partitions
-        )
+        return app.Table(name, key_type=bytes, value_type=bytes, partitions=settings.partitions)
 
     voice_agent = WindowAgent(
         VOICE_SPEC,

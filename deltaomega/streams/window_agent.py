@@ -39,6 +39,7 @@ from deltaomega.streams.windows import ClosedWindows, TumblingWindowAggregator
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class WindowStreamSpec:
     """What differs between the voice and the interaction stream."""
@@ -126,7 +127,7 @@ class WindowAgent:
         BATCH_SECONDS.labels(name, "decode").observe(decoded_at - started)
 
         keys, ts, values = self.spec.rows(cols)
-        first_event = {}
+        first_event: dict[int, Any] = {}
         for event in events:
             first_event.setdefault(event.message.partition, event)
         self._ensure_index(list(first_event))
@@ -152,10 +153,10 @@ class WindowAgent:
                 )
             WINDOWS_CLOSED.labels(name).inc(len(outcome.closed))
             self.progress.windows_closed += len(outcome.closed)
-            watermark = outcome.watermark if watermark is None else min(watermark, outcome.watermark)
-        OPEN_WINDOWS.labels(name).set(
-            sum(self.aggregator.open_windows(p) for p in first_event)
-        )
+            watermark = (
+                outcome.watermark if watermark is None else min(watermark, outcome.watermark)
+            )
+        OPEN_WINDOWS.labels(name).set(sum(self.aggregator.open_windows(p) for p in first_event))
         if watermark is not None and watermark > 0:
             WATERMARK_LAG.labels(name).set(time.time() - watermark / 1000)
         aggregated_at = time.perf_counter()

@@ -167,7 +167,9 @@ class TumblingWindowAggregator:
         wm_key = self._watermark_key(partition)
         raw_wm = store.get(wm_key)
         max_ts, last_offset = (
-            (int(_NO_TIME), -1) if raw_wm is None else (int(v) for v in np.frombuffer(raw_wm, np.int64))
+            (int(_NO_TIME), -1)
+            if raw_wm is None
+            else (int(v) for v in np.frombuffer(raw_wm, np.int64))
         )
         outcome = BatchOutcome(closed=self._empty_closed())
         n = len(keys)
@@ -182,8 +184,14 @@ class TumblingWindowAggregator:
             take = np.flatnonzero(fresh & ~late)
             if take.size:
                 accepted, written = self._fold(
-                    partition, store, index, [keys[i] for i in take], ts[take], start[take],
-                    values[take], offsets[take],
+                    partition,
+                    store,
+                    index,
+                    [keys[i] for i in take],
+                    ts[take],
+                    start[take],
+                    values[take],
+                    offsets[take],
                 )
                 outcome.accepted, outcome.keys_written = accepted, written
             if fresh.any():
@@ -225,8 +233,14 @@ class TumblingWindowAggregator:
             if rows.size == 0:
                 return 0, 0
             return self._fold(
-                partition, store, index, [keys[i] for i in rows], ts[rows], start[rows],
-                values[rows], offsets[rows],
+                partition,
+                store,
+                index,
+                [keys[i] for i in rows],
+                ts[rows],
+                start[rows],
+                values[rows],
+                offsets[rows],
             )
         order = np.lexsort((offsets, ts, inv))
         g = inv[order]
@@ -273,7 +287,9 @@ class TumblingWindowAggregator:
             out[3 + 3 * m :] = new[3 + 3 * m :]
         return out
 
-    def _close(self, store: PartitionStore, index: _PartitionIndex, watermark: int) -> ClosedWindows:
+    def _close(
+        self, store: PartitionStore, index: _PartitionIndex, watermark: int
+    ) -> ClosedWindows:
         due = index.pop_due(watermark)
         if not due:
             return self._empty_closed()

@@ -12,8 +12,9 @@ from tests.conftest import RunningService
 
 
 @pytest.fixture
-def api(settings_factory: Callable[..., Settings],
-        service_factory: Callable[..., RunningService]) -> str:
+def api(
+    settings_factory: Callable[..., Settings], service_factory: Callable[..., RunningService]
+) -> str:
     return service_factory(settings_factory(), worker=False).url
 
 
@@ -25,8 +26,11 @@ def api(settings_factory: Callable[..., Settings],
         ("/api/v1/voices/v1/history", {"from": "not-a-date"}, "from"),
         ("/api/v1/voices/v1/history", {"limit": "0"}, "limit"),
         ("/api/v1/voices/v1/state", {"include_history": "maybe"}, "include_history"),
-        ("/api/v1/voices/v1/history",
-         {"from": "2027-01-01T00:00:10Z", "to": "2027-01-01T00:00:00Z"}, "from"),
+        (
+            "/api/v1/voices/v1/history",
+            {"from": "2027-01-01T00:00:10Z", "to": "2027-01-01T00:00:00Z"},
+            "from",
+        ),
     ],
 )
 def test_bad_query_is_422_problem_naming_the_parameter(
@@ -46,8 +50,12 @@ def test_unknown_voice_is_404_problem(api: str) -> None:
         response = httpx.get(api + path)
         assert response.status_code == 404
         assert response.headers["content-type"] == "application/problem+json"
-        assert response.json() == {"type": "about:blank", "title": "Voice not found",
-                                   "status": 404, "detail": "voice 'nobody' not found"}
+        assert response.json() == {
+            "type": "about:blank",
+            "title": "Voice not found",
+            "status": 404,
+            "detail": "voice 'nobody' not found",
+        }
 
 
 def test_empty_system_answers_with_empty_collections(api: str) -> None:

@@ -1,4 +1,4 @@
-"""End to end: known events through real Kafka, the Faust worker and chdb, read back via SQL and REST."""
+"""End to end: known events through Kafka, the Faust worker and chdb, read by SQL and REST."""
 
 from __future__ import annotations
 
@@ -84,23 +84,59 @@ def test_known_events_give_exact_windows_in_clickhouse_and_api(
                 for event in events:
                     producer.send_voice_event(event)
         if step == 4:  # malformed records in the middle of the stream
-            good = codec.encode(VOICE_EVENT, {"event_id": "x", "voice_id": "va", "ts": T0 + 15_000,
-                                              "context": {}, **metrics_for(0)})
+            good = codec.encode(
+                VOICE_EVENT,
+                {
+                    "event_id": "x",
+                    "voice_id": "va",
+                    "ts": T0 + 15_000,
+                    "context": {},
+                    **metrics_for(0),
+                },
+            )
             nan = codec.encode(
                 VOICE_EVENT,
-                {"event_id": "nan", "voice_id": "va", "ts": T0 + 15_000, "context": {},
-                 **{**metrics_for(0), "stress": math.nan}},
+                {
+                    "event_id": "nan",
+                    "voice_id": "va",
+                    "ts": T0 + 15_000,
+                    "context": {},
+                    **{**metrics_for(0), "stress": math.nan},
+                },
                 validate=False,
             )
-            wrong_type = codec.encode(INTERACTION_EVENT, {
-                "event_id": "i", "ts": T0, "source": "va", "target": "vb",
-                "kind": "COOPERATION", "strength": 0.5, "context": {}})
+            wrong_type = codec.encode(
+                INTERACTION_EVENT,
+                {
+                    "event_id": "i",
+                    "ts": T0,
+                    "source": "va",
+                    "target": "vb",
+                    "kind": "COOPERATION",
+                    "strength": 0.5,
+                    "context": {},
+                },
+            )
             bad_batch = codec.encode(
                 "deltaomega.VoiceEventBatch",
-                {"events": [{"event_id": "ok", "voice_id": "vb", "ts": T0 + 15_000, "context": {},
-                             **metrics_for(0)},
-                            {"event_id": "", "voice_id": "vb", "ts": T0 + 15_000, "context": {},
-                             **metrics_for(0)}]},
+                {
+                    "events": [
+                        {
+                            "event_id": "ok",
+                            "voice_id": "vb",
+                            "ts": T0 + 15_000,
+                            "context": {},
+                            **metrics_for(0),
+                        },
+                        {
+                            "event_id": "",
+                            "voice_id": "vb",
+                            "ts": T0 + 15_000,
+                            "context": {},
+                            **metrics_for(0),
+                        },
+                    ]
+                },
                 validate=False,
             )
             for key, value, reason in [
@@ -115,12 +151,30 @@ def test_known_events_give_exact_windows_in_clickhouse_and_api(
                 malformed_sent.append((key, reason))
     # One interaction window, closed by a later interaction on the same key.
     for ts, strength in [(1_000, 0.4), (3_000, 0.6), (45_000, 0.9)]:
-        producer.send_interaction({"event_id": f"i-{ts}", "ts": T0 + ts, "source": "va",
-                                   "target": "vb", "kind": "COOPERATION", "strength": strength,
-                                   "context": {}})
-    bad_interaction = codec.encode(INTERACTION_EVENT, {
-        "event_id": "neg", "ts": T0, "source": "va", "target": "vb", "kind": "COMPETITION",
-        "strength": -0.5, "context": {}}, validate=False)
+        producer.send_interaction(
+            {
+                "event_id": f"i-{ts}",
+                "ts": T0 + ts,
+                "source": "va",
+                "target": "vb",
+                "kind": "COOPERATION",
+                "strength": strength,
+                "context": {},
+            }
+        )
+    bad_interaction = codec.encode(
+        INTERACTION_EVENT,
+        {
+            "event_id": "neg",
+            "ts": T0,
+            "source": "va",
+            "target": "vb",
+            "kind": "COMPETITION",
+            "strength": -0.5,
+            "context": {},
+        },
+        validate=False,
+    )
     producer.send_raw(producer.topics.interactions, "va", bad_interaction)
     malformed_sent.append(("va", "strength: must not be negative, got -0.5"))
     assert producer.flush() == 0
@@ -131,17 +185,28 @@ def test_known_events_give_exact_windows_in_clickhouse_and_api(
         return int(clickhouse.call(lambda c: c.query(sql).result_rows[0][0]))
 
     assert len(expected) == 9
-    wait_for(lambda: scalar(f"SELECT count() FROM {db}.voice_states FINAL") >= 9,
-             what="9 closed voice windows in ClickHouse")
-    wait_for(lambda: scalar(f"SELECT count() FROM {db}.voice_events FINAL") == raw_events,
-             what="every raw event in ClickHouse")
-    wait_for(lambda: scalar(f"SELECT count() FROM {db}.interaction_states FINAL") == 1,
-             what="the closed interaction window")
+    wait_for(
+        lambda: scalar(f"SELECT count() FROM {db}.voice_states FINAL") >= 9,
+        what="9 closed voice windows in ClickHouse",
+    )
+    wait_for(
+        lambda: scalar(f"SELECT count() FROM {db}.voice_events FINAL") == raw_events,
+        what="every raw event in ClickHouse",
+    )
+    wait_for(
+        lambda: scalar(f"SELECT count() FROM {db}.interaction_states FINAL") == 1,
+        what="the closed interaction window",
+    )
 
-    rows = clickhouse.call(lambda c: c.query(
-        f"SELECT voice_id, toUnixTimestamp64Milli(window_start), count, "
-        + ", ".join(f"{m}_{s}" for m in METRICS for s in ("mean", "min", "max", "last"))
-        + f" FROM {db}.voice_states FINAL ORDER BY voice_id, window_start").result_rows)
+    rows = clickhouse.call(
+        lambda c: (
+            c.query(
+                "SELECT voice_id, toUnixTimestamp64Milli(window_start), count, "
+                + ", ".join(f"{m}_{s}" for m in METRICS for s in ("mean", "min", "max", "last"))
+                + f" FROM {db}.voice_states FINAL ORDER BY voice_id, window_start"
+            ).result_rows
+        )
+    )
     assert len(rows) == 9, "the window at 40 s must still be open"
     stored = {(r[0], r[1]): r for r in rows}
     assert set(stored) == set(expected)
@@ -157,16 +222,22 @@ def test_known_events_give_exact_windows_in_clickhouse_and_api(
     counts = sorted({row[2] for row in rows})
     assert counts == [2, 3, 6]  # windows [0,10), [10,20), [20,30): the late event is not in
 
-    interaction = clickhouse.call(lambda c: c.query(
-        f"SELECT source, target, kind, count, strength_mean, strength_last "
-        f"FROM {db}.interaction_states FINAL").result_rows)
+    interaction = clickhouse.call(
+        lambda c: (
+            c.query(
+                f"SELECT source, target, kind, count, strength_mean, strength_last "
+                f"FROM {db}.interaction_states FINAL"
+            ).result_rows
+        )
+    )
     assert interaction[0][:4] == ("va", "vb", "COOPERATION", 2)
     assert math.isclose(interaction[0][4], 0.5, abs_tol=1e-12)
     assert math.isclose(interaction[0][5], 0.6, abs_tol=1e-12)
 
     # The same values from the API.
-    response = httpx.get(f"{service.url}/api/v1/voices/vb/state",
-                         params={"include_history": "true"})
+    response = httpx.get(
+        f"{service.url}/api/v1/voices/vb/state", params={"include_history": "true"}
+    )
     assert response.status_code == 200
     body = response.json()
     assert body["state"]["window_start"] == "2027-01-15T08:00:20Z"
@@ -188,18 +259,22 @@ def test_known_events_give_exact_windows_in_clickhouse_and_api(
     for _key, fragment in malformed_sent:
         assert any(fragment in reason for reason in reasons), (fragment, reasons)
     assert {h[SOURCE_TOPIC_HEADER] for h in dead} == {
-        producer.topics.voice_events, producer.topics.interactions}
+        producer.topics.voice_events,
+        producer.topics.interactions,
+    }
 
     # And the worker is still running.
     assert httpx.get(f"{service.url}/readyz").json()["checks"]["worker"] == "ok"
 
 
 def consume_all(settings: Settings, topic: str, expected: int) -> list[dict[str, str]]:
-    consumer = Consumer({
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "group.id": f"check-{uuid.uuid4().hex}",
-        "auto.offset.reset": "earliest",
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": f"check-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+        }
+    )
     consumer.subscribe([topic])
     out: list[dict[str, str]] = []
     try:

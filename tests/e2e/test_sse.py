@@ -37,15 +37,19 @@ def sse_events(response: httpx.Response, give_up: float) -> Iterator[dict[str, s
 
 
 def read_states(
-    url: str, count: int, last_event_id: str | None = None, linger: float = 0.0,
+    url: str,
+    count: int,
+    last_event_id: str | None = None,
+    linger: float = 0.0,
     on_open: Callable[[], None] | None = None,
 ) -> list[dict[str, str]]:
     """Read ``count`` events, then keep reading for ``linger`` s to catch any extra."""
     headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
     got: list[dict[str, str]] = []
     timeout = httpx.Timeout(5.0, read=max(linger, 2.0) if linger else 30.0)
-    with httpx.stream("GET", f"{url}/api/v1/stream/voice-states", headers=headers,
-                      timeout=timeout) as response:
+    with httpx.stream(
+        "GET", f"{url}/api/v1/stream/voice-states", headers=headers, timeout=timeout
+    ) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         if on_open is not None:
@@ -72,9 +76,18 @@ def publish_windows(producer: VoiceProducer, first: int, last: int) -> None:
     for window in range(first, last + 2):
         for voice in VOICES:
             ts = T0 + window * 10_000 + 7_000  # +7 s: with 1 s grace, this closes window-1
-            producer.send_voice_event({"event_id": f"{voice}-{window}", "voice_id": voice,
-                                       "ts": ts, "temperature": 0.5, "activation": 0.5,
-                                       "stress": 0.5, "influence": 0.5, "context": {}})
+            producer.send_voice_event(
+                {
+                    "event_id": f"{voice}-{window}",
+                    "voice_id": voice,
+                    "ts": ts,
+                    "temperature": 0.5,
+                    "activation": 0.5,
+                    "stress": 0.5,
+                    "influence": 0.5,
+                    "context": {},
+                }
+            )
     assert producer.flush() == 0
 
 
@@ -89,15 +102,19 @@ def test_reconnect_with_last_event_id_gets_exactly_the_missed_states(
     db = settings.clickhouse_database
 
     def states_in_db() -> int:
-        return int(clickhouse.call(
-            lambda c: c.query(f"SELECT count() FROM {db}.voice_states FINAL").result_rows[0][0]))
+        return int(
+            clickhouse.call(
+                lambda c: c.query(f"SELECT count() FROM {db}.voice_states FINAL").result_rows[0][0]
+            )
+        )
 
     # Connect first, then publish windows 0..2: 3 windows × 4 voices = 12 states.
     first = read_states(service.url, 12, on_open=lambda: publish_windows(producer, 0, 2))
     assert len(first) == 12
     assert all(e["event"] == "voice-state" for e in first)
-    seen = {(json.loads(e["data"])["voice_id"], json.loads(e["data"])["window_start"])
-            for e in first}
+    seen = {
+        (json.loads(e["data"])["voice_id"], json.loads(e["data"])["window_start"]) for e in first
+    }
     assert len(seen) == 12
     last_id = first[-1]["id"]
     assert len(last_id.split(",")) == settings.partitions  # one partition:offset per partition
@@ -109,20 +126,27 @@ def test_reconnect_with_last_event_id_gets_exactly_the_missed_states(
 
     missed = read_states(service.url, 12, last_event_id=last_id, linger=3.0)
     assert len(missed) == 12, "exactly the missed states, no repeats"
-    missed_keys = {(json.loads(e["data"])["voice_id"], json.loads(e["data"])["window_start"])
-                   for e in missed}
+    missed_keys = {
+        (json.loads(e["data"])["voice_id"], json.loads(e["data"])["window_start"]) for e in missed
+    }
     assert len(missed_keys) == 12
     assert not (missed_keys & seen)
     assert {ws for _, ws in missed_keys} == {
-        "2027-01-15T08:00:30Z", "2027-01-15T08:00:40Z", "2027-01-15T08:00:50Z"}
+        "2027-01-15T08:00:30Z",
+        "2027-01-15T08:00:40Z",
+        "2027-01-15T08:00:50Z",
+    }
 
     # From the start of every partition: all 24; with voice_id, only that voice's 6.
     everything = read_states(service.url, 24, last_event_id="0:-1,1:-1,2:-1", linger=2.0)
     assert len(everything) == 24
     filtered = []
-    with httpx.stream("GET", f"{service.url}/api/v1/stream/voice-states",
-                      params={"voice_id": "s2", "cursor": "0:-1,1:-1,2:-1"},
-                      timeout=httpx.Timeout(5.0, read=30.0)) as response:
+    with httpx.stream(
+        "GET",
+        f"{service.url}/api/v1/stream/voice-states",
+        params={"voice_id": "s2", "cursor": "0:-1,1:-1,2:-1"},
+        timeout=httpx.Timeout(5.0, read=30.0),
+    ) as response:
         for event in sse_events(response, time.monotonic() + 60):
             if event is None:
                 continue
@@ -138,8 +162,9 @@ def test_bad_last_event_id_is_a_422_naming_the_header(
     service_factory: Callable[..., RunningService],
 ) -> None:
     service = service_factory(settings_factory(), worker=False)
-    response = httpx.get(f"{service.url}/api/v1/stream/voice-states",
-                         headers={"Last-Event-ID": "yesterday"})
+    response = httpx.get(
+        f"{service.url}/api/v1/stream/voice-states", headers={"Last-Event-ID": "yesterday"}
+    )
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["errors"][0]["field"] == "Last-Event-ID"

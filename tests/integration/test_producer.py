@@ -14,13 +14,26 @@ T0 = 1_800_000_000_000
 
 
 def event(voice: str, n: int) -> dict:
-    return {"event_id": f"{voice}-{n}", "voice_id": voice, "ts": T0 + n, "temperature": 1.0,
-            "activation": 0.5, "stress": 0.1, "influence": 0.2, "context": {}}
+    return {
+        "event_id": f"{voice}-{n}",
+        "voice_id": voice,
+        "ts": T0 + n,
+        "temperature": 1.0,
+        "activation": 0.5,
+        "stress": 0.1,
+        "influence": 0.2,
+        "context": {},
+    }
 
 
 def read(settings: Settings, topic: str, count: int) -> list:
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap,
-                         "group.id": uuid.uuid4().hex, "auto.offset.reset": "earliest"})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": uuid.uuid4().hex,
+            "auto.offset.reset": "earliest",
+        }
+    )
     consumer.subscribe([topic])
     out: list = []
     for _ in range(40):

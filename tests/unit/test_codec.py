@@ -122,8 +122,11 @@ def test_bulk_decode_rejects_bad_records_one_by_one() -> None:
     state = codec.encode(
         VOICE_STATE,
         {"window_start": 0, "window_end": 1, "voice_id": "v", "count": 1}
-        | {f"{m}_{s}": 0.0 for m in ("temperature", "activation", "stress", "influence")
-           for s in ("mean", "min", "max", "last")},
+        | {
+            f"{m}_{s}": 0.0
+            for m in ("temperature", "activation", "stress", "influence")
+            for s in ("mean", "min", "max", "last")
+        },
     )
     values = [good, b"not avro at all", batch, nan, good[:-3], bad_batch, state, b""]
     decoded = codec.decode_voice_events(values)

@@ -7,7 +7,9 @@ T0 = 1_800_000_000_000
 
 
 def run(seed: int, ticks: int = 50) -> tuple[list, list]:
-    dynamics = VoiceDynamics(SimulationConfig(voices=6, rate=300, interaction_rate=60, seed=seed), T0)
+    dynamics = VoiceDynamics(
+        SimulationConfig(voices=6, rate=300, interaction_rate=60, seed=seed), T0
+    )
     voices, interactions = [], []
     for _ in range(ticks):
         v, i = dynamics.tick(0.1)

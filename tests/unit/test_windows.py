@@ -60,7 +60,11 @@ def summarise(rows: list[tuple[int, float, float]]) -> dict:
 
 
 def run_batches(
-    agg: TumblingWindowAggregator, store: DictStore, events: list, sizes: list[int], first_offset: int = 0
+    agg: TumblingWindowAggregator,
+    store: DictStore,
+    events: list,
+    sizes: list[int],
+    first_offset: int = 0,
 ) -> dict[tuple[str, int], dict]:
     out: dict[tuple[str, int], dict] = {}
     i = 0

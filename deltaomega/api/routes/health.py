@@ -32,8 +32,9 @@ async def readyz(ctx: ContextDep) -> JSONResponse:
         checks["worker"] = "ok" if running else "not running"
     if all(v == "ok" for v in checks.values()):
         return JSONResponse({"status": "ready", "checks": checks})
-    return problem(503, "Not ready", "; ".join(f"{k}: {v}" for k, v in checks.items()),
-                   checks=checks)
+    return problem(
+        503, "Not ready", "; ".join(f"{k}: {v}" for k, v in checks.items()), checks=checks
+    )
 
 
 @router.get("/metrics", summary="Prometheus metrics")

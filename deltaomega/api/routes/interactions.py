@@ -33,8 +33,11 @@ async def read_interaction_matrix(
     ctx: ContextDep,
     window: Annotated[
         str,
-        Query(pattern=_DURATION, description="How far back from the newest closed window: "
-              "a number and s, m, h or d (e.g. 30s, 5m, 1h)."),
+        Query(
+            pattern=_DURATION,
+            description="How far back from the newest closed window: "
+            "a number and s, m, h or d (e.g. 30s, 5m, 1h).",
+        ),
     ] = "5m",
 ) -> InteractionMatrix:
     span = duration_ms(window)
