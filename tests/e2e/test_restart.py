@@ -15,10 +15,18 @@ T0 = 1_800_000_000_000
 
 def send(producer: VoiceProducer, voice: str, offsets_ms: list[int], value: float) -> None:
     for offset in offsets_ms:
-        producer.send_voice_event({
-            "event_id": f"{voice}-{offset}", "voice_id": voice, "ts": T0 + offset,
-            "temperature": value, "activation": value, "stress": value, "influence": value,
-            "context": {}})
+        producer.send_voice_event(
+            {
+                "event_id": f"{voice}-{offset}",
+                "voice_id": voice,
+                "ts": T0 + offset,
+                "temperature": value,
+                "activation": value,
+                "stress": value,
+                "influence": value,
+                "context": {},
+            }
+        )
     assert producer.flush() == 0
 
 
@@ -31,8 +39,11 @@ def test_windows_open_at_shutdown_are_recovered_from_the_changelog(
     db = settings.clickhouse_database
 
     def raw_rows() -> int:
-        return int(clickhouse.call(lambda c: c.query(
-            f"SELECT count() FROM {db}.voice_events FINAL").result_rows[0][0]))
+        return int(
+            clickhouse.call(
+                lambda c: c.query(f"SELECT count() FROM {db}.voice_events FINAL").result_rows[0][0]
+            )
+        )
 
     first = service_factory(settings)
     producer = VoiceProducer(settings)
@@ -47,9 +58,14 @@ def test_windows_open_at_shutdown_are_recovered_from_the_changelog(
     wait_for(lambda: raw_rows() == 5, what="events after the restart consumed")
 
     def state() -> list[tuple]:
-        return clickhouse.call(lambda c: c.query(
-            f"SELECT count, activation_mean, activation_last FROM {db}.voice_states FINAL "
-            "WHERE voice_id = 'r1'").result_rows)
+        return clickhouse.call(
+            lambda c: (
+                c.query(
+                    f"SELECT count, activation_mean, activation_last FROM {db}.voice_states FINAL "
+                    "WHERE voice_id = 'r1'"
+                ).result_rows
+            )
+        )
 
     wait_for(lambda: len(state()) == 1, what="the recovered window to close")
     count, mean, last = state()[0]
