@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from deltaomega.api.deps import ContextDep
+from deltaomega.api.deps import ApiContext, ContextDep
 from deltaomega.api.models import (
     VoiceHistory,
     VoiceList,
@@ -29,11 +29,24 @@ def _millis(value: datetime | None) -> int | None:
     return None if value is None else int(value.timestamp() * 1000)
 
 
-def _range(from_: datetime | None, to: datetime | None) -> tuple[int | None, int | None]:
+async def _checked_history(
+    ctx: ApiContext,
+    voice_id: str,
+    from_: datetime | None,
+    to: datetime | None,
+    limit: int,
+    include: bool = True,
+) -> list[VoiceState] | None:
+    """Validate the range and the voice (422, 404), then read its windows in [from, to)."""
     start, end = _millis(from_), _millis(to)
     if start is not None and end is not None and start >= end:
         raise ValidationError("from", "must be earlier than 'to'")
-    return start, end
+    if not await ctx.queries.voice_exists(voice_id):
+        raise NotFoundError("voice", voice_id)
+    if not include:
+        return None
+    rows = await ctx.queries.state_history(voice_id, start, end, limit)
+    return [VoiceState.from_row(r) for r in rows]
 
 
 @router.get("", response_model=VoiceList, summary="Every known voice with its latest state")
@@ -57,14 +70,8 @@ async def read_voice_state(
     limit: Limit = 1000,
 ) -> VoiceStateResponse:
     """The voice's latest closed window, and optionally its windows in [from, to)."""
-    start, end = _range(from_, to)
-    if not await ctx.queries.voice_exists(voice_id):
-        raise NotFoundError("voice", voice_id)
+    history = await _checked_history(ctx, voice_id, from_, to, limit, include_history)
     latest = await ctx.queries.latest_state(voice_id)
-    history = None
-    if include_history:
-        rows = await ctx.queries.state_history(voice_id, start, end, limit)
-        history = [VoiceState.from_row(r) for r in rows]
     return VoiceStateResponse(
         voice_id=voice_id,
         state=None if latest is None else VoiceState.from_row(latest),
@@ -81,8 +88,5 @@ async def read_voice_history(
     limit: Limit = 1000,
 ) -> VoiceHistory:
     """Closed windows of one voice in [from, to), oldest first."""
-    start, end = _range(from_, to)
-    if not await ctx.queries.voice_exists(voice_id):
-        raise NotFoundError("voice", voice_id)
-    rows = await ctx.queries.state_history(voice_id, start, end, limit)
-    return VoiceHistory(voice_id=voice_id, states=[VoiceState.from_row(r) for r in rows])
+    states = await _checked_history(ctx, voice_id, from_, to, limit)
+    return VoiceHistory(voice_id=voice_id, states=states or [])
