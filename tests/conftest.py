@@ -86,7 +86,8 @@ def settings_factory(
 
 @pytest.fixture
 def settings(settings_factory: Callable[..., Settings]) -> Settings:
-    return settings_factory()
+    # Small batches: the consumer keeps buffering while batches run, as under load.
+    return settings_factory(batch_max_records=300, batch_within_seconds=0.05)
 
 
 @pytest.fixture

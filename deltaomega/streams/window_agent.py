@@ -32,7 +32,7 @@ from deltaomega.schemas.codec import AvroCodec
 from deltaomega.schemas.records import DecodedBatch
 from deltaomega.sinks.clickhouse import ClickHouseSink
 from deltaomega.sinks.retry import insert_until_acknowledged
-from deltaomega.streams._table_store import FaustTableStore, bind_partition
+from deltaomega.streams._table_store import FaustTableStore, bound_to_partition_of
 from deltaomega.streams.deadletter import DeadLetterPublisher
 from deltaomega.streams.progress import Progress
 from deltaomega.streams.windows import ClosedWindows, TumblingWindowAggregator
@@ -82,7 +82,7 @@ class WindowAgent:
     async def run(self, stream: Any, max_records: int, within: float) -> None:
         async for events in stream.noack_take(max_records, within=within):
             try:
-                await self.process(stream, events)
+                await self.process(events)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the worker must outlive a bad batch
@@ -106,7 +106,7 @@ class WindowAgent:
             for partition in missing:
                 self.aggregator.load_index(partition, keys)
 
-    async def process(self, stream: Any, events: Sequence[Any]) -> None:
+    async def process(self, events: Sequence[Any]) -> None:
         name = self.spec.name
         started = time.perf_counter()
         topic = events[0].message.topic
@@ -133,16 +133,16 @@ class WindowAgent:
         self._ensure_index(list(first_event))
         watermark = None
         for partition, event in sorted(first_event.items()):
-            bind_partition(stream, event)
             rows = np.flatnonzero(row_partition == partition)
-            outcome = self.aggregator.process(
-                partition,
-                self.store,
-                [keys[i] for i in rows],
-                ts[rows],
-                values[rows],
-                row_offset[rows],
-            )
+            with bound_to_partition_of(event):
+                outcome = self.aggregator.process(
+                    partition,
+                    self.store,
+                    [keys[i] for i in rows],
+                    ts[rows],
+                    values[rows],
+                    row_offset[rows],
+                )
             LATE_EVENTS.labels(name).inc(outcome.late)
             REPLAYED_EVENTS.labels(name).inc(outcome.replayed)
             TABLE_WRITES.labels(name).inc(outcome.keys_written)
