@@ -39,6 +39,7 @@ def build_app(
     clickhouse: ClickHouse | None = None,
     *,
     worker: bool = True,
+    api: bool = True,
     simulation: SimulationConfig | None = None,
 ) -> FastAPI:
     """The ASGI app; its lifespan prepares topics and tables and starts what was asked."""
@@ -65,7 +66,7 @@ def build_app(
                 stack.enter_context(_simulator(settings, simulation))
             yield
 
-    return create_api(context, lifespan)
+    return create_api(context, lifespan, serve_api=api)
 
 
 @contextlib.contextmanager
@@ -117,7 +118,7 @@ def run_service(
         if simulate
         else None
     )
-    app = build_app(settings, worker=worker, simulation=simulation)
+    app = build_app(settings, worker=worker, api=api, simulation=simulation)
     host, port = settings.api_host, settings.api_port
     if api:
         base = f"http://{host}:{port}"

@@ -15,7 +15,10 @@ from deltaomega.api.routes import health, interactions, stream, voices
 from deltaomega.metrics import HTTP_REQUESTS, HTTP_SECONDS
 
 
-def create_api(context: ApiContext, lifespan: Any | None = None) -> FastAPI:
+def create_api(
+    context: ApiContext, lifespan: Any | None = None, *, serve_api: bool = True
+) -> FastAPI:
+    """The app; with ``serve_api`` False only health and metrics (a worker-only process)."""
     app = FastAPI(
         title="Meta-ΔDΩΛ",
         version=__version__,
@@ -24,7 +27,7 @@ def create_api(context: ApiContext, lifespan: Any | None = None) -> FastAPI:
     )
     app.state.context = context
     problems.install(app)
-    for module in (voices, interactions, stream, health):
+    for module in (voices, interactions, stream, health) if serve_api else (health,):
         app.include_router(module.router)
 
     @app.middleware("http")
