@@ -28,7 +28,6 @@ class Pipeline:
     app: faust.App
     topics: Topics
     progress: Progress
-    deadletter: DeadLetterPublisher
 
 
 def create_faust_app(settings: Settings) -> faust.App:
@@ -125,4 +124,4 @@ def create_pipeline(
     async def interaction_states(stream: Any) -> None:
         await interaction_state_sink.run(stream, _SINK_MAX_ROWS, _SINK_WITHIN_SECONDS)
 
-    return Pipeline(app=app, topics=topics, progress=progress, deadletter=deadletter)
+    return Pipeline(app=app, topics=topics, progress=progress)
