@@ -61,7 +61,7 @@ async def consume(settings: Settings, events: int) -> tuple[float, int]:
         started = time.perf_counter()
         last_report = started
         while True:
-            rows = clickhouse.call(
+            rows = await clickhouse.acall(
                 lambda c: c.query(f"SELECT count() FROM {db}.voice_events").result_rows[0][0]
             )
             if rows >= events:
@@ -69,7 +69,7 @@ async def consume(settings: Settings, events: int) -> tuple[float, int]:
             if time.perf_counter() - last_report > 5:
                 print(f"  {rows:,} rows in ClickHouse | {pipeline.progress.line()}", flush=True)
                 last_report = time.perf_counter()
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)
         return time.perf_counter() - started, pipeline.progress.windows_closed
 
 
