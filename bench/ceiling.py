@@ -1,0 +1,76 @@
+"""The ceiling: confluent-kafka ``consume(num_messages=…)`` plus the bulk decoder, nothing else.
+
+    .venv/bin/python -m bench.ceiling --events 300000 --voices 64 [--batch 500]
+
+Preloads fresh topics like ``bench.worker_throughput`` and reads them back as fast as the
+client and ``AvroCodec.decode_voice_events`` allow: what no worker on this machine can beat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import uuid
+from pathlib import Path
+
+from confluent_kafka import Consumer
+
+from bench.worker_throughput import preload
+from deltaomega import localkafka
+from deltaomega.config import Settings
+from deltaomega.logs import configure_logging
+from deltaomega.schemas import AvroCodec
+from deltaomega.topics import ensure_topics
+
+
+def read_all(settings: Settings, topic: str, events: int) -> float:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": f"ceiling-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "fetch.max.bytes": 64 * 1024 * 1024,
+        }
+    )
+    consumer.subscribe([topic])
+    codec = AvroCodec()
+    decoded = 0
+    started = None
+    while decoded < events:
+        messages = consumer.consume(num_messages=10_000, timeout=1.0)
+        if not messages:
+            continue
+        if started is None:
+            started = time.perf_counter()
+        batch = codec.decode_voice_events([m.value() for m in messages if m.error() is None])
+        decoded += len(batch.columns)
+    consumer.close()
+    assert started is not None
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=300_000)
+    parser.add_argument("--voices", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=1, help="events per Kafka record")
+    args = parser.parse_args()
+    configure_logging("WARNING")
+    broker = Settings(data_dir=Path(".deltaomega"))
+    localkafka.start(broker)
+    tag = uuid.uuid4().hex[:8]
+    settings = Settings(
+        topic_prefix=f"ceiling{tag}.", kafka_bootstrap=localkafka.status(broker).bootstrap
+    )
+    topics = ensure_topics(settings)
+    preload(settings, args.events, args.voices, args.batch)
+    seconds = read_all(settings, topics.voice_events, args.events)
+    print(
+        f"ceiling (consume + bulk decode): {args.events / seconds:,.0f} events/s "
+        f"({args.events:,} events, {args.batch}/record, {seconds:.2f}s)"
+    )
+
+
+if __name__ == "__main__":
+    main()
