@@ -8,17 +8,13 @@ client and ``AvroCodec.decode_voice_events`` allow: what no worker on this machi
 
 from __future__ import annotations
 
-import argparse
 import time
 import uuid
-from pathlib import Path
 
 from confluent_kafka import Consumer
 
-from bench.worker_throughput import preload
-from deltaomega import localkafka
+from bench._common import local_broker, parse_arguments, preload
 from deltaomega.config import Settings
-from deltaomega.logs import configure_logging
 from deltaomega.schemas import AvroCodec
 from deltaomega.topics import ensure_topics
 
@@ -51,18 +47,9 @@ def read_all(settings: Settings, topic: str, events: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--events", type=int, default=300_000)
-    parser.add_argument("--voices", type=int, default=64)
-    parser.add_argument("--batch", type=int, default=1, help="events per Kafka record")
-    args = parser.parse_args()
-    configure_logging("WARNING")
-    broker = Settings(data_dir=Path(".deltaomega"))
-    localkafka.start(broker)
+    args = parse_arguments(300_000)
     tag = uuid.uuid4().hex[:8]
-    settings = Settings(
-        topic_prefix=f"ceiling{tag}.", kafka_bootstrap=localkafka.status(broker).bootstrap
-    )
+    settings = Settings(topic_prefix=f"ceiling{tag}.", kafka_bootstrap=local_broker())
     topics = ensure_topics(settings)
     preload(settings, args.events, args.voices, args.batch)
     seconds = read_all(settings, topics.voice_events, args.events)

@@ -9,7 +9,6 @@ to the last raw row visible in ClickHouse.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import tempfile
 import time
@@ -18,36 +17,12 @@ from pathlib import Path
 
 from faust.contrib.asgi import faust_app_running
 
-from deltaomega import localkafka
+from bench._common import local_broker, parse_arguments, preload
 from deltaomega.config import Settings
-from deltaomega.logs import configure_logging
-from deltaomega.producer import VoiceProducer
 from deltaomega.sinks.clickhouse import connect
 from deltaomega.sinks.migrate import apply_migrations
 from deltaomega.streams.app import create_pipeline
 from deltaomega.topics import ensure_topics
-
-T0 = 1_800_000_000_000
-
-
-def preload(settings: Settings, events: int, voices: int, batch: int) -> float:
-    started = time.perf_counter()
-    with VoiceProducer(settings, batch_size=batch) as producer:
-        for n in range(events):
-            voice = n % voices
-            producer.send_voice_event(
-                {
-                    "event_id": f"b-{n}",
-                    "voice_id": f"voice-{voice:05d}",
-                    "ts": T0 + n // voices * 10,
-                    "temperature": 1.0,
-                    "activation": (n % 100) / 100,
-                    "stress": 0.3,
-                    "influence": 0.4,
-                    "context": {},
-                }
-            )
-    return time.perf_counter() - started
 
 
 async def consume(settings: Settings, events: int) -> tuple[float, int]:
@@ -74,22 +49,15 @@ async def consume(settings: Settings, events: int) -> tuple[float, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--voices", type=int, default=64)
-    parser.add_argument("--batch", type=int, default=1, help="events per Kafka record")
-    args = parser.parse_args()
-    configure_logging("WARNING")
+    args = parse_arguments(200_000)
     tag = uuid.uuid4().hex[:8]
     work = Path(tempfile.mkdtemp(prefix="deltaomega-bench-"))
-    broker = Settings(data_dir=Path(".deltaomega"))
-    localkafka.start(broker)
     settings = Settings(
         topic_prefix=f"bench{tag}.",
         app_id=f"bench-{tag}",
         data_dir=work,
         clickhouse_database=f"bench_{tag}",
-        kafka_bootstrap=localkafka.status(broker).bootstrap,
+        kafka_bootstrap=local_broker(),
     )
     ensure_topics(settings)
     produce_s = preload(settings, args.events, args.voices, args.batch)

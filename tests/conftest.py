@@ -157,3 +157,25 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 60.0, what: str = "
             return
         time.sleep(0.2)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def voice_event(
+    event_id: str,
+    voice_id: str,
+    ts: int,
+    temperature: float = 0.5,
+    activation: float = 0.5,
+    stress: float = 0.5,
+    influence: float = 0.5,
+) -> dict[str, object]:
+    """A valid VoiceEvent record for producing in tests."""
+    return {
+        "event_id": event_id,
+        "voice_id": voice_id,
+        "ts": ts,
+        "temperature": temperature,
+        "activation": activation,
+        "stress": stress,
+        "influence": influence,
+        "context": {},
+    }

@@ -19,7 +19,6 @@ SOURCE_OFFSET_HEADER = "deltaomega.source.offset"
 class DeadLetterPublisher:
     def __init__(self, topic: Any) -> None:
         self.topic = topic
-        self.count = 0
 
     async def publish(self, event: Any, reason: str, error_type: str) -> None:
         message = event.message
@@ -31,7 +30,6 @@ class DeadLetterPublisher:
             (SOURCE_OFFSET_HEADER, str(message.offset).encode()),
         ]
         await self.topic.send(key=message.key, value=message.value, headers=headers)
-        self.count += 1
         DEADLETTERED.labels(message.topic, error_type).inc()
         log.warning(
             "dead-lettered %s[%d]@%d: %s",

@@ -127,9 +127,8 @@ class WindowAgent:
         BATCH_SECONDS.labels(name, "decode").observe(decoded_at - started)
 
         keys, ts, values = self.spec.rows(cols)
-        first_event: dict[int, Any] = {}
-        for event in events:
-            first_event.setdefault(event.message.partition, event)
+        partitions, first_index = np.unique(rec_partition, return_index=True)
+        first_event = {int(p): events[i] for p, i in zip(partitions, first_index, strict=True)}
         self._ensure_index(list(first_event))
         watermark = None
         for partition, event in sorted(first_event.items()):

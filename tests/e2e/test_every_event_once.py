@@ -7,7 +7,7 @@ from collections.abc import Callable
 from deltaomega.config import Settings
 from deltaomega.producer import VoiceProducer
 from deltaomega.sinks.clickhouse import ClickHouse
-from tests.conftest import RunningService, wait_for
+from tests.conftest import RunningService, voice_event, wait_for
 
 T0 = 1_800_000_000_000
 EVENTS = 30_000
@@ -24,16 +24,7 @@ def test_every_event_is_stored_once_and_counted_once(
     with VoiceProducer(settings) as producer:
         for n in range(EVENTS):
             producer.send_voice_event(
-                {
-                    "event_id": f"e-{n}",
-                    "voice_id": f"v{n % VOICES}",
-                    "ts": T0 + n * 2,
-                    "temperature": 1.0,
-                    "activation": 0.5,
-                    "stress": 0.25,
-                    "influence": 0.75,
-                    "context": {},
-                }
+                voice_event(f"e-{n}", f"v{n % VOICES}", T0 + n * 2, 1.0, 0.5, 0.25, 0.75)
             )
     service_factory(settings)
     db = settings.clickhouse_database

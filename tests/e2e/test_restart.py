@@ -8,7 +8,7 @@ from collections.abc import Callable
 from deltaomega.config import Settings
 from deltaomega.producer import VoiceProducer
 from deltaomega.sinks.clickhouse import ClickHouse
-from tests.conftest import RunningService, wait_for
+from tests.conftest import RunningService, voice_event, wait_for
 
 T0 = 1_800_000_000_000
 
@@ -16,16 +16,7 @@ T0 = 1_800_000_000_000
 def send(producer: VoiceProducer, voice: str, offsets_ms: list[int], value: float) -> None:
     for offset in offsets_ms:
         producer.send_voice_event(
-            {
-                "event_id": f"{voice}-{offset}",
-                "voice_id": voice,
-                "ts": T0 + offset,
-                "temperature": value,
-                "activation": value,
-                "stress": value,
-                "influence": value,
-                "context": {},
-            }
+            voice_event(f"{voice}-{offset}", voice, T0 + offset, value, value, value, value)
         )
     assert producer.flush() == 0
 

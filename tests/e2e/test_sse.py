@@ -11,7 +11,7 @@ import httpx
 from deltaomega.config import Settings
 from deltaomega.producer import VoiceProducer
 from deltaomega.sinks.clickhouse import ClickHouse
-from tests.conftest import RunningService, wait_for
+from tests.conftest import RunningService, voice_event, wait_for
 
 T0 = 1_800_000_000_000
 VOICES = ["s1", "s2", "s3", "s4"]
@@ -76,18 +76,7 @@ def publish_windows(producer: VoiceProducer, first: int, last: int) -> None:
     for window in range(first, last + 2):
         for voice in VOICES:
             ts = T0 + window * 10_000 + 7_000  # +7 s: with 1 s grace, this closes window-1
-            producer.send_voice_event(
-                {
-                    "event_id": f"{voice}-{window}",
-                    "voice_id": voice,
-                    "ts": ts,
-                    "temperature": 0.5,
-                    "activation": 0.5,
-                    "stress": 0.5,
-                    "influence": 0.5,
-                    "context": {},
-                }
-            )
+            producer.send_voice_event(voice_event(f"{voice}-{window}", voice, ts))
     assert producer.flush() == 0
 
 

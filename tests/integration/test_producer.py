@@ -9,21 +9,13 @@ from confluent_kafka import Consumer
 from deltaomega.config import Settings
 from deltaomega.producer import VoiceProducer
 from deltaomega.schemas import AvroCodec
+from tests.conftest import voice_event
 
 T0 = 1_800_000_000_000
 
 
-def event(voice: str, n: int) -> dict:
-    return {
-        "event_id": f"{voice}-{n}",
-        "voice_id": voice,
-        "ts": T0 + n,
-        "temperature": 1.0,
-        "activation": 0.5,
-        "stress": 0.1,
-        "influence": 0.2,
-        "context": {},
-    }
+def event(voice: str, n: int) -> dict[str, object]:
+    return voice_event(f"{voice}-{n}", voice, T0 + n, 1.0, 0.5, 0.1, 0.2)
 
 
 def read(settings: Settings, topic: str, count: int) -> list:

@@ -1,0 +1,51 @@
+"""What the benchmarks share: arguments, the local broker, preloading voice events."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from deltaomega import localkafka
+from deltaomega.config import Settings
+from deltaomega.logs import configure_logging
+from deltaomega.producer import VoiceProducer
+
+T0 = 1_800_000_000_000
+
+
+def parse_arguments(default_events: int) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=default_events)
+    parser.add_argument("--voices", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=1, help="events per Kafka record")
+    args = parser.parse_args()
+    configure_logging("WARNING")
+    return args
+
+
+def local_broker() -> str:
+    """Start (or reuse) the local broker of this checkout; its bootstrap address."""
+    broker = Settings(data_dir=Path(".deltaomega"))
+    localkafka.start(broker)
+    return localkafka.status(broker).bootstrap
+
+
+def preload(settings: Settings, events: int, voices: int, batch: int) -> float:
+    started = time.perf_counter()
+    with VoiceProducer(settings, batch_size=batch) as producer:
+        for n in range(events):
+            voice = n % voices
+            producer.send_voice_event(
+                {
+                    "event_id": f"b-{n}",
+                    "voice_id": f"voice-{voice:05d}",
+                    "ts": T0 + n // voices * 10,
+                    "temperature": 1.0,
+                    "activation": (n % 100) / 100,
+                    "stress": 0.3,
+                    "influence": 0.4,
+                    "context": {},
+                }
+            )
+    return time.perf_counter() - started
