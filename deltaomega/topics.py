@@ -24,6 +24,11 @@ class Topics:
     deadletter: str
     voice_states: str
     interaction_states: str
+    predictions: str
+    conflicts: str
+    emergence: str
+    patterns: str
+    alerts: str
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topics:
@@ -34,6 +39,11 @@ class Topics:
             deadletter=f"{p}voice.deadletter",
             voice_states=f"{p}voice.states",
             interaction_states=f"{p}voice.interaction-states",
+            predictions=f"{p}voice.predictions",
+            conflicts=f"{p}voice.conflicts",
+            emergence=f"{p}voice.emergence",
+            patterns=f"{p}voice.patterns",
+            alerts=f"{p}voice.alerts",
         )
 
     def all(self) -> list[str]:
@@ -43,6 +53,11 @@ class Topics:
             self.deadletter,
             self.voice_states,
             self.interaction_states,
+            self.predictions,
+            self.conflicts,
+            self.emergence,
+            self.patterns,
+            self.alerts,
         ]
 
 

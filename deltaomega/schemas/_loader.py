@@ -20,6 +20,11 @@ _FILES = (
     "interaction_event.avsc",
     "voice_state.avsc",
     "interaction_state.avsc",
+    "prediction.avsc",
+    "conflict_prediction.avsc",
+    "emergence.avsc",
+    "pattern.avsc",
+    "alert.avsc",
 )
 
 

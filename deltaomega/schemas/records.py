@@ -13,6 +13,12 @@ VOICE_EVENT_BATCH = "deltaomega.VoiceEventBatch"
 INTERACTION_EVENT = "deltaomega.InteractionEvent"
 VOICE_STATE = "deltaomega.VoiceState"
 INTERACTION_STATE = "deltaomega.InteractionState"
+PREDICTION = "deltaomega.Prediction"
+CONFLICT_PREDICTION = "deltaomega.ConflictPrediction"
+EMERGENCE = "deltaomega.Emergence"
+PATTERN = "deltaomega.Pattern"
+ALERT = "deltaomega.Alert"
+SEVERITIES: tuple[str, ...] = ("CRITICAL", "WARNING", "INFO")
 
 METRICS: tuple[str, ...] = ("temperature", "activation", "stress", "influence")
 #: Inclusive ranges a voice metric must fall in (temperature as in sampling temperature).
