@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from deltaomega import __version__
 from deltaomega.config import Settings
@@ -44,7 +45,9 @@ def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         if args.interaction_rate is not None
         else args.rate / 5,
         seed=args.seed,
+        episodes=not args.no_episodes,
     )
+    labels = args.labels.open("w") if args.labels else None
     summary = run_simulation(
         settings,
         config,
@@ -52,7 +55,11 @@ def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         realtime=not args.fast,
         batch_size=args.batch_size,
         start_ms=args.start_ms,
+        labels=labels,
     )
+    if labels is not None:
+        labels.close()
+        print(f"wrote {summary.episodes} labelled episodes to {args.labels}")
     print(
         f"sent {summary.voice_events} voice events and {summary.interactions} interactions "
         f"({summary.delivered} records delivered, {summary.failed} failed)"
@@ -83,6 +90,60 @@ def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        from deltaomega.models.train import TrainingConfig, train_all
+    except ImportError as exc:  # torch lives in the `train` extra
+        raise DeltaOmegaError(
+            f"training needs the train extra (pip install 'deltaomega[train]'): {exc}"
+        ) from exc
+    from deltaomega.models.registry import ModelRegistry
+    from deltaomega.models.report import metrics_table
+
+    registry = ModelRegistry(settings.resolved_models_dir)
+    out = args.out or registry.versions_dir
+    version, manifests = train_all(TrainingConfig(seed=args.seed), out)
+    print(metrics_table(manifests))
+    print(f"wrote model version {version} to {out / version}")
+    if args.activate:
+        if out != registry.versions_dir:
+            registry.install(out / version)
+        registry.activate(version)
+        print(f"activated {version}")
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace, settings: Settings) -> int:
+    from deltaomega.models.registry import ModelRegistry
+
+    registry = ModelRegistry(settings.resolved_models_dir)
+    registry.ensure_installed()
+    if args.action == "list":
+        active = registry.active()
+        for version in registry.versions():
+            marker = "*" if version == active else " "
+            try:
+                loaded = registry.load(version)
+            except DeltaOmegaError as exc:
+                print(f"{marker} {version}  UNUSABLE: {exc}")
+                continue
+            m = loaded.metrics()
+            print(
+                f"{marker} {version}  predictor MAE {m['voice_state_predictor'].get('mae', 0):.4f}"
+                f"  conflict AUROC {m['conflict_predictor'].get('auroc', 0):.3f}"
+                f"  emergence AUROC {m['emergence_detector'].get('auroc', 0):.3f}"
+                f"  pattern accuracy {m['pattern_classifier'].get('accuracy', 0):.3f}"
+            )
+    elif args.action == "activate":
+        if not args.version:
+            raise DeltaOmegaError("models activate needs a VERSION (see `deltaomega models list`)")
+        registry.activate(args.version)
+        print(f"activated {args.version}")
+    else:
+        print(f"rolled back to {registry.rollback()}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deltaomega", description=__doc__)
     parser.add_argument("--version", action="version", version=f"deltaomega {__version__}")
@@ -101,6 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--batch-size", type=int, default=1, help=">1 packs VoiceEventBatch records")
     sim.add_argument("--fast", action="store_true", help="do not pace to the wall clock")
     sim.add_argument("--start-ms", type=int, default=None, help="event time of the first tick")
+    sim.add_argument(
+        "--labels", type=Path, default=None, help="write the episodes (JSON Lines) to this file"
+    )
+    sim.add_argument("--no-episodes", action="store_true", help="base dynamics only, no regimes")
     sim.set_defaults(func=_cmd_simulate)
 
     run = sub.add_parser("run", help="worker + API in one process (the embedded default)")
@@ -110,6 +175,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run)
     for name, text in (("worker", "stream worker only"), ("api", "API only")):
         sub.add_parser(name, help=text).set_defaults(func=_cmd_run)
+
+    train = sub.add_parser("train", help="train, evaluate and export the four models (torch)")
+    train.add_argument("--seed", type=int, default=7)
+    train.add_argument("--out", type=Path, default=None, help="default: the model registry")
+    train.add_argument("--activate", action="store_true", help="make the new version active")
+    train.set_defaults(func=_cmd_train)
+
+    models = sub.add_parser("models", help="the model registry: list, activate, rollback")
+    models.add_argument("action", choices=["list", "activate", "rollback"])
+    models.add_argument("version", nargs="?", default=None)
+    models.set_defaults(func=_cmd_models)
 
     migrate = sub.add_parser("migrate", help="apply ClickHouse migrations")
     migrate.set_defaults(func=_cmd_migrate)

@@ -48,6 +48,29 @@ class Settings(BaseSettings):
     batch_within_seconds: float = Field(default=0.2, gt=0)
     table_store: str = Field(default="rocksdb://", description="Faust store URL for open windows.")
 
+    # Models and alerts
+    models_enabled: bool = Field(default=True, description="Run the models on every tick.")
+    models_dir: Path | None = Field(
+        default=None, description="Model registry; unset = data_dir/models (shipped version)."
+    )
+    models_poll_seconds: float = Field(default=2.0, gt=0)
+    inference_threads: int = Field(default=1, ge=1, le=64)
+    inference_settle_seconds: float = Field(
+        default=1.0, ge=0, description="Wait for late partitions' states before a tick runs."
+    )
+    conflict_max_graph_voices: int = Field(default=256, ge=2)
+    conflict_publish_min: float = Field(
+        default=0.05, ge=0, le=1, description="Pairs without interactions publish from here up."
+    )
+    alert_conflict_warning: float = Field(default=0.6, ge=0, le=1)
+    alert_conflict_critical: float = Field(default=0.85, ge=0, le=1)
+    alert_emergence_threshold: float = Field(default=0.5, ge=0, le=1)
+    alert_emergence_critical: float = Field(default=0.8, ge=0, le=1)
+    alert_stress_level: float = Field(default=0.7, ge=0, le=1)
+    alert_stress_rise: float = Field(default=0.1, ge=0, le=1)
+    alert_breach_sigmas: float = Field(default=3.0, gt=0)
+    alert_breach_warning_metrics: int = Field(default=2, ge=1, le=4)
+
     # ClickHouse
     clickhouse_url: str | None = Field(
         default=None, description="chdb://PATH or http(s)://host:8123; unset = embedded chdb."
@@ -91,6 +114,10 @@ class Settings(BaseSettings):
     @property
     def grace_ms(self) -> int:
         return int(self.grace_seconds * 1000)
+
+    @property
+    def resolved_models_dir(self) -> Path:
+        return self.models_dir or (self.data_dir / "models")
 
     @property
     def resolved_kafka_data_dir(self) -> Path:

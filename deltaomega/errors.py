@@ -42,3 +42,7 @@ class NotFoundError(DeltaOmegaError):
         super().__init__(f"{kind} {key!r} not found")
         self.kind = kind
         self.key = key
+
+
+class ModelError(DeltaOmegaError):
+    """A model version that is missing, corrupt or built for another feature spec."""

@@ -53,3 +53,30 @@ HTTP_REQUESTS = Counter(
 HTTP_SECONDS = Histogram(
     "deltaomega_http_request_seconds", "HTTP request latency", ["method", "route"]
 )
+INFERENCE_SECONDS = Histogram(
+    "deltaomega_inference_seconds",
+    "One batched onnxruntime call",
+    ["model"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+INFERENCE_BATCH = Histogram(
+    "deltaomega_inference_batch_rows",
+    "Rows (voices, or voices in all graphs) in one batched call",
+    ["model"],
+    buckets=(1, 4, 16, 64, 256, 1000, 4000, 10000, 50000),
+)
+TICK_SECONDS = Histogram(
+    "deltaomega_tick_seconds",
+    "Features, all four models and alert rules for one closed window",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+TICKS = Counter("deltaomega_ticks_total", "Closed windows run through the models")
+LATE_STATES = Counter(
+    "deltaomega_late_states_total", "States that arrived after their window's tick ran"
+)
+MODEL_OUTPUTS = Counter(
+    "deltaomega_model_outputs_total", "Records produced by the models and alert rules", ["kind"]
+)
+MODEL_VERSION_INFO = Gauge(
+    "deltaomega_model_version_active", "1 for the model version being served", ["version"]
+)

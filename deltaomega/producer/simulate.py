@@ -6,8 +6,10 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import IO
 
 from deltaomega.config import Settings
+from deltaomega.producer.episodes import write_episodes
 from deltaomega.producer.simulator import SimulationConfig, VoiceDynamics
 from deltaomega.producer.voice_producer import VoiceProducer
 
@@ -18,6 +20,7 @@ log = logging.getLogger(__name__)
 class SimulationSummary:
     voice_events: int = 0
     interactions: int = 0
+    episodes: int = 0
     ticks: int = 0
     delivered: int = 0
     failed: int = 0
@@ -34,6 +37,7 @@ def run_simulation(
     start_ms: int | None = None,
     stop: threading.Event | None = None,
     progress_every: float = 5.0,
+    labels: IO[str] | None = None,
 ) -> SimulationSummary:
     """Publish the simulation for ``duration`` simulated seconds (None: until ``stop``).
 
@@ -57,6 +61,11 @@ def run_simulation(
             for interaction in interactions:
                 producer.send_interaction(interaction)
             producer.flush_batches()
+            if dynamics.scenario is not None:
+                begun = dynamics.scenario.begun(dynamics.now_ms)[summary.episodes :]
+                if labels is not None:
+                    write_episodes(begun, labels)
+                summary.episodes += len(begun)
             summary.ticks += 1
             summary.voice_events += len(voice_events)
             summary.interactions += len(interactions)

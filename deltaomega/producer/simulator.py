@@ -18,6 +18,10 @@ Values are clipped to their valid ranges. Every link fires interaction events at
 Poisson rate proportional to its strength, with observed strength s·(0.5 + a_j) plus
 noise, clipped to [0, 1]. Voice telemetry is a Poisson stream per voice. Everything is
 drawn from one ``numpy.random.Generator``, so a seed fixes the whole event sequence.
+
+With ``episodes`` on, a :class:`~deltaomega.producer.episodes.Scenario` bends these
+parameters during labelled regimes (conflicts, polarisation, an emergence onset …);
+:meth:`VoiceDynamics.tick_arrays` gives the events as arrays for fast training data.
 """
 
 from __future__ import annotations
@@ -26,7 +30,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deltaomega.schemas.records import INTERACTION_KINDS, InteractionEvent, VoiceEvent
+from deltaomega.producer.episodes import (
+    CASCADE_STEP_MS,
+    OSCILLATION_PERIOD_MS,
+    Episode,
+    Scenario,
+)
+from deltaomega.schemas.records import INTERACTION_KINDS, KIND_CODE, InteractionEvent, VoiceEvent
 
 SUPPORTIVE = np.array([1, -1, 1, -1, 1])  # sign per kind, in INTERACTION_KINDS order
 LOW = np.array([0.0, 0.0, 0.0, 0.0])
@@ -43,12 +53,15 @@ class SimulationConfig:
     sigma: float = 0.08
     link_probability: float = 0.35
     seed: int = 0
+    episodes: bool = True
 
 
 class VoiceDynamics:
     """The simulated system; :meth:`tick` advances it and returns the events it emitted."""
 
-    def __init__(self, config: SimulationConfig, start_ms: int) -> None:
+    def __init__(
+        self, config: SimulationConfig, start_ms: int, scenario: Scenario | None = None
+    ) -> None:
         if config.voices < 2:
             raise ValueError("the simulation needs at least two voices")
         self.config = config
@@ -67,17 +80,94 @@ class VoiceDynamics:
         self.x = self.mu.copy()
         linked = self.rng.random((n, n)) < config.link_probability
         np.fill_diagonal(linked, False)
-        self.kind = np.where(linked, self.rng.integers(0, len(INTERACTION_KINDS), (n, n)), -1)
-        self.strength = np.where(linked, self.rng.uniform(0.2, 0.9, (n, n)), 0.0)
+        self.base_kind = np.where(linked, self.rng.integers(0, len(INTERACTION_KINDS), (n, n)), -1)
+        self.base_strength = np.where(linked, self.rng.uniform(0.2, 0.9, (n, n)), 0.0)
+        self.kind = self.base_kind.copy()
+        self.strength = self.base_strength.copy()
+        self.kappa = config.kappa
         self.now_ms = start_ms
         self._seq = 0
+        self._index = {v: i for i, v in enumerate(self.voice_ids)}
+        if scenario is None and config.episodes:
+            scenario = Scenario(self.voice_ids, start_ms, config.seed)
+        self.scenario = scenario
+        self._emerged: set[int] = set()
 
     def _next_id(self) -> str:
         self._seq += 1
         return f"sim-{self.config.seed}-{self._seq:010d}"
 
+    def _apply_episodes(self, t_ms: int) -> np.ndarray:
+        """Set this step's links and coupling from the active episodes; return baselines."""
+        mu = self.mu.copy()
+        self.kind = self.base_kind.copy()
+        self.strength = self.base_strength.copy()
+        if self.scenario is None:
+            return mu
+        self.scenario.plan_until(t_ms + 1)
+        for episode in self.scenario.active(t_ms):
+            self._apply(episode, t_ms, mu)
+        return mu
+
+    def _apply(self, episode: Episode, t_ms: int, mu: np.ndarray) -> None:
+        idx = [self._index[v] for v in episode.voices]
+        p = episode.progress(t_ms)
+        kind, strength = self.kind, self.strength
+        if episode.regime == "rising_tension":
+            mu[idx, 2] += 0.35 * p
+            block = np.ix_(idx, idx)
+            antagonistic = np.isin(
+                kind[block], (KIND_CODE["COMPETITION"], KIND_CODE["SUPPRESSION"])
+            )
+            strength[block] = np.where(
+                antagonistic, np.minimum(1.0, strength[block] * (1 + p)), strength[block]
+            )
+        elif episode.regime == "conflict":
+            a, b = idx
+            kind[a, b], kind[b, a] = KIND_CODE["COMPETITION"], KIND_CODE["SUPPRESSION"]
+            strength[a, b] = strength[b, a] = 0.3 + 0.6 * p
+            mu[[a, b], 2] += 0.3 * p
+        elif episode.regime == "polarisation":
+            group = np.zeros(len(self.voice_ids), dtype=bool)
+            group[idx] = True
+            same = group[:, None] == group[None, :]
+            kind[:] = np.where(same, KIND_CODE["COOPERATION"], KIND_CODE["COMPETITION"])
+            strength[:] = 0.6
+            np.fill_diagonal(kind, -1)
+            np.fill_diagonal(strength, 0.0)
+        elif episode.regime == "dominance":
+            (v,) = idx
+            others = [i for i in range(len(self.voice_ids)) if i != v]
+            kind[v, others] = KIND_CODE["SUPPRESSION"]
+            strength[v, others] = 0.8
+            mu[v, 1] = min(1.0, mu[v, 1] + 0.3)
+            mu[v, 3] = 0.95
+        elif episode.regime == "oscillation":
+            phase = 2 * np.pi * (t_ms - episode.start_ms) / OSCILLATION_PERIOD_MS
+            mu[idx, 1] += 0.25 * np.sin(phase)
+            mu[idx, 2] += 0.15 * np.sin(phase + np.pi / 2)
+        elif episode.regime == "cascade":
+            reached = (t_ms - episode.start_ms) // CASCADE_STEP_MS + 1
+            mu[idx[: int(reached)], 2] += 0.45
+        elif episode.regime == "emergence" and episode.start_ms not in self._emerged:
+            self._emerge()
+            self._emerged.add(episode.start_ms)
+            self.kind = self.base_kind.copy()
+            self.strength = self.base_strength.copy()
+        np.clip(mu, LOW, HIGH, out=mu)
+
+    def _emerge(self) -> None:
+        """Redraw the link graph for good: the coupling structure of the system changes."""
+        n, rng = len(self.voice_ids), self.rng
+        linked = rng.random((n, n)) < min(0.8, self.config.link_probability * 1.6)
+        np.fill_diagonal(linked, False)
+        self.base_kind = np.where(linked, rng.integers(0, len(INTERACTION_KINDS), (n, n)), -1)
+        self.base_strength = np.where(linked, rng.uniform(0.3, 0.95, (n, n)), 0.0)
+        self.kappa = self.config.kappa * float(rng.uniform(1.2, 1.8))
+
     def _step(self, dt: float) -> None:
         cfg, x = self.config, self.x
+        mu = self._apply_episodes(self.now_ms)
         act = x[:, 1]
         sign = np.where(self.kind >= 0, SUPPORTIVE[np.maximum(self.kind, 0)], 0)
         s = self.strength  # s[j, i]: link j → i
@@ -96,45 +186,79 @@ class VoiceDynamics:
         coupling[:, 0] = 0.5 * (x[:, 2] - 0.3)
         coupling[:, 3] = s.sum(axis=1) / max(1.0, float(s.sum(axis=1).max())) - x[:, 3]
         noise = self.rng.standard_normal(x.shape)
-        x += cfg.theta * (self.mu - x) * dt + cfg.kappa * coupling * dt
+        x += cfg.theta * (mu - x) * dt + self.kappa * coupling * dt
         x += cfg.sigma * np.sqrt(dt) * noise
         np.clip(x, LOW, HIGH, out=x)
 
-    def tick(self, dt: float) -> tuple[list[VoiceEvent], list[InteractionEvent]]:
-        """Advance by ``dt`` seconds; events carry times inside the tick, in order."""
+    def tick_arrays(self, dt: float) -> tuple[TickVoices, TickInteractions]:
+        """Advance by ``dt`` seconds; the events as arrays (times inside the tick, unsorted)."""
         cfg = self.config
         self._step(dt)
         start, span = self.now_ms, max(1, int(dt * 1000))
         self.now_ms += span
         n = len(self.voice_ids)
-        voice_events: list[VoiceEvent] = []
         counts = self.rng.poisson(cfg.rate * dt / n, n)
-        for i in np.flatnonzero(counts):
-            offsets = np.sort(self.rng.integers(0, span, counts[i]))
-            jitter = self.rng.normal(0.0, 0.01, (counts[i], 4))
-            values = np.clip(self.x[i] + jitter, LOW, HIGH)
-            for off, row in zip(offsets.tolist(), values.tolist(), strict=True):
-                voice_events.append(
-                    VoiceEvent(self._next_id(), self.voice_ids[i], start + off, *row)
-                )
-        interactions: list[InteractionEvent] = []
+        voice = np.repeat(np.arange(n), counts)
+        ts = start + self.rng.integers(0, span, len(voice))
+        jitter = self.rng.normal(0.0, 0.01, (len(voice), 4))
+        values = np.clip(self.x[voice] + jitter, LOW, HIGH)
+        voices = TickVoices(voice, ts, values)
         total = float(self.strength.sum())
         if total > 0 and cfg.interaction_rate > 0:
             fires = self.rng.poisson(cfg.interaction_rate * dt * self.strength / total)
-            for j, i in zip(*np.nonzero(fires), strict=True):
-                for _ in range(int(fires[j, i])):
-                    observed = self.strength[j, i] * (0.5 + self.x[j, 1])
-                    observed = float(np.clip(observed + self.rng.normal(0, 0.03), 0.0, 1.0))
-                    interactions.append(
-                        InteractionEvent(
-                            self._next_id(),
-                            start + int(self.rng.integers(0, span)),
-                            self.voice_ids[j],
-                            self.voice_ids[i],
-                            INTERACTION_KINDS[int(self.kind[j, i])],
-                            observed,
-                        )
-                    )
-        voice_events.sort(key=lambda e: e.ts)
-        interactions.sort(key=lambda e: e.ts)
+            src, tgt = np.nonzero(fires)
+            reps = fires[src, tgt]
+            src, tgt = np.repeat(src, reps), np.repeat(tgt, reps)
+            observed = self.strength[src, tgt] * (0.5 + self.x[src, 1])
+            observed = np.clip(observed + self.rng.normal(0, 0.03, len(src)), 0.0, 1.0)
+            its = start + self.rng.integers(0, span, len(src))
+            interactions = TickInteractions(src, tgt, self.kind[src, tgt], its, observed)
+        else:
+            empty = np.zeros(0, dtype=np.int64)
+            interactions = TickInteractions(empty, empty, empty, empty, np.zeros(0))
+        return voices, interactions
+
+    def tick(self, dt: float) -> tuple[list[VoiceEvent], list[InteractionEvent]]:
+        """Advance by ``dt`` seconds; events carry times inside the tick, in order."""
+        voices, links = self.tick_arrays(dt)
+        voice_order = np.argsort(voices.ts, kind="stable")
+        voice_events = [
+            VoiceEvent(self._next_id(), self.voice_ids[i], ts, *row)
+            for i, ts, row in zip(
+                voices.voice[voice_order].tolist(),
+                voices.ts[voice_order].tolist(),
+                voices.values[voice_order].tolist(),
+                strict=True,
+            )
+        ]
+        link_order = np.argsort(links.ts, kind="stable")
+        interactions = [
+            InteractionEvent(
+                self._next_id(), ts, self.voice_ids[j], self.voice_ids[i], INTERACTION_KINDS[k], s
+            )
+            for j, i, k, ts, s in zip(
+                links.source[link_order].tolist(),
+                links.target[link_order].tolist(),
+                links.kind[link_order].tolist(),
+                links.ts[link_order].tolist(),
+                links.strength[link_order].tolist(),
+                strict=True,
+            )
+        ]
         return voice_events, interactions
+
+
+@dataclass(frozen=True)
+class TickVoices:
+    voice: np.ndarray  # voice index per event
+    ts: np.ndarray
+    values: np.ndarray  # (events, 4) in METRICS order
+
+
+@dataclass(frozen=True)
+class TickInteractions:
+    source: np.ndarray
+    target: np.ndarray
+    kind: np.ndarray
+    ts: np.ndarray
+    strength: np.ndarray

@@ -9,9 +9,21 @@ import faust
 
 from deltaomega.config import Settings
 from deltaomega.schemas.codec import AvroCodec
-from deltaomega.schemas.records import INTERACTION_STATE, METRICS, VOICE_STATE
+from deltaomega.models.registry import ModelRegistry
+from deltaomega.models.runtime import ModelRuntime
+from deltaomega.schemas.records import (
+    ALERT,
+    CONFLICT_PREDICTION,
+    EMERGENCE,
+    INTERACTION_STATE,
+    METRICS,
+    PATTERN,
+    PREDICTION,
+    VOICE_STATE,
+)
 from deltaomega.sinks.clickhouse import ClickHouse, ClickHouseSink
 from deltaomega.streams.deadletter import DeadLetterPublisher
+from deltaomega.streams.inference import InferenceEngine
 from deltaomega.streams.progress import Progress
 from deltaomega.streams.specs import INTERACTION_SPEC, VOICE_SPEC
 from deltaomega.streams.state_sink import StateSinkAgent
@@ -28,6 +40,7 @@ class Pipeline:
     app: faust.App
     topics: Topics
     progress: Progress
+    inference: InferenceEngine | None
 
 
 def create_faust_app(settings: Settings) -> faust.App:
@@ -101,10 +114,44 @@ def create_pipeline(
         deadletter,
         progress,
     )
-    voice_state_sink = StateSinkAgent(VOICE_STATE, "voice_states", codec, sink, deadletter)
-    interaction_state_sink = StateSinkAgent(
-        INTERACTION_STATE, "interaction_states", codec, sink, deadletter
+    inference = (
+        InferenceEngine(
+            settings,
+            ModelRuntime(ModelRegistry(settings.resolved_models_dir), settings.inference_threads),
+        )
+        if settings.models_enabled
+        else None
     )
+    feed = inference.add_states if inference is not None else None
+    voice_state_sink = StateSinkAgent(
+        VOICE_STATE, "voice_states", codec, sink, deadletter, on_records=feed
+    )
+    interaction_state_sink = StateSinkAgent(
+        INTERACTION_STATE, "interaction_states", codec, sink, deadletter, on_records=feed
+    )
+    # Model outputs: topic → ClickHouse table, one sink agent each.
+    outputs = {
+        PREDICTION: (topics.predictions, "predictions"),
+        CONFLICT_PREDICTION: (topics.conflicts, "conflict_predictions"),
+        EMERGENCE: (topics.emergence, "emergence"),
+        PATTERN: (topics.patterns, "patterns"),
+        ALERT: (topics.alerts, "alerts"),
+    }
+    output_topics = {schema: topic(name) for schema, (name, _) in outputs.items()}
+    for schema, (name, table) in outputs.items():
+        _register_sink(app, output_topics[schema], StateSinkAgent(schema, table, codec, sink, deadletter))
+
+    if inference is not None:
+        engine = inference
+
+        async def publish(schema: str, key: bytes, record: dict[str, Any]) -> None:
+            value = codec.encode(schema, record, validate=False)
+            await output_topics[schema].send(key=key, value=value)
+
+        @app.task
+        async def run_inference() -> None:
+            await engine.run(publish)
+
     batch, within = settings.batch_max_records, settings.batch_within_seconds
 
     # concurrency=1: more would let Faust commit past in-flight batches (faust issue 606).
@@ -124,4 +171,12 @@ def create_pipeline(
     async def interaction_states(stream: Any) -> None:
         await interaction_state_sink.run(stream, _SINK_MAX_ROWS, _SINK_WITHIN_SECONDS)
 
-    return Pipeline(app=app, topics=topics, progress=progress)
+    return Pipeline(app=app, topics=topics, progress=progress, inference=inference)
+
+
+def _register_sink(app: faust.App, source: Any, agent: StateSinkAgent) -> None:
+    async def store(stream: Any) -> None:
+        await agent.run(stream, _SINK_MAX_ROWS, _SINK_WITHIN_SECONDS)
+
+    store.__name__ = f"store_{agent.table}"
+    app.agent(source, name=f"{agent.table}-sink", concurrency=1)(store)

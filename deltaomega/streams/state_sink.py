@@ -1,9 +1,9 @@
-"""Closed-window states from their topics into ClickHouse; offsets acked after the insert."""
+"""Records from an output topic into ClickHouse; offsets acked after the insert."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from deltaomega.metrics import RECORDS_CONSUMED
@@ -23,12 +23,15 @@ class StateSinkAgent:
         codec: AvroCodec,
         sink: ClickHouseSink,
         deadletter: DeadLetterPublisher,
+        on_records: Callable[[str, list[dict[str, Any]], list[int]], None] | None = None,
     ) -> None:
         self.schema = schema
         self.table = table
         self.codec = codec
         self.sink = sink
         self.deadletter = deadletter
+        #: Sees every decoded batch before it is stored (the inference engine's input).
+        self.on_records = on_records
 
     async def run(self, stream: Any, max_rows: int, within: float) -> None:
         async for events in stream.noack_take(max_rows, within=within):
@@ -43,6 +46,8 @@ class StateSinkAgent:
             await self.deadletter.publish(events[error.index], error.reason, error.error_type)
         records = [record for _, record in good]
         partitions = [events[i].message.partition for i, _ in good]
+        if self.on_records is not None and records:
+            self.on_records(self.schema, records, partitions)
         offsets = [events[i].message.offset for i, _ in good]
         await insert_until_acknowledged(
             self.table, self.sink.insert_states, self.table, records, partitions, offsets

@@ -1,0 +1,128 @@
+"""onnxruntime serving: sessions made once per version, CUDA first where it exists.
+
+The worker calls :meth:`ModelRuntime.run` from one inference thread; :meth:`refresh`
+swaps in a newly activated version (sessions are built before the swap, so a tick never
+sees a half-loaded version, and a version that fails its checks is refused and logged
+while the old one keeps serving).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import onnxruntime as ort
+
+from deltaomega.errors import ModelError
+from deltaomega.metrics import INFERENCE_BATCH, INFERENCE_SECONDS, MODEL_VERSION_INFO
+from deltaomega.models.nets import IO_NAMES
+from deltaomega.models.registry import ModelRegistry, ModelVersion
+
+log = logging.getLogger(__name__)
+
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+def choose_providers(available: list[str] | None = None) -> list[str]:
+    """CUDA first when onnxruntime-gpu sees a GPU, CPU always as the fallback."""
+    available = ort.get_available_providers() if available is None else available
+    return [CUDA, CPU] if CUDA in available else [CPU]
+
+
+@dataclass
+class LoadedVersion:
+    version: ModelVersion
+    sessions: dict[str, ort.InferenceSession]
+
+    @property
+    def name(self) -> str:
+        return self.version.version
+
+
+class ModelRuntime:
+    def __init__(self, registry: ModelRegistry, threads: int = 1) -> None:
+        self.registry = registry
+        self.threads = threads
+        self.providers = choose_providers()
+        self._lock = threading.Lock()
+        self._loaded: LoadedVersion | None = None
+        log.info("onnxruntime %s, execution providers %s", ort.__version__, self.providers)
+
+    def _session(self, path: str) -> ort.InferenceSession:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        return ort.InferenceSession(path, sess_options=options, providers=self.providers)
+
+    def load(self, version: str) -> LoadedVersion:
+        """Check and open every model of ``version``; raises :class:`ModelError`."""
+        checked = self.registry.load(version)
+        sessions = {}
+        for name, model in checked.models.items():
+            try:
+                session = self._session(str(model.path))
+            except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own bare types
+                raise ModelError(f"{version}/{name}: onnxruntime cannot load it: {exc}") from exc
+            expected_inputs, expected_outputs = IO_NAMES[name]
+            inputs = tuple(i.name for i in session.get_inputs())
+            outputs = tuple(o.name for o in session.get_outputs())
+            if inputs != expected_inputs or outputs != expected_outputs:
+                raise ModelError(
+                    f"{version}/{name}: graph has inputs {inputs} and outputs {outputs}, "
+                    f"serving needs {expected_inputs} and {expected_outputs}"
+                )
+            sessions[name] = session
+        return LoadedVersion(checked, sessions)
+
+    def start(self) -> LoadedVersion:
+        self.registry.ensure_installed()
+        active = self.registry.active()
+        if active is None:
+            raise ModelError("no active model version")
+        loaded = self.load(active)
+        self._swap(loaded)
+        return loaded
+
+    def _swap(self, loaded: LoadedVersion) -> None:
+        with self._lock:
+            previous, self._loaded = self._loaded, loaded
+        if previous is not None:
+            MODEL_VERSION_INFO.labels(previous.name).set(0)
+        MODEL_VERSION_INFO.labels(loaded.name).set(1)
+        log.info("serving model version %s", loaded.name)
+
+    @property
+    def current(self) -> LoadedVersion:
+        with self._lock:
+            if self._loaded is None:
+                raise ModelError("the model runtime has not been started")
+            return self._loaded
+
+    def refresh(self) -> bool:
+        """Load the registry's active version if it changed; True when it was swapped in."""
+        active = self.registry.active()
+        if active is None or (self._loaded is not None and active == self._loaded.name):
+            return False
+        try:
+            loaded = self.load(active)
+        except ModelError as exc:
+            log.error("refusing model version %s: %s", active, exc)
+            return False
+        self._swap(loaded)
+        return True
+
+    def run(self, name: str, feeds: dict[str, np.ndarray], loaded: LoadedVersion | None = None) -> list[np.ndarray]:
+        """One batched call; latency and batch size go to Prometheus."""
+        loaded = loaded or self.current
+        session = loaded.sessions[name]
+        first = next(iter(feeds.values()))
+        started = time.perf_counter()
+        outputs = session.run(None, {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in feeds.items()})
+        INFERENCE_SECONDS.labels(name).observe(time.perf_counter() - started)
+        INFERENCE_BATCH.labels(name).observe(first.shape[0] * (first.shape[1] if name == "conflict_predictor" else 1))
+        return [np.asarray(o) for o in outputs]
