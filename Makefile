@@ -10,7 +10,7 @@ export DELTAOMEGA_CACHE_DIR ?= $(HOME)/.cache/deltaomega
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install kafka-resolve demo test lint format clean kafka-stop
+.PHONY: help install install-train train kafka-resolve demo test lint format clean kafka-stop
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -24,6 +24,17 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 install: $(VENV)/.installed ## Create the virtualenv and install the package (pinned by constraints.txt)
 
+# torch (the `train` extra) is for training and the ONNX parity tests; serving needs only
+# onnxruntime, so `make demo` does not pull it. pip's cache keeps repeat installs cheap.
+$(VENV)/.installed-train: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet --progress-bar on -c constraints.txt -e ".[dev,train]"
+	@touch $@
+
+install-train: $(VENV)/.installed-train ## Also install torch for `deltaomega train` (large download, cached)
+
+train: install-train ## Train the four models (seed 7) into the registry and activate them
+	$(DELTAOMEGA) train --seed 7 --activate
+
 kafka-resolve: install ## Resolve the Kafka broker jars with Maven (cached)
 	$(DELTAOMEGA) kafka resolve
 
@@ -34,10 +45,10 @@ demo: kafka-resolve ## Start Kafka and run the pipeline with the simulator (Ctrl
 kafka-stop: install ## Stop the local Kafka started by `make demo`
 	$(DELTAOMEGA) kafka stop
 
-test: kafka-resolve ## Run the whole test suite (starts its own Kafka and embedded ClickHouse)
+test: kafka-resolve install-train ## Run the whole test suite (starts its own Kafka and embedded ClickHouse)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-lint: install ## ruff + mypy
+lint: install-train ## ruff + mypy
 	$(BIN)/ruff check deltaomega tests bench
 	$(BIN)/ruff format --check deltaomega tests bench
 	$(BIN)/mypy

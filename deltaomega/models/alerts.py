@@ -1,11 +1,15 @@
 """Alert rules over one tick's model outputs. Thresholds are settings (``DELTAOMEGA_ALERT_*``).
 
-| rule | fires when | severity |
-| --- | --- | --- |
-| ``conflict`` | a pair's conflict probability ≥ ``alert_conflict_warning`` | CRITICAL from ``alert_conflict_critical`` |
-| ``emergence`` | the emergence probability ≥ ``alert_emergence_threshold`` | CRITICAL from ``alert_emergence_critical`` |
-| ``stress_trend`` | predicted stress ≥ ``alert_stress_level`` and ≥ ``alert_stress_rise`` above the current window | CRITICAL when the interval's lower end is over the level too |
-| ``interval_breach`` | a window mean landed ``alert_breach_sigmas`` predicted standard deviations or more from its prediction (outside the published interval, and then some) | WARNING from ``alert_breach_warning_metrics`` metrics, else INFO |
+* ``conflict``: a pair's conflict probability is at least ``alert_conflict_warning``;
+  CRITICAL from ``alert_conflict_critical``.
+* ``emergence``: the emergence probability is at least ``alert_emergence_threshold``;
+  CRITICAL from ``alert_emergence_critical``.
+* ``stress_trend``: a voice's predicted stress is at least ``alert_stress_level`` and at
+  least ``alert_stress_rise`` above its current window; CRITICAL when the lower end of
+  the interval is over the level too.
+* ``interval_breach``: a window mean landed ``alert_breach_sigmas`` predicted standard
+  deviations or more from the prediction made for it (outside the published interval,
+  and then some); WARNING when ``alert_breach_warning_metrics`` metrics did, else INFO.
 
 An alert's id is ``rule:subject:window_start``: a replayed tick repeats its ids and the
 ReplacingMergeTree table keeps one row each.

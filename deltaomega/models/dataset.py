@@ -56,7 +56,7 @@ def _window_tick(
         np.maximum.at(hi, voice, values[:, j])
         stats[:, j, 1], stats[:, j, 2] = lo, hi
     order = np.lexsort((ts, voice))
-    last_rows = (
+    last_rows: NDArray[np.int64] | list[int] = (
         order[np.r_[np.flatnonzero(np.diff(voice[order])), len(order) - 1]] if len(order) else []
     )
     stats[voice[last_rows], :, 3] = values[last_rows]

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from deltaomega.models.features import (
+    EDGE_CHANNELS,
     PATTERN_CHANNELS,
     PATTERN_VOICES,
     PATTERN_WINDOWS,
@@ -19,7 +20,6 @@ from deltaomega.models.features import (
     SYSTEM_FEATURES,
     VOICE_FEATURES,
 )
-from deltaomega.models.features import EDGE_CHANNELS
 from deltaomega.models.nets import DYNAMIC_AXES, IO_NAMES
 
 OPSET = 17
@@ -59,7 +59,7 @@ def export_onnx(name: str, model: nn.Module, path: Path) -> bytes:
         torch.onnx.export(
             model,
             args,
-            buffer,
+            buffer,  # type: ignore[arg-type]  # file-like objects are accepted
             input_names=list(inputs),
             output_names=list(outputs),
             dynamic_axes=DYNAMIC_AXES[name],
@@ -71,7 +71,9 @@ def export_onnx(name: str, model: nn.Module, path: Path) -> bytes:
     return data
 
 
-def parity_error(name: str, model: nn.Module, onnx_bytes: bytes, inputs: dict[str, np.ndarray]) -> float:
+def parity_error(
+    name: str, model: nn.Module, onnx_bytes: bytes, inputs: dict[str, np.ndarray]
+) -> float:
     """Largest absolute difference between torch and onnxruntime over all outputs."""
     model.eval()
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])

@@ -181,7 +181,8 @@ def tick_from_states(
 def _scaled_stats(stats: F64) -> F64:
     scale = np.repeat(METRIC_HALF_RANGE, len(STAT_NAMES))
     centre = np.repeat(METRIC_CENTRE, len(STAT_NAMES))
-    return (stats - centre) / scale
+    scaled: F64 = (stats - centre) / scale
+    return scaled
 
 
 def voice_features(tick: Tick) -> F32:
@@ -229,9 +230,7 @@ def edge_channels(history: Sequence[Tick]) -> F32:
     newest = history[-1]
     before = [t.aligned(newest.voice_ids).strength for t in history[-4:-1]]
     reference = np.mean(before, axis=0) if before else newest.strength
-    return np.concatenate([newest.strength, newest.strength - reference], axis=2).astype(
-        np.float32
-    )
+    return np.concatenate([newest.strength, newest.strength - reference], axis=2).astype(np.float32)
 
 
 def conflict_input(history: Sequence[Tick]) -> tuple[F32, F32, F32]:
@@ -244,7 +243,8 @@ def conflict_input(history: Sequence[Tick]) -> tuple[F32, F32, F32]:
 
 
 def _links(tick: Tick) -> NDArray[np.bool_]:
-    return tick.strength.sum(axis=2) > 0
+    linked: NDArray[np.bool_] = tick.strength.sum(axis=2) > 0
+    return linked
 
 
 def _jaccard_distance(a: NDArray[np.bool_], b: NDArray[np.bool_]) -> float:

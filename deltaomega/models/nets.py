@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from deltaomega.models.features import EDGE_CHANNELS as K
 from deltaomega.models.features import (
     EMERGENCE_TYPES,
     METRIC_CENTRE,
@@ -20,7 +21,6 @@ from deltaomega.models.features import (
     SYSTEM_FEATURES,
     VOICE_FEATURES,
 )
-from deltaomega.models.features import EDGE_CHANNELS as K
 from deltaomega.producer.episodes import REGIMES
 from deltaomega.schemas.records import METRICS
 
@@ -37,14 +37,16 @@ class VoiceStatePredictor(nn.Module):
     variance; outputs are mean and standard deviation in raw metric units.
     """
 
+    centre: Tensor
+    half_range: Tensor
+    mean_columns: Tensor
+
     def __init__(self, hidden: int = 32, heads: int = 2) -> None:
         super().__init__()
         self.hidden = hidden
         self.inp = nn.Linear(NV, hidden)
         self.lstm = nn.LSTM(hidden, hidden, batch_first=True)
-        layer = nn.TransformerEncoderLayer(
-            hidden, heads, 2 * hidden, dropout=0.0, batch_first=True
-        )
+        layer = nn.TransformerEncoderLayer(hidden, heads, 2 * hidden, dropout=0.0, batch_first=True)
         self.encoder = nn.TransformerEncoder(layer, 1, enable_nested_tensor=False)
         self.position = nn.Parameter(torch.zeros(1, SEQUENCE_WINDOWS, hidden))
         self.head = nn.Linear(2 * hidden, 2 * NM)
@@ -98,7 +100,8 @@ class ConflictPredictor(nn.Module):
             + self.pair_target(h).unsqueeze(1)
             + self.pair_edge(pair_edges)
         )
-        return self.pair_out(torch.relu(z)).squeeze(-1)
+        logits: Tensor = self.pair_out(torch.relu(z)).squeeze(-1)
+        return logits
 
     def forward(self, nodes: Tensor, edges: Tensor, mask: Tensor) -> Tensor:
         n = nodes.shape[1]
@@ -114,6 +117,10 @@ class EmergenceDetector(nn.Module):
     onsets looked like; a logistic layer fitted on held-out runs combines the two into
     one probability. A second head names the most likely regime type.
     """
+
+    feature_mean: Tensor
+    feature_std: Tensor
+    calibration: Tensor
 
     def __init__(self, hidden: int = 32, code: int = 6) -> None:
         super().__init__()
@@ -149,6 +156,9 @@ class PatternClassifier(nn.Module):
     Outputs the pattern class, a complexity score and novelty: the distance of the
     embedding to the nearest class centroid, in units of that class's spread.
     """
+
+    centroids: Tensor
+    spread: Tensor
 
     def __init__(self, channels: int = 32, embedding: int = 32) -> None:
         super().__init__()
@@ -195,12 +205,19 @@ def build(name: str) -> nn.Module:
 IO_NAMES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "voice_state_predictor": (("history",), ("mean", "std")),
     "conflict_predictor": (("nodes", "edges", "mask"), ("probability",)),
-    "emergence_detector": (("system",), ("probability", "type_probability", "reconstruction_error")),
+    "emergence_detector": (
+        ("system",),
+        ("probability", "type_probability", "reconstruction_error"),
+    ),
     "pattern_classifier": (("matrices",), ("class_probability", "complexity", "novelty")),
 }
 #: Axes that vary at serving time, per input and output.
 DYNAMIC_AXES: dict[str, dict[str, dict[int, str]]] = {
-    "voice_state_predictor": {"history": {0: "voices"}, "mean": {0: "voices"}, "std": {0: "voices"}},
+    "voice_state_predictor": {
+        "history": {0: "voices"},
+        "mean": {0: "voices"},
+        "std": {0: "voices"},
+    },
     "conflict_predictor": {
         "nodes": {0: "graphs", 1: "voices"},
         "edges": {0: "graphs", 1: "voices", 2: "voices"},

@@ -76,13 +76,16 @@ def load_version(path: Path) -> ModelVersion:
             raise ModelError(f"{path.name}: {onnx_path.name} is missing")
         expected_spec = spec_hash(name)
         if manifest.get("feature_spec_hash") != expected_spec:
+            built_for = str(manifest.get("feature_spec_hash"))[:12]
             raise ModelError(
-                f"{path.name}/{name} was built for feature spec "
-                f"{str(manifest.get('feature_spec_hash'))[:12]}, this build has {expected_spec[:12]}"
+                f"{path.name}/{name} was built for feature spec {built_for}, "
+                f"this build has {expected_spec[:12]}"
             )
         actual = _sha256(onnx_path)
         if manifest.get("sha256") != actual:
-            raise ModelError(f"{path.name}/{name}: sha256 {actual[:12]} does not match its manifest")
+            raise ModelError(
+                f"{path.name}/{name}: sha256 {actual[:12]} does not match its manifest"
+            )
         models[name] = ModelFile(name, onnx_path, manifest)
     return ModelVersion(path.name, path, models)
 
@@ -112,13 +115,17 @@ class ModelRegistry:
         if self._state().get("active") is None:
             available = self.versions()
             if not available:
-                raise ModelError(f"no model versions in {self.versions_dir}; run `deltaomega train`")
+                raise ModelError(
+                    f"no model versions in {self.versions_dir}; run `deltaomega train`"
+                )
             self.activate(available[-1])
 
     def versions(self) -> list[str]:
         if not self.versions_dir.is_dir():
             return []
-        return sorted(p.name for p in self.versions_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+        return sorted(
+            p.name for p in self.versions_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+        )
 
     def load(self, version: str) -> ModelVersion:
         return load_version(self.versions_dir / version)
@@ -162,7 +169,7 @@ class ModelRegistry:
         self.load(previous)
         self._write_state({"active": previous, "history": history})
         log.info("rolled back to model version %s (was %s)", previous, state.get("active"))
-        return previous
+        return str(previous)
 
     def install(self, source: Path) -> str:
         """Copy a trained version directory (e.g. from ``deltaomega train --out``) in."""

@@ -116,13 +116,19 @@ class ModelRuntime:
         self._swap(loaded)
         return True
 
-    def run(self, name: str, feeds: dict[str, np.ndarray], loaded: LoadedVersion | None = None) -> list[np.ndarray]:
+    def run(
+        self, name: str, feeds: dict[str, np.ndarray], loaded: LoadedVersion | None = None
+    ) -> list[np.ndarray]:
         """One batched call; latency and batch size go to Prometheus."""
         loaded = loaded or self.current
         session = loaded.sessions[name]
         first = next(iter(feeds.values()))
         started = time.perf_counter()
-        outputs = session.run(None, {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in feeds.items()})
+        outputs = session.run(
+            None, {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in feeds.items()}
+        )
         INFERENCE_SECONDS.labels(name).observe(time.perf_counter() - started)
-        INFERENCE_BATCH.labels(name).observe(first.shape[0] * (first.shape[1] if name == "conflict_predictor" else 1))
+        INFERENCE_BATCH.labels(name).observe(
+            first.shape[0] * (first.shape[1] if name == "conflict_predictor" else 1)
+        )
         return [np.asarray(o) for o in outputs]

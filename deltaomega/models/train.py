@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from deltaomega.models import features as F
+from deltaomega.models import features
 from deltaomega.models.dataset import RUN_START_MS, WINDOW_MS, Run, simulate_run
 from deltaomega.models.evaluation import auroc, detection, threshold_at_fpr
 from deltaomega.models.export import PARITY_TOLERANCE, export_onnx, parity_error, random_inputs
@@ -33,6 +33,7 @@ from deltaomega.models.nets import (
     VoiceStatePredictor,
 )
 from deltaomega.producer.episodes import REGIMES
+from deltaomega.schemas.records import METRICS, STAT_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -78,28 +79,35 @@ class Arrays:
 def _arrays(runs: list[Run]) -> Arrays:
     history, next_mean, graphs = [], [], []
     system, onset, regime, matrices, complexity = [], [], [], [], []
-    mean_cols = [i * len(F.STAT_NAMES) for i in range(len(F.METRICS))]
+    mean_cols = [i * len(STAT_NAMES) for i in range(len(METRICS))]
     for run in runs:
         ticks, w = run.ticks, len(run.ticks)
         nodes, edges, y = [], [], []
         for t in range(w):
-            past = ticks[max(0, t - F.SEQUENCE_WINDOWS + 1) : t + 1]
+            past = ticks[max(0, t - features.SEQUENCE_WINDOWS + 1) : t + 1]
             if t + 1 < w:
                 both = ticks[t].present & ticks[t + 1].present
-                history.append(F.predictor_input(past)[both])
+                history.append(features.predictor_input(past)[both])
                 next_mean.append(ticks[t + 1].stats[both][:, mean_cols])
-            if t + F.CONFLICT_HORIZON < w:
-                n_, e_, _ = F.conflict_input(ticks[max(0, t - 3) : t + 1])
+            if t + features.CONFLICT_HORIZON < w:
+                n_, e_, _ = features.conflict_input(ticks[max(0, t - 3) : t + 1])
                 nodes.append(n_[0])
                 edges.append(e_[0])
-                y.append(run.conflict[t + 1 : t + 1 + F.CONFLICT_HORIZON].any(axis=0))
-            system.append(F.system_vector(ticks[max(0, t - 3) : t + 1]))
+                y.append(run.conflict[t + 1 : t + 1 + features.CONFLICT_HORIZON].any(axis=0))
+            system.append(features.system_vector(ticks[max(0, t - 3) : t + 1]))
             onset.append(run.emergence[t])
             regime.append(run.regime[t])
-            matrices.append(F.pattern_input(ticks[max(0, t - F.PATTERN_WINDOWS + 1) : t + 1]))
-            complexity.append(F.complexity(ticks[t]))
+            matrices.append(
+                features.pattern_input(ticks[max(0, t - features.PATTERN_WINDOWS + 1) : t + 1])
+            )
+            complexity.append(features.complexity(ticks[t]))
         graphs.append(
-            (np.stack(nodes), np.stack(edges), np.ones(np.stack(nodes).shape[:2], np.float32), np.stack(y))
+            (
+                np.stack(nodes),
+                np.stack(edges),
+                np.ones(np.stack(nodes).shape[:2], np.float32),
+                np.stack(y),
+            )
         )
     return Arrays(
         np.concatenate(history),
@@ -119,7 +127,9 @@ def _simulate(seeds: list[int], config: TrainingConfig, label: str) -> list[Run]
     voices = rng.integers(config.min_voices, config.max_voices + 1, len(seeds))
     return [
         simulate_run(seed, int(n), config.minutes)
-        for seed, n in tqdm(list(zip(seeds, voices, strict=True)), desc=f"simulate {label}", unit="run")
+        for seed, n in tqdm(
+            list(zip(seeds, voices, strict=True)), desc=f"simulate {label}", unit="run"
+        )
     ]
 
 
@@ -165,7 +175,9 @@ def _t(a: np.ndarray) -> Tensor:
 # ---------------------------------------------------------------- the four models
 
 
-def train_predictor(data: Arrays, config: TrainingConfig, g: torch.Generator) -> VoiceStatePredictor:
+def train_predictor(
+    data: Arrays, config: TrainingConfig, g: torch.Generator
+) -> VoiceStatePredictor:
     model = VoiceStatePredictor()
     x, y = _t(data.history), _t(data.next_mean)
     nll = nn.GaussianNLLLoss()
@@ -175,7 +187,15 @@ def train_predictor(data: Arrays, config: TrainingConfig, g: torch.Generator) ->
             mean, std = model(x[idx])
             yield nll(mean, y[idx], std**2)
 
-    _fit(model, model.parameters(), config.predictor_epochs, losses, config.learning_rate, g, "train voice_state_predictor")
+    _fit(
+        model,
+        model.parameters(),
+        config.predictor_epochs,
+        losses,
+        config.learning_rate,
+        g,
+        "train voice_state_predictor",
+    )
     return model
 
 
@@ -195,7 +215,15 @@ def train_conflict(data: Arrays, config: TrainingConfig, g: torch.Generator) -> 
                 logits = model.pair_logits(nodes[idx], edges[idx], mask[idx])
                 yield (bce(logits, y[idx].float()) * off).sum() / (off.sum() * len(idx))
 
-    _fit(model, model.parameters(), config.conflict_epochs, losses, config.learning_rate, g, "train conflict_predictor")
+    _fit(
+        model,
+        model.parameters(),
+        config.conflict_epochs,
+        losses,
+        config.learning_rate,
+        g,
+        "train conflict_predictor",
+    )
     return model
 
 
@@ -215,7 +243,15 @@ def train_emergence(
             error, _, _ = model.parts(z_calm[idx])
             yield error.mean()
 
-    _fit(model, ae_params, config.emergence_epochs, ae_losses, config.learning_rate, g, "train emergence autoencoder")
+    _fit(
+        model,
+        ae_params,
+        config.emergence_epochs,
+        ae_losses,
+        config.learning_rate,
+        g,
+        "train emergence autoencoder",
+    )
     onset = torch.from_numpy(data.onset).float()
     typed = torch.from_numpy(data.regime > 0)
     types = torch.from_numpy(np.maximum(data.regime - 1, 0))
@@ -223,7 +259,9 @@ def train_emergence(
     bce = nn.BCEWithLogitsLoss(pos_weight=weight)
     ce = nn.CrossEntropyLoss()
     clf_params = (
-        list(model.body.parameters()) + list(model.onset.parameters()) + list(model.type_head.parameters())
+        list(model.body.parameters())
+        + list(model.onset.parameters())
+        + list(model.type_head.parameters())
     )
 
     def clf_losses(gen: torch.Generator) -> Iterator[Tensor]:
@@ -235,7 +273,15 @@ def train_emergence(
                 loss = loss + ce(type_logits[keep], types[idx][keep])
             yield loss
 
-    _fit(model, clf_params, config.emergence_epochs, clf_losses, config.learning_rate, g, "train emergence classifier")
+    _fit(
+        model,
+        clf_params,
+        config.emergence_epochs,
+        clf_losses,
+        config.learning_rate,
+        g,
+        "train emergence classifier",
+    )
     # The combiner: logistic regression on held-out calibration runs.
     with torch.no_grad():
         error, logit, _ = model.parts(_t(calibration.system))
@@ -246,13 +292,16 @@ def train_emergence(
 
     def closure() -> Tensor:
         optimiser.zero_grad()
-        loss = nn.functional.binary_cross_entropy_with_logits(
-            inputs @ weights[:2] + weights[2], target
-        ) + 1e-3 * (weights[:2] ** 2).sum()
+        loss = (
+            nn.functional.binary_cross_entropy_with_logits(
+                inputs @ weights[:2] + weights[2], target
+            )
+            + 1e-3 * (weights[:2] ** 2).sum()
+        )
         loss.backward()
         return loss
 
-    optimiser.step(closure)  # type: ignore[no-untyped-call]
+    optimiser.step(closure)
     model.calibration.copy_(weights.detach())
     return model
 
@@ -267,7 +316,15 @@ def train_pattern(data: Arrays, config: TrainingConfig, g: torch.Generator) -> P
             _, logits, complexity = model.heads(x[idx])
             yield ce(logits, y[idx]) + mse(torch.sigmoid(complexity), c[idx])
 
-    _fit(model, model.parameters(), config.pattern_epochs, losses, config.learning_rate, g, "train pattern_classifier")
+    _fit(
+        model,
+        model.parameters(),
+        config.pattern_epochs,
+        losses,
+        config.learning_rate,
+        g,
+        "train pattern_classifier",
+    )
     with torch.no_grad():
         embedding = model.embedding(x)
         for k in range(len(REGIMES)):
@@ -311,18 +368,19 @@ def _episode_delays(
 
 
 def evaluate_predictor(model: VoiceStatePredictor, train: Arrays, test: Arrays) -> dict[str, float]:
-    mean_cols = [F.VOICE_FEATURES.index(f"{m}_mean") for m in F.METRICS]
+    mean_cols = [features.VOICE_FEATURES.index(f"{m}_mean") for m in METRICS]
 
     def persistence(data: Arrays) -> np.ndarray:
         last = data.history[:, -1, mean_cols]
-        return last * F.METRIC_HALF_RANGE + F.METRIC_CENTRE
+        raw: np.ndarray = last * features.METRIC_HALF_RANGE + features.METRIC_CENTRE
+        return raw
 
     sigma = (train.next_mean - persistence(train)).std(axis=0)
     with torch.no_grad():
         mean, std = (t.numpy() for t in model(_t(test.history)))
     base = persistence(test)
     y = test.next_mean
-    z = F.INTERVAL_Z
+    z = features.INTERVAL_Z
     return {
         "mae": float(np.abs(mean - y).mean()),
         "persistence_mae": float(np.abs(base - y).mean()),
@@ -340,7 +398,7 @@ def _conflict_scores(model: ConflictPredictor, data: Arrays) -> list[np.ndarray]
 def _conflict_baseline(data: Arrays) -> list[np.ndarray]:
     out = []
     for _, edges, _, _ in data.graphs:
-        antagonism = edges[..., : F.K][..., F.ANTAGONISTIC].sum(axis=-1)
+        antagonism = edges[..., : features.K][..., features.ANTAGONISTIC].sum(axis=-1)
         out.append(antagonism + antagonism.transpose(0, 2, 1))
     return out
 
@@ -354,14 +412,21 @@ def _pairs(scores: list[np.ndarray], data: Arrays) -> tuple[np.ndarray, np.ndarr
     return np.concatenate(values), np.concatenate(labels)
 
 
-def evaluate_conflict(model: ConflictPredictor, calibration: Arrays, test: Arrays) -> dict[str, float]:
+def evaluate_conflict(
+    model: ConflictPredictor, calibration: Arrays, test: Arrays
+) -> dict[str, float]:
     out: dict[str, float] = {}
-    for name, scorer in (("model", lambda d: _conflict_scores(model, d)), ("baseline", _conflict_baseline)):
+    for name, scorer in (
+        ("model", lambda d: _conflict_scores(model, d)),
+        ("baseline", _conflict_baseline),
+    ):
         cal_scores, cal_labels = _pairs(scorer(calibration), calibration)
         threshold = threshold_at_fpr(cal_scores[~cal_labels], DETECTION_FPR)
         test_scores = scorer(test)
         values, labels = _pairs(test_scores, test)
-        delays = detection(_episode_delays(test.runs, test_scores, threshold, "conflict", pair=True))
+        delays = detection(
+            _episode_delays(test.runs, test_scores, threshold, "conflict", pair=True)
+        )
         prefix = "" if name == "model" else "baseline_"
         out[f"{prefix}auroc"] = auroc(values, labels)
         out[f"{prefix}threshold"] = threshold
@@ -374,13 +439,16 @@ def _split(values: np.ndarray, data: Arrays) -> list[np.ndarray]:
     return np.split(values, bounds)
 
 
-def evaluate_emergence(model: EmergenceDetector, calibration: Arrays, test: Arrays) -> dict[str, float]:
-    jaccard = F.SYSTEM_FEATURES.index("link_jaccard_1")
+def evaluate_emergence(
+    model: EmergenceDetector, calibration: Arrays, test: Arrays
+) -> dict[str, float]:
+    jaccard = features.SYSTEM_FEATURES.index("link_jaccard_1")
     out: dict[str, float] = {}
 
     def model_scores(d: Arrays) -> np.ndarray:
         with torch.no_grad():
-            return model(_t(d.system))[0].numpy().astype(np.float64)
+            scores: np.ndarray = model(_t(d.system))[0].numpy().astype(np.float64)
+        return scores
 
     def baseline_scores(d: Arrays) -> np.ndarray:
         return d.system[:, jaccard].astype(np.float64)
@@ -389,7 +457,9 @@ def evaluate_emergence(model: EmergenceDetector, calibration: Arrays, test: Arra
         cal = scorer(calibration)
         threshold = threshold_at_fpr(cal[~calibration.onset], DETECTION_FPR)
         scores = scorer(test)
-        delays = detection(_episode_delays(test.runs, _split(scores, test), threshold, "emergence", pair=False))
+        delays = detection(
+            _episode_delays(test.runs, _split(scores, test), threshold, "emergence", pair=False)
+        )
         prefix = "" if name == "model" else "baseline_"
         out[f"{prefix}auroc"] = auroc(scores, test.onset)
         out[f"{prefix}threshold"] = threshold
@@ -397,7 +467,9 @@ def evaluate_emergence(model: EmergenceDetector, calibration: Arrays, test: Arra
     with torch.no_grad():
         _, types, _ = model(_t(test.system))
     typed = test.regime > 0
-    out["type_accuracy"] = float((types.numpy().argmax(axis=1)[typed] == test.regime[typed] - 1).mean())
+    out["type_accuracy"] = float(
+        (types.numpy().argmax(axis=1)[typed] == test.regime[typed] - 1).mean()
+    )
     return out
 
 
@@ -408,9 +480,17 @@ def evaluate_pattern(model: PatternClassifier, train: Arrays, test: Arrays) -> d
     majority = int(np.bincount(train.regime, minlength=len(REGIMES)).argmax())
     flat_train = train.matrices.reshape(len(train.matrices), -1)
     mu, sd = flat_train.mean(axis=0), flat_train.std(axis=0) + 1e-6
-    z_train, z_test = (flat_train - mu) / sd, (test.matrices.reshape(len(test.matrices), -1) - mu) / sd
+    z_train, z_test = (
+        (flat_train - mu) / sd,
+        (test.matrices.reshape(len(test.matrices), -1) - mu) / sd,
+    )
     centroids = np.stack(
-        [z_train[train.regime == k].mean(axis=0) if (train.regime == k).any() else np.full(z_train.shape[1], np.inf) for k in range(len(REGIMES))]
+        [
+            z_train[train.regime == k].mean(axis=0)
+            if (train.regime == k).any()
+            else np.full(z_train.shape[1], np.inf)
+            for k in range(len(REGIMES))
+        ]
     )
     nearest = ((z_test[:, None, :] - centroids[None]) ** 2).sum(axis=2).argmin(axis=1)
     return {
@@ -448,7 +528,9 @@ def train_all(config: TrainingConfig, out_dir: Path) -> tuple[str, dict[str, dic
     torch.use_deterministic_algorithms(True)
     base = config.seed * 1000
     train_runs = _simulate([base + i for i in range(config.train_runs)], config, "training")
-    cal_runs = _simulate([base + 100 + i for i in range(config.calibration_runs)], config, "calibration")
+    cal_runs = _simulate(
+        [base + 100 + i for i in range(config.calibration_runs)], config, "calibration"
+    )
     test_runs = _simulate([base + 200 + i for i in range(config.test_runs)], config, "test")
     train, calibration, test = _arrays(train_runs), _arrays(cal_runs), _arrays(test_runs)
     g = torch.Generator().manual_seed(config.seed)
@@ -489,7 +571,7 @@ def train_all(config: TrainingConfig, out_dir: Path) -> tuple[str, dict[str, dic
             "version": version,
             "file": f"{name}.onnx",
             "sha256": _sha256(blobs[name]),
-            "feature_spec_hash": F.spec_hash(name),
+            "feature_spec_hash": features.spec_hash(name),
             "metrics": metrics[name],
             "parity_max_abs_error": parity[name],
             "training": asdict(config),
@@ -497,7 +579,9 @@ def train_all(config: TrainingConfig, out_dir: Path) -> tuple[str, dict[str, dic
             "torch": torch.__version__,
             "python": platform.python_version(),
         }
-        (target / f"{name}.json").write_text(json.dumps(manifests[name], indent=2, sort_keys=True) + "\n")
+        (target / f"{name}.json").write_text(
+            json.dumps(manifests[name], indent=2, sort_keys=True) + "\n"
+        )
     staging.rmdir()
     from deltaomega.models.report import metrics_table
 

@@ -15,8 +15,8 @@ While an episode is active it bends the dynamics of the voices it names:
 * ``oscillation``: activation and stress baselines swing with a 40 s period;
 * ``cascade``: a stress shock (+0.45) reaches the named voices one after another, 12 s apart;
 * ``emergence``: at onset the coupling structure changes for good — the link graph is
-  redrawn and the coupling constant changes (×1.2–1.8 of the base). The episode covers the onset period
-  a detector should flag (its end is the onset plus the detection horizon).
+  redrawn and the coupling constant changes (×1.2–1.8 of the base). The episode covers
+  the onset period a detector should flag (its end is the onset plus 30 s).
 
 Between episodes the system is ``calm``. Times are event-time milliseconds.
 """

@@ -8,9 +8,9 @@ from typing import Any
 import faust
 
 from deltaomega.config import Settings
-from deltaomega.schemas.codec import AvroCodec
 from deltaomega.models.registry import ModelRegistry
 from deltaomega.models.runtime import ModelRuntime
+from deltaomega.schemas.codec import AvroCodec
 from deltaomega.schemas.records import (
     ALERT,
     CONFLICT_PREDICTION,
@@ -138,8 +138,10 @@ def create_pipeline(
         ALERT: (topics.alerts, "alerts"),
     }
     output_topics = {schema: topic(name) for schema, (name, _) in outputs.items()}
-    for schema, (name, table) in outputs.items():
-        _register_sink(app, output_topics[schema], StateSinkAgent(schema, table, codec, sink, deadletter))
+    for schema, (_, table) in outputs.items():
+        _register_sink(
+            app, output_topics[schema], StateSinkAgent(schema, table, codec, sink, deadletter)
+        )
 
     if inference is not None:
         engine = inference
@@ -148,7 +150,7 @@ def create_pipeline(
             value = codec.encode(schema, record, validate=False)
             await output_topics[schema].send(key=key, value=value)
 
-        @app.task
+        @app.task  # type: ignore[untyped-decorator]
         async def run_inference() -> None:
             await engine.run(publish)
 

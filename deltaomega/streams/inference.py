@@ -7,9 +7,10 @@ A tick (one closed window of the whole system) runs when the window is complete:
 once when every state partition that has delivered anything has moved past it (states
 of one partition come in window order), otherwise — a partition with nothing newer to
 say — ``inference_settle_seconds`` after its first state arrived for a live window, or
-after ``_CATCH_UP_TIMEOUT`` for an old one (replay, where partitions race each other). Ticks run in window order on one inference thread, so consumption never
-waits on a model; each model gets one batched call per tick. States that arrive after
-their tick ran are counted (``deltaomega_late_states_total``) and otherwise ignored.
+after ``_CATCH_UP_TIMEOUT`` for an old one (replay, where partitions race each other).
+Ticks run in window order on one inference thread, so consumption never waits on a
+model; each model gets one batched call per tick. States that arrive after their tick
+ran are counted (``deltaomega_late_states_total``) and otherwise ignored.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ from deltaomega.models.features import (
     PATTERN_WINDOWS,
     SEQUENCE_WINDOWS,
     Tick,
-
     conflict_graphs,
     pattern_input,
     predictor_input,
@@ -54,7 +54,6 @@ from deltaomega.schemas.records import (
     METRICS,
     PATTERN,
     PREDICTION,
-
 )
 
 log = logging.getLogger(__name__)
@@ -211,9 +210,7 @@ class InferenceEngine:
         history = list(self._history)
         now_ms = int(time.time() * 1000)
         version = models.name
-        observed = {
-            v: {m: float(s[f"{m}_mean"]) for m in METRICS} for v, s in voice_states.items()
-        }
+        observed = {v: {m: float(s[f"{m}_mean"]) for m in METRICS} for v, s in voice_states.items()}
         alerts = rules.breach_alerts(
             self.rules, self._last_predictions, observed, window_start, version, now_ms
         )
@@ -231,7 +228,9 @@ class InferenceEngine:
         TICK_SECONDS.observe(time.perf_counter() - started)
         return TickOutputs(window_start, predictions, conflicts, emergence, pattern, alerts)
 
-    def _predict(self, models: LoadedVersion, history: list[Tick], now_ms: int) -> list[dict[str, Any]]:
+    def _predict(
+        self, models: LoadedVersion, history: list[Tick], now_ms: int
+    ) -> list[dict[str, Any]]:
         tick = history[-1]
         rows = np.flatnonzero(tick.present)
         if len(rows) == 0:
@@ -328,5 +327,3 @@ class InferenceEngine:
             "model_version": models.name,
             "produced_at": now_ms,
         }
-
-

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from deltaomega.models import features as F
+from deltaomega.models import features
 
 W0 = 1_800_000_000_000
 
@@ -15,7 +15,7 @@ W0 = 1_800_000_000_000
 def voice_state(voice: str, window_start: int, **means: float) -> dict[str, float | str | int]:
     """A VoiceState whose min, max and last are mean − 0.1, mean + 0.1 and mean + 0.05."""
     record: dict[str, float | str | int] = {"voice_id": voice, "window_start": window_start}
-    for metric in F.METRICS:
+    for metric in features.METRICS:
         m = means[metric]
         record.update(
             {
@@ -36,9 +36,9 @@ A = {"temperature": 1.2, "activation": 0.6, "stress": 0.3, "influence": 0.5}
 B = {"temperature": 0.8, "activation": 0.4, "stress": 0.7, "influence": 0.1}
 
 
-def tick(window: int = 0, extra_links: tuple[dict[str, object], ...] = ()) -> F.Tick:
+def tick(window: int = 0, extra_links: tuple[dict[str, object], ...] = ()) -> features.Tick:
     start = W0 + window * 10_000
-    return F.tick_from_states(
+    return features.tick_from_states(
         start,
         [voice_state("a", start, **A), voice_state("b", start, **B)],
         [link("a", "b", "COOPERATION", 0.4), link("b", "a", "COMPETITION", 0.2), *extra_links],
@@ -46,7 +46,7 @@ def tick(window: int = 0, extra_links: tuple[dict[str, object], ...] = ()) -> F.
 
 
 def test_tick_from_states_orders_voices_and_fills_strengths() -> None:
-    t = F.tick_from_states(
+    t = features.tick_from_states(
         W0,
         [voice_state("b", W0, **B)],
         [link("a", "b", "COOPERATION", 0.4), link("c", "a", "SUPPRESSION", 0.9)],
@@ -60,9 +60,9 @@ def test_tick_from_states_orders_voices_and_fills_strengths() -> None:
 
 
 def test_voice_features_exact() -> None:
-    x = F.voice_features(tick())
-    assert x.shape == (2, len(F.VOICE_FEATURES)) and x.dtype == np.float32
-    a = dict(zip(F.VOICE_FEATURES, x[0].tolist(), strict=True))
+    x = features.voice_features(tick())
+    assert x.shape == (2, len(features.VOICE_FEATURES)) and x.dtype == np.float32
+    a = dict(zip(features.VOICE_FEATURES, x[0].tolist(), strict=True))
     # temperature scaled by (x − 1) / 1, the others by (x − 0.5) / 0.5
     assert a["temperature_mean"] == pytest.approx(0.2, abs=1e-6)
     assert a["temperature_min"] == pytest.approx(0.1, abs=1e-6)
@@ -76,29 +76,31 @@ def test_voice_features_exact() -> None:
     assert a["out_support"] == pytest.approx(math.tanh(0.4), abs=1e-6)
     assert a["out_antagonism"] == 0.0
     assert a["harmony"] == pytest.approx((0.4 - 0.2) / 0.6, abs=1e-6)
-    b = dict(zip(F.VOICE_FEATURES, x[1].tolist(), strict=True))
+    b = dict(zip(features.VOICE_FEATURES, x[1].tolist(), strict=True))
     assert b["stress_mean"] == pytest.approx(0.4, abs=1e-6)
     assert b["in_support"] == pytest.approx(math.tanh(0.4), abs=1e-6)
     assert b["out_antagonism"] == pytest.approx(math.tanh(0.2), abs=1e-6)
 
 
 def test_absent_voice_has_zero_state_but_keeps_its_links() -> None:
-    t = F.tick_from_states(W0, [voice_state("b", W0, **B)], [link("a", "b", "COOPERATION", 0.4)])
-    x = dict(zip(F.VOICE_FEATURES, F.voice_features(t)[0].tolist(), strict=True))
+    t = features.tick_from_states(
+        W0, [voice_state("b", W0, **B)], [link("a", "b", "COOPERATION", 0.4)]
+    )
+    x = dict(zip(features.VOICE_FEATURES, features.voice_features(t)[0].tolist(), strict=True))
     assert x["temperature_mean"] == 0.0 and x["present"] == 0.0
     assert x["out_support"] == pytest.approx(math.tanh(0.4), abs=1e-6)
 
 
 def test_predictor_input_pads_missing_history_at_the_front() -> None:
     history = [tick(0), tick(1)]
-    x = F.predictor_input(history)
-    assert x.shape == (2, F.SEQUENCE_WINDOWS, len(F.VOICE_FEATURES))
-    assert np.all(x[:, : F.SEQUENCE_WINDOWS - 2] == 0.0)
-    np.testing.assert_array_equal(x[:, -1], F.voice_features(tick(1)))
+    x = features.predictor_input(history)
+    assert x.shape == (2, features.SEQUENCE_WINDOWS, len(features.VOICE_FEATURES))
+    assert np.all(x[:, : features.SEQUENCE_WINDOWS - 2] == 0.0)
+    np.testing.assert_array_equal(x[:, -1], features.voice_features(tick(1)))
 
 
 def test_system_vector_exact_for_one_window() -> None:
-    v = dict(zip(F.SYSTEM_FEATURES, F.system_vector([tick()]).tolist(), strict=True))
+    v = dict(zip(features.SYSTEM_FEATURES, features.system_vector([tick()]).tolist(), strict=True))
     assert v["temperature_mean_across"] == pytest.approx(0.0, abs=1e-6)  # (1.2 + 0.8) / 2 = 1
     assert v["stress_mean_across"] == pytest.approx(0.0, abs=1e-6)
     assert v["stress_std_across"] == pytest.approx(0.4, abs=1e-6)  # std 0.2, over 0.5
@@ -111,23 +113,33 @@ def test_system_vector_exact_for_one_window() -> None:
 
 def test_system_vector_sees_a_new_link() -> None:
     new = link("a", "b", "SUPPRESSION", 0.5)
-    v = dict(zip(F.SYSTEM_FEATURES, F.system_vector([tick(0), tick(1, (new,))]), strict=True))
+    v = dict(
+        zip(
+            features.SYSTEM_FEATURES,
+            features.system_vector([tick(0), tick(1, (new,))]),
+            strict=True,
+        )
+    )
     assert v["link_jaccard_1"] == 0.0  # same pairs linked, another kind
     assert v["strength_change_1"] == pytest.approx(0.5 / (1.1 + 0.6), abs=1e-6)
-    gone = F.tick_from_states(W0 + 20_000, [voice_state("a", W0, **A), voice_state("b", W0, **B)], [])
-    v = dict(zip(F.SYSTEM_FEATURES, F.system_vector([tick(0), gone]), strict=True))
+    gone = features.tick_from_states(
+        W0 + 20_000, [voice_state("a", W0, **A), voice_state("b", W0, **B)], []
+    )
+    v = dict(zip(features.SYSTEM_FEATURES, features.system_vector([tick(0), gone]), strict=True))
     assert v["link_jaccard_1"] == 1.0
     assert v["links_gone_1"] == pytest.approx(math.tanh(1.0), abs=1e-6)
 
 
 def test_pattern_input_orders_voices_by_activity() -> None:
     quiet = voice_state("0-quiet", W0, **A)
-    t = F.tick_from_states(
+    t = features.tick_from_states(
         W0,
         [voice_state("a", W0, **A), voice_state("b", W0, **B), quiet],
         [link("a", "b", "COOPERATION", 0.4), link("b", "a", "COMPETITION", 0.2)],
     )
-    x = F.pattern_input([t]).reshape(F.PATTERN_WINDOWS, len(F.PATTERN_CHANNELS), 12, 12)
+    x = features.pattern_input([t]).reshape(
+        features.PATTERN_WINDOWS, len(features.PATTERN_CHANNELS), 12, 12
+    )
     newest = x[-1]
     assert newest[0, 0, 1] == pytest.approx(0.4)  # a → b support, a first (tie broken by id)
     assert newest[1, 1, 0] == pytest.approx(0.2)  # b → a antagonism
@@ -137,29 +149,34 @@ def test_pattern_input_orders_voices_by_activity() -> None:
 
 def test_conflict_graphs_group_by_component() -> None:
     states = [voice_state(v, W0, **A) for v in ("a", "b", "c", "d", "e")]
-    t = F.tick_from_states(
+    t = features.tick_from_states(
         W0, states, [link("a", "b", "COMPETITION", 0.5), link("d", "c", "SUPPRESSION", 0.7)]
     )
-    nodes, edges, mask, groups = F.conflict_graphs([t], max_voices=256)
+    nodes, edges, mask, groups = features.conflict_graphs([t], max_voices=256)
     assert [g.tolist() for g in groups] == [[0, 1], [2, 3]]  # e has no links: no pairs
-    assert nodes.shape == (2, 2, len(F.VOICE_FEATURES)) and edges.shape == (2, 2, 2, F.EDGE_CHANNELS)
+    assert nodes.shape == (2, 2, len(features.VOICE_FEATURES)) and edges.shape == (
+        2,
+        2,
+        2,
+        features.EDGE_CHANNELS,
+    )
     assert edges[0, 0, 1, 1] == pytest.approx(0.5) and edges[1, 1, 0, 3] == pytest.approx(0.7)
     assert mask.tolist() == [[1.0, 1.0], [1.0, 1.0]]
     # the change channels compare with the windows before
-    earlier = F.tick_from_states(W0 - 10_000, states, [link("a", "b", "COMPETITION", 0.1)])
-    _, edges, _, _ = F.conflict_graphs([earlier, t], max_voices=256)
-    assert edges[0, 0, 1, F.K + 1] == pytest.approx(0.4)
+    earlier = features.tick_from_states(W0 - 10_000, states, [link("a", "b", "COMPETITION", 0.1)])
+    _, edges, _, _ = features.conflict_graphs([earlier, t], max_voices=256)
+    assert edges[0, 0, 1, features.K + 1] == pytest.approx(0.4)
 
 
 def test_complexity_is_normalised_entropy() -> None:
-    assert F.complexity(tick()) == pytest.approx(
+    assert features.complexity(tick()) == pytest.approx(
         -(2 / 3 * math.log(2 / 3) + 1 / 3 * math.log(1 / 3)) / math.log(2)
     )
 
 
 def test_spec_hash_is_stable_and_tracks_the_spec(monkeypatch: pytest.MonkeyPatch) -> None:
-    first = {name: F.spec_hash(name) for name in F.MODEL_NAMES}
-    assert first == {name: F.spec_hash(name) for name in F.MODEL_NAMES}
+    first = {name: features.spec_hash(name) for name in features.MODEL_NAMES}
+    assert first == {name: features.spec_hash(name) for name in features.MODEL_NAMES}
     assert len(set(first.values())) == 4
-    monkeypatch.setitem(F.FEATURE_SPEC, "metric_half_range", [2.0, 0.5, 0.5, 0.5])
-    assert all(F.spec_hash(name) != first[name] for name in F.MODEL_NAMES)
+    monkeypatch.setitem(features.FEATURE_SPEC, "metric_half_range", [2.0, 0.5, 0.5, 0.5])
+    assert all(features.spec_hash(name) != first[name] for name in features.MODEL_NAMES)

@@ -59,7 +59,9 @@ def test_mismatched_feature_spec_is_refused(registry: ModelRegistry) -> None:
     manifest = json.loads(manifest_path.read_text())
     manifest["feature_spec_hash"] = "0" * 64
     manifest_path.write_text(json.dumps(manifest))
-    with pytest.raises(ModelError, match="conflict_predictor was built for feature spec 000000000000"):
+    with pytest.raises(
+        ModelError, match="conflict_predictor was built for feature spec 000000000000"
+    ):
         registry.activate("bad-spec")
     assert registry.active() == SHIPPED[0]
 
