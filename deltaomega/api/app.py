@@ -11,7 +11,16 @@ from fastapi import FastAPI, Request, Response
 from deltaomega import __version__
 from deltaomega.api import problems
 from deltaomega.api.deps import ApiContext
-from deltaomega.api.routes import health, interactions, stream, voices
+from deltaomega.api.routes import (
+    alerts,
+    emergence,
+    health,
+    interactions,
+    patterns,
+    predictions,
+    stream,
+    voices,
+)
 from deltaomega.metrics import HTTP_REQUESTS, HTTP_SECONDS
 
 
@@ -22,12 +31,14 @@ def create_api(
     app = FastAPI(
         title="Meta-ΔDΩΛ",
         version=__version__,
-        description="Voice states, interactions and live feeds of a multi-voice AI system.",
+        description="Voice states, interactions, model outputs, alerts and live feeds of a "
+        "multi-voice AI system.",
         lifespan=lifespan,
     )
     app.state.context = context
     problems.install(app)
-    for module in (voices, interactions, stream, health) if serve_api else (health,):
+    served = (voices, interactions, predictions, patterns, emergence, alerts, stream, health)
+    for module in served if serve_api else (health,):
         app.include_router(module.router)
 
     @app.middleware("http")

@@ -16,6 +16,39 @@ _STATE_COLUMNS = ", ".join(
     ]
     + [f"{m}_{s}" for m in METRICS for s in STAT_NAMES]
 )
+FORECAST_STATS: tuple[str, ...] = ("pred", "std", "low", "high")
+
+
+def _ms(column: str) -> str:
+    return f"toUnixTimestamp64Milli({column}) AS {column}"
+
+
+_PREDICTION_COLUMNS = ", ".join(
+    ["voice_id", _ms("window_start"), _ms("target_window_start")]
+    + [f"{m}_{s}" for m in METRICS for s in FORECAST_STATS]
+    + ["interval_level", "risk", "model_version", _ms("produced_at")]
+)
+_CONFLICT_COLUMNS = (
+    f"{_ms('window_start')}, source, target, probability, horizon_windows, model_version, "
+    f"{_ms('produced_at')}"
+)
+_EMERGENCE_COLUMNS = (
+    f"{_ms('window_start')}, probability, detected, type, type_probability, "
+    f"reconstruction_error, voices, model_version, {_ms('produced_at')}"
+)
+_PATTERN_COLUMNS = (
+    f"{_ms('window_start')}, pattern, confidence, complexity, novelty, model_version, "
+    f"{_ms('produced_at')}"
+)
+_ALERT_COLUMNS = (
+    f"alert_id, {_ms('window_start')}, rule, severity, subject, message, value, threshold, "
+    f"recommended_actions, model_version, {_ms('produced_at')}"
+)
+# The table's window_start is a column name and its alias; qualify it in WHERE clauses.
+_IN_RANGE = (
+    "{table}.window_start >= fromUnixTimestamp64Milli({{from_ms:Int64}})"
+    " AND {table}.window_start < fromUnixTimestamp64Milli({{to_ms:Int64}})"
+)
 
 
 class Queries:
@@ -100,3 +133,113 @@ class Queries:
             s=end - window_ms,
         )
         return rows, end
+
+    async def _windows(
+        self,
+        table: str,
+        columns: str,
+        from_ms: int | None,
+        to_ms: int | None,
+        filters: dict[str, tuple[str, Any]],
+        order: str,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        """Rows of a model-output table with window start in [from, to), deduplicated.
+
+        ``filters`` maps a parameter name to (condition, value); a None value drops the
+        condition, so absent query parameters do not constrain the read.
+        """
+        conditions = [_IN_RANGE.format(table=table)]
+        parameters: dict[str, Any] = {
+            "from_ms": 0 if from_ms is None else from_ms,
+            "to_ms": 2**62 // 1000 if to_ms is None else to_ms,
+            "n": limit,
+        }
+        for name, (condition, value) in filters.items():
+            if value is not None:
+                conditions.append(condition)
+                parameters[name] = value
+        return await self._rows(
+            f"SELECT {columns} FROM {self.db}.{table} FINAL "
+            f"WHERE {' AND '.join(conditions)} ORDER BY {order} LIMIT {{n:UInt32}}",
+            **parameters,
+        )
+
+    async def predictions(
+        self, voice_id: str | None, from_ms: int | None, to_ms: int | None, limit: int
+    ) -> list[dict[str, Any]]:
+        return await self._windows(
+            "predictions",
+            _PREDICTION_COLUMNS,
+            from_ms,
+            to_ms,
+            {"v": ("voice_id = {v:String}", voice_id)},
+            "window_start DESC, voice_id",
+            limit,
+        )
+
+    async def conflict_predictions(
+        self,
+        min_probability: float,
+        source: str | None,
+        target: str | None,
+        from_ms: int | None,
+        to_ms: int | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        return await self._windows(
+            "conflict_predictions",
+            _CONFLICT_COLUMNS,
+            from_ms,
+            to_ms,
+            {
+                "p": ("probability >= {p:Float64}", min_probability),
+                "s": ("source = {s:String}", source),
+                "t": ("target = {t:String}", target),
+            },
+            "window_start DESC, probability DESC, source, target",
+            limit,
+        )
+
+    async def emergence(
+        self, detected: bool | None, from_ms: int | None, to_ms: int | None, limit: int
+    ) -> list[dict[str, Any]]:
+        return await self._windows(
+            "emergence",
+            _EMERGENCE_COLUMNS,
+            from_ms,
+            to_ms,
+            {"d": ("detected = {d:Bool}", detected)},
+            "window_start DESC",
+            limit,
+        )
+
+    async def patterns(
+        self, from_ms: int | None, to_ms: int | None, limit: int
+    ) -> list[dict[str, Any]]:
+        return await self._windows(
+            "patterns", _PATTERN_COLUMNS, from_ms, to_ms, {}, "window_start DESC", limit
+        )
+
+    async def alerts(
+        self,
+        severity: str | None,
+        rule: str | None,
+        subject: str | None,
+        from_ms: int | None,
+        to_ms: int | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        return await self._windows(
+            "alerts",
+            _ALERT_COLUMNS,
+            from_ms,
+            to_ms,
+            {
+                "sev": ("severity = {sev:String}", severity),
+                "r": ("rule = {r:String}", rule),
+                "sub": ("subject = {sub:String}", subject),
+            },
+            "window_start DESC, alert_id",
+            limit,
+        )

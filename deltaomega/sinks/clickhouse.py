@@ -31,6 +31,10 @@ _SHARED: dict[str, Any] = {}
 _SHARED_LOCK = threading.Lock()
 _CONTEXT = pa.map_(pa.string(), pa.string())
 _TS = pa.timestamp("ms", tz="UTC")
+_STRINGS = pa.list_(pa.string())
+#: Every ``timestamp-millis`` field of the record types stored through ``insert_states``
+#: (decoded as epoch-millis ints); a unit test keeps this in step with the schemas.
+TIMESTAMP_FIELDS = frozenset({"window_start", "window_end", "target_window_start", "produced_at"})
 
 
 class ClickHouse:
@@ -72,7 +76,7 @@ def connect(settings: Settings) -> ClickHouse:
 
 
 class ClickHouseSink:
-    """Column-oriented (Arrow) inserts of raw events and closed windows."""
+    """Column-oriented (Arrow) inserts of raw events, closed windows and model outputs."""
 
     def __init__(self, clickhouse: ClickHouse, database: str) -> None:
         self.clickhouse = clickhouse
@@ -127,16 +131,35 @@ class ClickHouseSink:
         partitions: Sequence[int],
         offsets: Sequence[int],
     ) -> int:
-        """Insert VoiceState or InteractionState records (field names are column names)."""
+        """Insert decoded Avro records whose field names are the table's column names.
+
+        Serves closed windows and model outputs alike. Types are set rather than inferred
+        where inference would be wrong: epoch-millis fields become timestamps, and a column
+        of empty lists must still be ``list<string>`` to fit ``Array(String)``.
+        """
         if not records:
             return 0
         columns: dict[str, Any] = {}
         for name in records[0]:
             values = [r[name] for r in records]
-            if name in ("window_start", "window_end"):
-                columns[name] = pa.array(values, _TS)
-            else:
-                columns[name] = values
+            columns[name] = pa.array(values, _arrow_type(name, values))
         columns["kafka_partition"] = pa.array(partitions, pa.uint32())
         columns["kafka_offset"] = pa.array(offsets, pa.uint64())
         return self._insert(table, columns)
+
+
+def _arrow_type(name: str, values: Sequence[Any]) -> Any:
+    """The Arrow type for one record field; None lets pyarrow infer (numbers, strings).
+
+    Every array in the contract is an array of strings (``recommended_actions``).
+    """
+    if name in TIMESTAMP_FIELDS:
+        return _TS
+    sample = values[0]
+    if isinstance(sample, bool):  # before int: bool is an int subclass
+        return pa.bool_()
+    if isinstance(sample, list):
+        return _STRINGS
+    if isinstance(sample, dict):
+        return _CONTEXT
+    return None

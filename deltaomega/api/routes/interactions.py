@@ -1,4 +1,4 @@
-"""The interaction matrix with harmony and conflict scores."""
+"""The interaction matrix with harmony and conflict scores, and predicted conflicts."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from fastapi import APIRouter, Query
 
 from deltaomega.api.deps import ContextDep
 from deltaomega.api.matrix import build_matrix
-from deltaomega.api.models import InteractionMatrix, PairScore
+from deltaomega.api.models import ConflictList, ConflictPrediction, InteractionMatrix, PairScore
+from deltaomega.api.params import End, Limit, Start, time_range
 
 router = APIRouter(prefix="/api/v1/interactions", tags=["interactions"])
 
@@ -53,3 +54,28 @@ async def read_interaction_matrix(
         conflict=result.conflict,
         pairs=[PairScore(**p) for p in result.pairs],
     )
+
+
+VoiceName = Annotated[str | None, Query(min_length=1, max_length=200)]
+
+
+@router.get(
+    "/conflicts",
+    response_model=ConflictList,
+    summary="Predicted conflicts per ordered pair, newest window first",
+)
+async def list_conflict_predictions(
+    ctx: ContextDep,
+    min_probability: Annotated[float, Query(ge=0.0, le=1.0)] = 0.5,
+    source: VoiceName = None,
+    target: VoiceName = None,
+    start: Start = None,
+    end: End = None,
+    limit: Limit = 500,
+) -> ConflictList:
+    """Pairs whose conflict probability is at least ``min_probability``, per window."""
+    from_ms, to_ms = time_range(start, end)
+    rows = await ctx.queries.conflict_predictions(
+        min_probability, source, target, from_ms, to_ms, limit
+    )
+    return ConflictList(conflicts=[ConflictPrediction.from_row(r) for r in rows])

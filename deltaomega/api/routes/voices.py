@@ -15,18 +15,14 @@ from deltaomega.api.models import (
     VoiceStateResponse,
     VoiceSummary,
 )
-from deltaomega.errors import NotFoundError, ValidationError
+from deltaomega.api.params import Limit, time_range
+from deltaomega.errors import NotFoundError
 
 router = APIRouter(prefix="/api/v1/voices", tags=["voices"])
 
 VoiceId = Annotated[str, Path(min_length=1, max_length=200)]
 From = Annotated[datetime | None, Query(alias="from", description="Window start ≥ this.")]
 To = Annotated[datetime | None, Query(description="Window start < this.")]
-Limit = Annotated[int, Query(ge=1, le=10_000)]
-
-
-def _millis(value: datetime | None) -> int | None:
-    return None if value is None else int(value.timestamp() * 1000)
 
 
 async def _checked_history(
@@ -38,9 +34,7 @@ async def _checked_history(
     include: bool = True,
 ) -> list[VoiceState] | None:
     """Validate the range and the voice (422, 404), then read its windows in [from, to)."""
-    start, end = _millis(from_), _millis(to)
-    if start is not None and end is not None and start >= end:
-        raise ValidationError("from", "must be earlier than 'to'")
+    start, end = time_range(from_, to, "from", "to")
     if not await ctx.queries.voice_exists(voice_id):
         raise NotFoundError("voice", voice_id)
     if not include:

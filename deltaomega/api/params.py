@@ -1,0 +1,52 @@
+"""Query parameters shared by the read routes: time ranges, limits and severities."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import Query
+
+from deltaomega.errors import ValidationError
+from deltaomega.schemas.records import SEVERITIES
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+Limit = Annotated[int, Query(ge=1, le=10_000, description="At most this many rows.")]
+Start = Annotated[
+    datetime | None, Query(description="Window start ≥ this (ISO 8601; no zone means UTC).")
+]
+End = Annotated[datetime | None, Query(description="Window start < this.")]
+Severity = Annotated[str | None, Query(description=f"One of {', '.join(SEVERITIES)}, in any case.")]
+
+
+def millis(value: datetime | None) -> int | None:
+    """Exact epoch milliseconds (no float rounding); a time without a zone is UTC."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return (value - _EPOCH) // timedelta(milliseconds=1)
+
+
+def time_range(
+    start: datetime | None,
+    end: datetime | None,
+    start_field: str = "start",
+    end_field: str = "end",
+) -> tuple[int | None, int | None]:
+    """[start, end) in epoch milliseconds; 422 naming ``start_field`` when it is empty."""
+    first, last = millis(start), millis(end)
+    if first is not None and last is not None and first >= last:
+        raise ValidationError(start_field, f"must be earlier than '{end_field}'")
+    return first, last
+
+
+def canonical_severity(value: str | None, field: str = "severity") -> str | None:
+    """The canonical (upper-case) severity, or a 422 naming ``field``."""
+    if value is None:
+        return None
+    canonical = value.strip().upper()
+    if canonical not in SEVERITIES:
+        raise ValidationError(field, f"must be one of {', '.join(SEVERITIES)}, got {value!r}")
+    return canonical

@@ -1,0 +1,27 @@
+"""Next-window predictions per voice, from the voice-state predictor."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from deltaomega.api.deps import ContextDep
+from deltaomega.api.models import Prediction, PredictionList
+from deltaomega.api.params import End, Limit, Start, time_range
+
+router = APIRouter(prefix="/api/v1/predictions", tags=["predictions"])
+
+
+@router.get("", response_model=PredictionList, summary="Predictions, newest window first")
+async def list_predictions(
+    ctx: ContextDep,
+    voice_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    start: Start = None,
+    end: End = None,
+    limit: Limit = 500,
+) -> PredictionList:
+    """Predictions made from windows starting in [start, end), optionally of one voice."""
+    from_ms, to_ms = time_range(start, end)
+    rows = await ctx.queries.predictions(voice_id, from_ms, to_ms, limit)
+    return PredictionList(predictions=[Prediction.from_row(r) for r in rows])
