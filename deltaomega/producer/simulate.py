@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import IO
 
 from deltaomega.config import Settings
-from deltaomega.producer.episodes import write_episodes
+from deltaomega.producer.episodes import Scenario, write_episodes
 from deltaomega.producer.simulator import SimulationConfig, VoiceDynamics
 from deltaomega.producer.voice_producer import VoiceProducer
 
@@ -38,15 +38,18 @@ def run_simulation(
     stop: threading.Event | None = None,
     progress_every: float = 5.0,
     labels: IO[str] | None = None,
+    scenario: Scenario | None = None,
 ) -> SimulationSummary:
     """Publish the simulation for ``duration`` simulated seconds (None: until ``stop``).
 
     ``realtime`` sleeps so event time tracks the wall clock (the live demo); otherwise
     ticks run back to back and event times advance from ``start_ms`` (reproducible data).
+    ``labels`` receives each episode (JSON Lines) as soon as it begins; ``scenario``
+    replaces the seed's random episodes (e.g. :meth:`Scenario.fixed`).
     """
     if start_ms is None:
         start_ms = int(time.time() * 1000)
-    dynamics = VoiceDynamics(config, start_ms)
+    dynamics = VoiceDynamics(config, start_ms, scenario)
     summary = SimulationSummary()
     ticks = None if duration is None else max(1, round(duration / tick_seconds))
     wall_start = time.monotonic()

@@ -4,10 +4,11 @@ and alerts out.
 The state sinks hand every VoiceState and InteractionState they consume to
 :meth:`InferenceEngine.add_states`, which only files them under their window and returns.
 A tick (one closed window of the whole system) runs when the window is complete: at
-once when every state partition that has delivered anything has moved past it (states
-of one partition come in window order), otherwise — a partition with nothing newer to
-say — ``inference_settle_seconds`` after its first state arrived for a live window, or
-after ``_CATCH_UP_TIMEOUT`` for an old one (replay, where partitions race each other).
+once when every partition of both state topics has delivered a newer window (states of
+one partition come in window order), otherwise — a partition with nothing newer to say,
+or none at all — ``inference_settle_seconds`` after the window's first state arrived for
+a live window, or after ``_CATCH_UP_TIMEOUT`` for an old one (replay, where partitions
+race each other).
 Ticks run in window order on one inference thread, so consumption never waits on a
 model; each model gets one batched call per tick. States that arrive after their tick
 ran are counted (``deltaomega_late_states_total``) and otherwise ignored.
@@ -54,6 +55,7 @@ from deltaomega.schemas.records import (
     METRICS,
     PATTERN,
     PREDICTION,
+    VOICE_STATE,
 )
 
 log = logging.getLogger(__name__)
@@ -105,6 +107,11 @@ class InferenceEngine:
         self._pending: dict[int, _Pending] = {}
         #: Newest window seen per (state schema, partition).
         self._newest: dict[tuple[str, int], int] = {}
+        self._sources = [
+            (schema, p)
+            for schema in (VOICE_STATE, INTERACTION_STATE)
+            for p in range(settings.partitions)
+        ]
         self._done_until = -1
         self._wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="inference")
@@ -144,7 +151,7 @@ class InferenceEngine:
         ready: list[int] = []
         settle = self.settings.inference_settle_seconds
         for start in sorted(self._pending):
-            if all(newest > start for newest in self._newest.values()):
+            if all(self._newest.get(source, -1) > start for source in self._sources):
                 ready.append(start)
                 continue
             live = time.time() * 1000 - (start + self.window_ms) < 3 * self.window_ms

@@ -1,0 +1,202 @@
+"""A simulated conflict and an emergence onset, through the worker's models, into
+ClickHouse and onto the SSE feeds; the stream's outputs equal an offline run of the same
+states through the same engine."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from deltaomega.config import Settings
+from deltaomega.models.registry import ModelRegistry
+from deltaomega.models.runtime import ModelRuntime
+from deltaomega.producer import SimulationConfig, run_simulation
+from deltaomega.producer.episodes import Episode, Scenario
+from deltaomega.schemas.records import METRICS, STAT_NAMES
+from deltaomega.sinks.clickhouse import ClickHouse
+from deltaomega.streams.inference import InferenceEngine
+from tests.conftest import RunningService, wait_for
+from tests.e2e.test_sse import sse_events
+
+WINDOW = 10_000
+VOICES = [f"voice-{i:02d}" for i in range(8)]
+PAIR = {"voice-01->voice-02", "voice-02->voice-01"}
+
+
+def rows(clickhouse: ClickHouse, sql: str) -> list[dict[str, Any]]:
+    result = clickhouse.call(lambda c: c.query(sql))
+    return [dict(zip(result.column_names, r, strict=True)) for r in result.result_rows]
+
+
+def ms(column: str) -> str:
+    return f"toUnixTimestamp64Milli({column}) AS {column}"
+
+
+def read_feed(url: str, want: Callable[[list[dict[str, Any]]], bool]) -> list[dict[str, Any]]:
+    got: list[dict[str, Any]] = []
+    with httpx.stream("GET", url, timeout=httpx.Timeout(5.0, read=30.0)) as response:
+        assert response.status_code == 200
+        for event in sse_events(response, time.monotonic() + 60):
+            if event is not None:
+                got.append(json.loads(event["data"]))
+                if want(got):
+                    return got
+    raise AssertionError("feed ended")
+
+
+@pytest.mark.kafka
+def test_conflict_and_emergence_end_to_end(
+    settings_factory: Callable[..., Settings],
+    service_factory: Callable[..., RunningService],
+    clickhouse: ClickHouse,
+) -> None:
+    settings = settings_factory(batch_max_records=2000)
+    db = settings.clickhouse_database
+    t0 = (int(time.time() * 1000) - 600_000) // WINDOW * WINDOW
+    conflict = Episode("conflict", t0 + 60_000, t0 + 150_000, ("voice-01", "voice-02"))
+    onset = Episode("emergence", t0 + 200_000, t0 + 230_000, tuple(VOICES))
+    service = service_factory(settings)
+    summary = run_simulation(
+        settings,
+        SimulationConfig(voices=8, rate=200, interaction_rate=40, seed=21),
+        300.0,
+        realtime=False,
+        batch_size=50,
+        start_ms=t0,
+        scenario=Scenario.fixed(VOICES, t0, [conflict, onset]),
+    )
+    assert summary.failed == 0 and summary.episodes == 2
+
+    # Windows up to [t0 + 280 s, t0 + 290 s) close (events run to t0 + 300 s, grace 5 s).
+    end = t0 + 290_000
+    wait_for(
+        lambda: rows(clickhouse, f"SELECT count() AS n FROM {db}.patterns FINAL")[0]["n"] == 29,
+        timeout=120,
+        what="29 ticks through the models",
+    )
+    emergence = rows(
+        clickhouse,
+        f"SELECT {ms('window_start')}, probability, detected, type, voices, model_version "
+        f"FROM {db}.emergence FINAL ORDER BY window_start",
+    )
+    assert [e["window_start"] for e in emergence] == list(range(t0, end, WINDOW))
+    assert all(e["voices"] == 8 for e in emergence)
+    detected = [e["window_start"] - t0 for e in emergence if e["detected"]]
+    assert detected and all(200_000 <= d < 240_000 for d in detected), detected
+    assert detected[0] == 200_000  # in the window the onset happened
+
+    conflicts = rows(
+        clickhouse,
+        f"SELECT {ms('window_start')}, source, target, probability "
+        f"FROM {db}.conflict_predictions FINAL",
+    )
+    # Confident predictions come only around the episode (the horizon is 3 windows) …
+    around = range(60_000 - 3 * WINDOW, 150_000 + 3 * WINDOW)
+    confident = [c for c in conflicts if c["probability"] >= 0.85]
+    assert {f"{c['source']}->{c['target']}" for c in confident} >= PAIR
+    assert all(c["window_start"] - t0 in around for c in confident), confident
+    # … and it is the episode that raised the pair's probability.
+    pair = [c for c in conflicts if f"{c['source']}->{c['target']}" in PAIR]
+    before = [c["probability"] for c in pair if c["window_start"] - t0 < 30_000]
+    assert before and max(before) < 0.5, before
+
+    alerts = rows(
+        clickhouse,
+        f"SELECT alert_id, rule, severity, subject, {ms('window_start')}, recommended_actions "
+        f"FROM {db}.alerts FINAL WHERE rule IN ('conflict', 'emergence')",
+    )
+    conflict_alerts = [a for a in alerts if a["rule"] == "conflict"]
+    emergence_alerts = [a for a in alerts if a["rule"] == "emergence"]
+    assert {a["subject"] for a in conflict_alerts} >= PAIR
+    assert all(a["window_start"] - t0 in around for a in conflict_alerts)
+    assert sorted(a["window_start"] - t0 for a in emergence_alerts) == detected
+    assert all(a["recommended_actions"] for a in alerts)
+    assert all(a["alert_id"] == f"{a['rule']}:{a['subject']}:{a['window_start']}" for a in alerts)
+
+    # The same states through the same engine, offline, give the same numbers.
+    states = rows(
+        clickhouse,
+        f"SELECT voice_id, {ms('window_start')}, "
+        + ", ".join(f"{m}_{s}" for m in METRICS for s in STAT_NAMES)
+        + f" FROM {db}.voice_states FINAL ORDER BY window_start, voice_id",
+    )
+    links = rows(
+        clickhouse,
+        f"SELECT source, target, kind, {ms('window_start')}, strength_mean "
+        f"FROM {db}.interaction_states FINAL ORDER BY window_start",
+    )
+    offline = InferenceEngine(settings, ModelRuntime(ModelRegistry(settings.resolved_models_dir)))
+    offline.runtime.start()
+    for e in emergence:
+        start = e["window_start"]
+        out = offline.run_tick(
+            start,
+            {s["voice_id"]: s for s in states if s["window_start"] == start},
+            [x for x in links if x["window_start"] == start],
+        )
+        assert out.emergence["probability"] == pytest.approx(e["probability"], abs=1e-6)
+        assert out.emergence["model_version"] == e["model_version"]
+
+    # The live feeds carry the same records, from the start of the topics.
+    feed = f"{service.url}/api/v1/stream"
+    got = read_feed(
+        f"{feed}/alerts?cursor=0:-1",
+        lambda a: {x["rule"] for x in a} >= {"conflict", "emergence"},
+    )
+    ids = {a["alert_id"] for a in alerts}
+    assert {a["alert_id"] for a in got if a["rule"] in ("conflict", "emergence")} <= ids
+    got = read_feed(f"{feed}/emergence?cursor=0:-1", lambda a: len(a) == len(emergence))
+    assert [g["probability"] for g in got] == pytest.approx([e["probability"] for e in emergence])
+
+
+@pytest.mark.kafka
+def test_running_worker_picks_up_an_activated_version(
+    settings_factory: Callable[..., Settings],
+    service_factory: Callable[..., RunningService],
+    clickhouse: ClickHouse,
+) -> None:
+    settings = settings_factory(batch_max_records=2000, models_poll_seconds=0.2)
+    db = settings.clickhouse_database
+    t0 = (int(time.time() * 1000) - 600_000) // WINDOW * WINDOW
+    service = service_factory(settings)
+    registry = ModelRegistry(settings.resolved_models_dir)
+    shipped = registry.active()
+    assert shipped is not None
+
+    def simulate(start: int, seed: int) -> None:
+        config = SimulationConfig(
+            voices=6, rate=120, interaction_rate=24, seed=seed, episodes=False
+        )
+        run_simulation(settings, config, 100.0, realtime=False, batch_size=50, start_ms=start)
+
+    def versions() -> dict[int, str]:
+        found = rows(
+            clickhouse,
+            f"SELECT {ms('window_start')}, model_version FROM {db}.patterns FINAL",
+        )
+        return {r["window_start"] - t0: r["model_version"] for r in found}
+
+    simulate(t0, seed=1)
+    wait_for(lambda: len(versions()) >= 8, timeout=60, what="windows up to t0 + 70 s")
+    # A second version (same graphs, another name), activated as `deltaomega models activate` does.
+    shutil.copytree(registry.versions_dir / shipped, registry.versions_dir / "v2")
+    registry.activate("v2")
+
+    def serving_v2() -> bool:
+        text = httpx.get(f"{service.url}/metrics", timeout=5).text
+        return 'deltaomega_model_version_active{version="v2"} 1.0' in text
+
+    wait_for(serving_v2, timeout=30, what="the worker to load v2")
+    simulate(t0 + 100_000, seed=2)
+    wait_for(lambda: len(versions()) == 19, timeout=90, what="windows up to t0 + 180 s")
+    seen = versions()
+    assert sorted(seen) == list(range(0, 190_000, WINDOW))
+    assert {seen[w] for w in range(0, 80_000, WINDOW)} == {shipped}
+    assert {seen[w] for w in range(90_000, 190_000, WINDOW)} == {"v2"}
+    assert registry.rollback() == shipped
