@@ -1,0 +1,149 @@
+"""Inference on this CPU: per model, rows/s and latency at batch 1 and at a tick's batch;
+and a whole tick (features, four models, alert rules) at several system sizes.
+
+    .venv/bin/python -m bench.inference [--voices 8 64 1000] [--repeats 50]
+
+Uses the active (by default the shipped) model version and onnxruntime's CPU provider
+(CUDA first where present), one intra-op thread as the worker does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from deltaomega.config import Settings
+from deltaomega.logs import configure_logging
+from deltaomega.models.features import (
+    INTERACTION_KINDS,
+    METRICS,
+    STAT_NAMES,
+    Tick,
+    conflict_graphs,
+    pattern_input,
+    predictor_input,
+    system_vector,
+)
+from deltaomega.models.registry import ModelRegistry
+from deltaomega.models.runtime import ModelRuntime
+from deltaomega.streams.inference import HISTORY, InferenceEngine
+
+WINDOW = 10_000
+LINKS_PER_VOICE = 3
+
+
+def synthetic_history(voices: int, rng: np.random.Generator) -> list[Tick]:
+    """HISTORY windows of a system with about LINKS_PER_VOICE outgoing links per voice."""
+    ids = tuple(f"voice-{i:05d}" for i in range(voices))
+    source = np.repeat(np.arange(voices), LINKS_PER_VOICE)
+    target = (source + rng.integers(1, voices, len(source))) % voices
+    kind = rng.integers(0, len(INTERACTION_KINDS), len(source))
+    ticks = []
+    for w in range(HISTORY):
+        stats = np.repeat(rng.uniform(0.1, 0.9, (voices, len(METRICS))), len(STAT_NAMES), axis=1)
+        strength = np.zeros((voices, voices, len(INTERACTION_KINDS)))
+        strength[source, target, kind] = rng.uniform(0.2, 0.9, len(source))
+        ticks.append(Tick(w * WINDOW, ids, stats, np.ones(voices, dtype=bool), strength))
+    return ticks
+
+
+def timed(fn: Any, repeats: int) -> tuple[float, float]:
+    """(median, p99) seconds over ``repeats`` calls after one warm-up."""
+    fn()
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - started)
+    samples.sort()
+    return statistics.median(samples), samples[min(len(samples) - 1, int(0.99 * len(samples)))]
+
+
+def tick_states(tick: Tick) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    names = [f"{m}_{s}" for m in METRICS for s in STAT_NAMES]
+    voices = {
+        v: {"voice_id": v, "window_start": tick.window_start, **dict(zip(names, tick.stats[i], strict=True))}
+        for i, v in enumerate(tick.voice_ids)
+    }
+    links = [
+        {
+            "source": tick.voice_ids[a],
+            "target": tick.voice_ids[b],
+            "kind": INTERACTION_KINDS[k],
+            "strength_mean": float(tick.strength[a, b, k]),
+        }
+        for a, b, k in zip(*np.nonzero(tick.strength), strict=True)
+    ]
+    return voices, links
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--voices", type=int, nargs="+", default=[8, 64, 1000])
+    parser.add_argument("--repeats", type=int, default=50)
+    args = parser.parse_args()
+    configure_logging("WARNING")
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(data_dir=Path(tmp))
+        runtime = ModelRuntime(ModelRegistry(settings.resolved_models_dir), settings.inference_threads)
+        loaded = runtime.start()
+        rng = np.random.default_rng(0)
+        print(
+            f"# inference: model version {loaded.name}, onnxruntime {ort.__version__}, "
+            f"providers {runtime.providers}, {platform.processor() or platform.machine()}"
+        )
+        print("| model | voices | rows per call | median ms | p99 ms | rows/s |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for voices in args.voices:
+            history = synthetic_history(voices, rng)
+            nodes, edges, mask, groups = conflict_graphs(history, settings.conflict_max_graph_voices)
+            calls = {
+                "voice_state_predictor": {"history": predictor_input(history)},
+                "conflict_predictor": {"nodes": nodes, "edges": edges, "mask": mask},
+                "emergence_detector": {"system": system_vector(history)[None]},
+                "pattern_classifier": {"matrices": pattern_input(history)[None]},
+            }
+            for name, feeds in calls.items():
+                if name == "conflict_predictor":
+                    rows = int(mask.sum())
+                    batch_one = {k: v[:1] for k, v in feeds.items()}
+                    one_rows = int(mask[:1].sum())
+                else:
+                    rows = next(iter(feeds.values())).shape[0]
+                    batch_one = {k: v[:1] for k, v in feeds.items()}
+                    one_rows = 1
+                for label, feed, count in (("1", batch_one, one_rows), ("tick", feeds, rows)):
+                    if label == "1" and voices != args.voices[0]:
+                        continue
+                    median, p99 = timed(lambda f=feed, n=name: runtime.run(n, f), args.repeats)
+                    shape = f"{count} ({label})"
+                    print(
+                        f"| {name} | {voices} | {shape} | {median * 1e3:.3f} | {p99 * 1e3:.3f} "
+                        f"| {count / median:,.0f} |"
+                    )
+        print()
+        print("| whole tick (features + 4 models + alerts) | voices | median ms | p99 ms |")
+        print("| --- | --- | --- | --- |")
+        for voices in args.voices:
+            engine = InferenceEngine(settings, runtime)
+            history = synthetic_history(voices, rng)
+            for tick in history[:-1]:
+                engine.run_tick(tick.window_start, *tick_states(tick))
+            voice_states, links = tick_states(history[-1])
+            repeats = max(3, args.repeats // (1 if voices <= 64 else 10))
+            median, p99 = timed(
+                lambda: engine.run_tick(history[-1].window_start, voice_states, links), repeats
+            )
+            print(f"| run_tick | {voices} | {median * 1e3:.1f} | {p99 * 1e3:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
