@@ -70,7 +70,11 @@ def timed(fn: Any, repeats: int) -> tuple[float, float]:
 def tick_states(tick: Tick) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
     names = [f"{m}_{s}" for m in METRICS for s in STAT_NAMES]
     voices = {
-        v: {"voice_id": v, "window_start": tick.window_start, **dict(zip(names, tick.stats[i], strict=True))}
+        v: {
+            "voice_id": v,
+            "window_start": tick.window_start,
+            **dict(zip(names, tick.stats[i], strict=True)),
+        }
         for i, v in enumerate(tick.voice_ids)
     }
     links = [
@@ -93,7 +97,9 @@ def main() -> None:
     configure_logging("WARNING")
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=Path(tmp))
-        runtime = ModelRuntime(ModelRegistry(settings.resolved_models_dir), settings.inference_threads)
+        runtime = ModelRuntime(
+            ModelRegistry(settings.resolved_models_dir), settings.inference_threads
+        )
         loaded = runtime.start()
         rng = np.random.default_rng(0)
         print(
@@ -104,7 +110,9 @@ def main() -> None:
         print("| --- | --- | --- | --- | --- | --- |")
         for voices in args.voices:
             history = synthetic_history(voices, rng)
-            nodes, edges, mask, groups = conflict_graphs(history, settings.conflict_max_graph_voices)
+            nodes, edges, mask, groups = conflict_graphs(
+                history, settings.conflict_max_graph_voices
+            )
             calls = {
                 "voice_state_predictor": {"history": predictor_input(history)},
                 "conflict_predictor": {"nodes": nodes, "edges": edges, "mask": mask},
