@@ -10,6 +10,7 @@ Uses the active (by default the shipped) model version and onnxruntime's CPU pro
 from __future__ import annotations
 
 import argparse
+import functools
 import platform
 import statistics
 import tempfile
@@ -147,9 +148,8 @@ def main() -> None:
                 engine.run_tick(tick.window_start, *tick_states(tick))
             voice_states, links = tick_states(history[-1])
             repeats = max(3, args.repeats // (1 if voices <= 64 else 10))
-            median, p99 = timed(
-                lambda: engine.run_tick(history[-1].window_start, voice_states, links), repeats
-            )
+            tick = functools.partial(engine.run_tick, history[-1].window_start, voice_states, links)
+            median, p99 = timed(tick, repeats)
             print(f"| run_tick | {voices} | {median * 1e3:.1f} | {p99 * 1e3:.1f} |")
 
 
