@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from deltaomega.config import Settings
 from deltaomega.models.registry import ModelRegistry
@@ -21,6 +22,7 @@ from deltaomega.producer.episodes import Episode, Scenario
 from deltaomega.schemas.records import METRICS, STAT_NAMES
 from deltaomega.sinks.clickhouse import ClickHouse
 from deltaomega.streams.inference import InferenceEngine
+from deltaomega.topics import Topics
 from tests.conftest import RunningService, wait_for
 from tests.e2e.test_sse import sse_events
 
@@ -36,6 +38,42 @@ def rows(clickhouse: ClickHouse, sql: str) -> list[dict[str, Any]]:
 
 def ms(column: str) -> str:
     return f"toUnixTimestamp64Milli({column}) AS {column}"
+
+
+def topic_records(settings: Settings, topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "count"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return sum(
+            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in partitions
+        )
+    finally:
+        consumer.close()
+
+
+def wait_until_stored(settings: Settings, clickhouse: ClickHouse) -> None:
+    """Every output record published so far is in ClickHouse (each sink inserts on its own)."""
+    topics = Topics.from_settings(settings)
+    db = settings.clickhouse_database
+    for table, topic in (
+        ("predictions", topics.predictions),
+        ("conflict_predictions", topics.conflicts),
+        ("emergence", topics.emergence),
+        ("patterns", topics.patterns),
+        ("alerts", topics.alerts),
+    ):
+        published = topic_records(settings, topic)
+        wait_for(
+            lambda t=table, n=published: (
+                rows(  # type: ignore[misc]
+                    clickhouse, f"SELECT count() AS n FROM {db}.{t} FINAL"
+                )[0]["n"]
+                == n
+            ),
+            timeout=30,
+            what=f"{published} rows in {table}",
+        )
 
 
 def read_feed(url: str, want: Callable[[list[dict[str, Any]]], bool]) -> list[dict[str, Any]]:
@@ -80,6 +118,7 @@ def test_conflict_and_emergence_end_to_end(
         timeout=120,
         what="29 ticks through the models",
     )
+    wait_until_stored(settings, clickhouse)
     emergence = rows(
         clickhouse,
         f"SELECT {ms('window_start')}, probability, detected, type, voices, model_version "
@@ -195,6 +234,7 @@ def test_running_worker_picks_up_an_activated_version(
     wait_for(serving_v2, timeout=30, what="the worker to load v2")
     simulate(t0 + 100_000, seed=2)
     wait_for(lambda: len(versions()) == 19, timeout=90, what="windows up to t0 + 180 s")
+    wait_until_stored(settings, clickhouse)
     seen = versions()
     assert sorted(seen) == list(range(0, 190_000, WINDOW))
     assert {seen[w] for w in range(0, 80_000, WINDOW)} == {shipped}
