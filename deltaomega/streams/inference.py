@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from deltaomega.config import Settings
+from deltaomega.errors import ModelError
 from deltaomega.metrics import LATE_STATES, MODEL_OUTPUTS, TICK_SECONDS, TICKS
 from deltaomega.models import alerts as rules
 from deltaomega.models.features import (
@@ -118,12 +119,15 @@ class InferenceEngine:
         self._history: deque[Tick] = deque(maxlen=HISTORY)
         self._last_predictions: dict[str, dict[str, Any]] = {}
         self.ticks = 0
+        self.disabled = False
 
     # ------------------------------------------------------------ input side (event loop)
 
     def add_states(
         self, schema: str, records: Sequence[dict[str, Any]], partitions: Sequence[int]
     ) -> None:
+        if self.disabled:
+            return
         now = time.monotonic()
         late = 0
         for record, partition in zip(records, partitions, strict=True):
@@ -167,7 +171,15 @@ class InferenceEngine:
 
     async def run(self, publish: Publish) -> None:
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self.runtime.start)
+        try:
+            await loop.run_in_executor(self._executor, self.runtime.start)
+        except ModelError as exc:
+            # The stream itself must go on: states and raw events do not need the models.
+            log.error("inference is off, no usable model version: %s", exc)
+            self._executor.shutdown(wait=False)
+            self.disabled = True
+            self._pending.clear()
+            return
         next_poll = time.monotonic() + self.settings.models_poll_seconds
         try:
             while True:

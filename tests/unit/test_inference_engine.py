@@ -1,0 +1,86 @@
+"""The inference engine's tick assembly, without Kafka: when a window is complete."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from deltaomega.config import Settings
+from deltaomega.models.registry import ModelRegistry
+from deltaomega.models.runtime import ModelRuntime
+from deltaomega.schemas.records import INTERACTION_STATE, METRICS, STAT_NAMES, VOICE_STATE
+from deltaomega.streams.inference import InferenceEngine
+
+W = 10_000
+
+
+def state(voice: str, start: int) -> dict[str, Any]:
+    record: dict[str, Any] = {"voice_id": voice, "window_start": start}
+    record.update({f"{m}_{s}": 0.5 for m in METRICS for s in STAT_NAMES})
+    return record
+
+
+def link(start: int) -> dict[str, Any]:
+    return {
+        "source": "a",
+        "target": "b",
+        "kind": "COOPERATION",
+        "window_start": start,
+        "strength_mean": 0.5,
+    }
+
+
+def engine(tmp_path: Path, **overrides: Any) -> InferenceEngine:
+    settings = Settings(data_dir=tmp_path, partitions=2, **overrides)
+    return InferenceEngine(settings, ModelRuntime(ModelRegistry(settings.resolved_models_dir)))
+
+
+def test_window_is_ready_once_every_partition_moved_past_it(tmp_path: Path) -> None:
+    e = engine(tmp_path)
+    old = 1_000 * W  # long past: the catch-up rule applies
+    e.add_states(VOICE_STATE, [state("a", old), state("b", old)], [0, 1])
+    e.add_states(INTERACTION_STATE, [link(old)], [0])
+    now = time.monotonic()
+    assert e._ready(now)[0] == []
+    e.add_states(VOICE_STATE, [state("a", old + W), state("b", old + W)], [0, 1])
+    e.add_states(INTERACTION_STATE, [link(old + W)], [0])
+    assert e._ready(now)[0] == []  # interaction partition 1 has said nothing yet
+    e.add_states(INTERACTION_STATE, [link(old + W) | {"source": "c"}], [1])
+    assert e._ready(now)[0] == [old]
+    ready, wait = e._ready(now)
+    assert wait is not None and 14.9 < wait <= 15.0  # the newer window waits for catch-up
+    assert e._ready(now + 15.0)[0] == [old, old + W]
+
+
+def test_live_window_runs_after_the_settle_time(tmp_path: Path) -> None:
+    e = engine(tmp_path, inference_settle_seconds=0.5)
+    live = int(time.time() * 1000) // W * W - W
+    e.add_states(VOICE_STATE, [state("a", live)], [0])
+    now = time.monotonic()
+    assert e._ready(now)[0] == []
+    assert e._ready(now + 0.5)[0] == [live]
+
+
+def test_states_after_their_tick_are_late_and_ignored(tmp_path: Path) -> None:
+    e = engine(tmp_path)
+    e._done_until = 5 * W
+    e.add_states(VOICE_STATE, [state("a", 5 * W), state("a", 4 * W)], [0, 0])
+    assert e._pending == {}
+
+
+def test_no_usable_model_turns_inference_off_not_the_worker(tmp_path: Path) -> None:
+    e = engine(tmp_path)
+    registry = e.runtime.registry
+    registry.ensure_installed()
+    registry.active_file.write_text(json.dumps({"active": "missing", "history": []}))
+
+    async def never(*_: Any) -> None:
+        raise AssertionError("nothing may be published")
+
+    asyncio.run(asyncio.wait_for(e.run(never), timeout=30))
+    assert e.disabled
+    e.add_states(VOICE_STATE, [state("a", 0)], [0])
+    assert e._pending == {}
