@@ -1,0 +1,149 @@
+"""Latency at a steady produce rate: window close → state on the SSE feed, and event → raw
+row in ClickHouse, p50 / p99; with the worker's peak RSS.
+
+    .venv/bin/python -m bench.latency [--rate 10000] [--seconds 60] [--voices 64]
+
+Runs the worker and the API in this process (as `deltaomega run` does) against the local
+broker. Events carry the wall clock as their event time, so a window [s, e) closes when
+the first event at e + grace arrives; the close → SSE latency is the time the state is
+read off the feed minus e + grace. Event → row is ClickHouse's ``ingested_at`` minus the
+event time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+from bench._common import local_broker
+from deltaomega.config import Settings
+from deltaomega.logs import configure_logging
+from deltaomega.producer import VoiceProducer
+from deltaomega.service import build_app
+from deltaomega.sinks.clickhouse import connect
+
+
+def produce(settings: Settings, rate: int, seconds: float, voices: int) -> int:
+    """Single-event records at ``rate``/s, in 10 ms steps, event time = wall clock."""
+    step = 0.01
+    per_step = max(1, round(rate * step))
+    sent = 0
+    with VoiceProducer(settings) as producer:
+        begin = time.monotonic()
+        while time.monotonic() - begin < seconds:
+            now_ms = int(time.time() * 1000)
+            for _ in range(per_step):
+                producer.send_voice_event(
+                    {
+                        "event_id": f"l-{sent}",
+                        "voice_id": f"voice-{sent % voices:05d}",
+                        "ts": now_ms,
+                        "temperature": 1.0,
+                        "activation": 0.5,
+                        "stress": 0.3,
+                        "influence": 0.4,
+                        "context": {},
+                    }
+                )
+                sent += 1
+            lag = begin + (sent / per_step) * step - time.monotonic()
+            if lag > 0:
+                time.sleep(lag)
+    return sent
+
+
+def read_sse(url: str, grace_ms: int, stop: threading.Event, out: list[float]) -> None:
+    with httpx.stream("GET", url, timeout=httpx.Timeout(5.0, read=30.0)) as response:
+        for line in response.iter_lines():
+            if stop.is_set():
+                return
+            if line.startswith("data:"):
+                state = json.loads(line[5:])
+                end = state["window_end"].replace("Z", "+00:00")
+                closes = datetime.fromisoformat(end).timestamp() + grace_ms / 1000
+                out.append(time.time() - closes)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rate", type=int, default=10_000)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--voices", type=int, default=64)
+    args = parser.parse_args()
+    configure_logging("WARNING")
+    with tempfile.TemporaryDirectory() as tmp:
+        tag = uuid.uuid4().hex[:8]
+        settings = Settings(
+            kafka_bootstrap=local_broker(),
+            topic_prefix=f"latency{tag}.",
+            app_id=f"latency-{tag}",
+            data_dir=Path(tmp),
+            grace_seconds=1.0,
+        )
+        clickhouse = connect(settings)
+        app = build_app(settings, clickhouse)
+        port = 8765
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        latencies: list[float] = []
+        stop = threading.Event()
+        reader = threading.Thread(
+            target=read_sse,
+            args=(f"{base}/api/v1/stream/voice-states", settings.grace_ms, stop, latencies),
+            daemon=True,
+        )
+        reader.start()
+        time.sleep(1.0)
+        sent = produce(settings, args.rate, args.seconds, args.voices)
+        time.sleep(5.0)
+        stop.set()
+        db = settings.clickhouse_database
+        result = clickhouse.call(
+            lambda c: c.query(
+                "SELECT count(), quantiles(0.5, 0.99)(dateDiff('millisecond', ts, ingested_at)) "
+                f"FROM {db}.voice_events"
+            )
+        )
+        rows, (row_p50, row_p99) = result.result_rows[0]
+        server.should_exit = True
+        thread.join(timeout=30)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"# latency at {args.rate:,} events/s for {args.seconds:.0f}s, {args.voices} voices")
+    print("| measure | p50 | p99 | samples |")
+    print("| --- | --- | --- | --- |")
+    if latencies:
+        print(
+            f"| window close → SSE (ms) | {statistics.median(latencies) * 1e3:.0f} "
+            f"| {percentile(latencies, 0.99) * 1e3:.0f} | {len(latencies)} |"
+        )
+    print(f"| event → ClickHouse row (ms) | {row_p50:.0f} | {row_p99:.0f} | {rows} of {sent} |")
+    print(f"| peak RSS of the process (MiB) | {peak_mb:.0f} | | |")
+
+
+if __name__ == "__main__":
+    main()
