@@ -2,6 +2,7 @@
 row in ClickHouse, p50 / p99; with the worker's peak RSS.
 
     .venv/bin/python -m bench.latency [--rate 10000] [--seconds 60] [--voices 64]
+    .venv/bin/python -m bench.latency --seconds 300      # the soak: RSS at minute 1 vs the end
 
 Runs the worker and the API in this process (as `deltaomega run` does) against the local
 broker. Events carry the wall clock as their event time, so a window [s, e) closes when
@@ -75,6 +76,20 @@ def read_sse(url: str, grace_ms: int, stop: threading.Event, out: list[float]) -
                 out.append(time.time() - closes)
 
 
+def rss_mib() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def sample_rss(stop: threading.Event, out: list[tuple[float, float]]) -> None:
+    begin = time.monotonic()
+    while not stop.wait(1.0):
+        out.append((time.monotonic() - begin, rss_mib()))
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -119,6 +134,9 @@ def main() -> None:
         )
         reader.start()
         time.sleep(1.0)
+        rss: list[tuple[float, float]] = []
+        sampler = threading.Thread(target=sample_rss, args=(stop, rss), daemon=True)
+        sampler.start()
         sent = produce(settings, args.rate, args.seconds, args.voices)
         time.sleep(5.0)
         stop.set()
@@ -143,6 +161,13 @@ def main() -> None:
         )
     print(f"| event → ClickHouse row (ms) | {row_p50:.0f} | {row_p99:.0f} | {rows} of {sent} |")
     print(f"| peak RSS of the process (MiB) | {peak_mb:.0f} | | |")
+    at_minute = [m for t, m in rss if t >= 60.0]
+    if at_minute and args.seconds >= 120:
+        first, last = at_minute[0], rss[-1][1]
+        print(
+            f"| RSS at minute 1 → end (MiB) | {first:.0f} → {last:.0f} "
+            f"| {100 * (last - first) / first:+.1f} % | |"
+        )
 
 
 if __name__ == "__main__":
