@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import resource
 import statistics
 import tempfile
@@ -137,7 +138,10 @@ def main() -> None:
         rss: list[tuple[float, float]] = []
         sampler = threading.Thread(target=sample_rss, args=(stop, rss), daemon=True)
         sampler.start()
-        sent = produce(settings, args.rate, args.seconds, args.voices)
+        # The producer runs in its own process, as producers do, so it does not share
+        # the worker's interpreter.
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            sent = pool.apply(produce, (settings, args.rate, args.seconds, args.voices))
         time.sleep(5.0)
         stop.set()
         db = settings.clickhouse_database
