@@ -22,6 +22,7 @@ from deltaomega.schemas.records import (
     VOICE_STATE,
 )
 from deltaomega.sinks.clickhouse import ClickHouse, ClickHouseSink
+from deltaomega.sinks.recent import last_tick, states_since
 from deltaomega.streams.deadletter import DeadLetterPublisher
 from deltaomega.streams.inference import InferenceEngine
 from deltaomega.streams.progress import Progress
@@ -114,10 +115,22 @@ def create_pipeline(
         deadletter,
         progress,
     )
+
+    def recent(windows: int) -> tuple[int | None, list[dict[str, Any]], list[dict[str, Any]]]:
+        database = settings.clickhouse_database
+        last = last_tick(clickhouse, database)
+        if last is None:
+            return None, [], []
+        return (
+            last,
+            *states_since(clickhouse, database, last - (windows - 1) * settings.window_ms),
+        )
+
     inference = (
         InferenceEngine(
             settings,
             ModelRuntime(ModelRegistry(settings.resolved_models_dir), settings.inference_threads),
+            recent,
         )
         if settings.models_enabled
         else None

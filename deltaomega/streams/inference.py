@@ -66,6 +66,9 @@ _CATCH_UP_TIMEOUT = 15.0
 
 #: (schema, Kafka key) → send; the worker binds it to its output topics.
 Publish = Callable[[str, bytes, dict[str, Any]], Awaitable[None]]
+#: → (newest window the models ran on, or None; voice states and interaction states of the
+#: windows from HISTORY − 1 windows before it on), read from storage at start.
+Recent = Callable[[int], tuple[int | None, list[dict[str, Any]], list[dict[str, Any]]]]
 
 
 @dataclass
@@ -100,9 +103,12 @@ def _normal_tail(level: float, mean: float, std: float) -> float:
 
 
 class InferenceEngine:
-    def __init__(self, settings: Settings, runtime: ModelRuntime) -> None:
+    def __init__(
+        self, settings: Settings, runtime: ModelRuntime, recent: Recent | None = None
+    ) -> None:
         self.settings = settings
         self.runtime = runtime
+        self.recent = recent
         self.rules = rules.AlertRules.from_settings(settings)
         self.window_ms = settings.window_ms
         self._pending: dict[int, _Pending] = {}
@@ -167,12 +173,61 @@ class InferenceEngine:
                 return ready, limit - waited
         return ready, None
 
+    def restore(
+        self,
+        last: int | None,
+        voice_states: Sequence[dict[str, Any]],
+        interaction_states: Sequence[dict[str, Any]],
+    ) -> None:
+        """Rebuild history up to the last completed tick; later stored windows still run.
+
+        Windows at or before ``last`` become history (and states redelivered for them are
+        late); windows after it had their states stored but their tick never ran before
+        the worker stopped, so they are filed as pending.
+        """
+        if last is None:
+            return
+        now = time.monotonic()
+        windows: dict[int, _Pending] = {}
+        stored = ((VOICE_STATE, voice_states), (INTERACTION_STATE, interaction_states))
+        for schema, records in stored:
+            for record in records:
+                start = int(record["window_start"]) // self.window_ms * self.window_ms
+                pending = windows.setdefault(start, _Pending(now))
+                if schema == INTERACTION_STATE:
+                    key = (str(record["source"]), str(record["target"]), str(record["kind"]))
+                    pending.interactions[key] = record
+                else:
+                    pending.voices[str(record["voice_id"])] = record
+        for start in sorted(windows):
+            pending = windows[start]
+            if start <= last:
+                self._history.append(
+                    tick_from_states(
+                        start, list(pending.voices.values()), list(pending.interactions.values())
+                    )
+                )
+            else:
+                self._pending[start] = pending
+        self._done_until = max(self._done_until, last)
+        log.info(
+            "restored %d windows of history up to %d; %d stored windows still to run",
+            len(self._history),
+            last,
+            len(self._pending),
+        )
+
     # ------------------------------------------------------------ the loop
 
     async def run(self, publish: Publish) -> None:
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(self._executor, self.runtime.start)
+            if self.recent is not None:
+                last, voices, links = await loop.run_in_executor(
+                    self._executor, self.recent, HISTORY
+                )
+                self.restore(last, voices, links)
         except ModelError as exc:
             # The stream itself must go on: states and raw events do not need the models.
             log.error("inference is off, no usable model version: %s", exc)

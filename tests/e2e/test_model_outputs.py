@@ -240,3 +240,68 @@ def test_running_worker_picks_up_an_activated_version(
     assert {seen[w] for w in range(0, 80_000, WINDOW)} == {shipped}
     assert {seen[w] for w in range(90_000, 190_000, WINDOW)} == {"v2"}
     assert registry.rollback() == shipped
+
+
+@pytest.mark.kafka
+def test_restarted_worker_continues_with_the_history_it_had(
+    settings_factory: Callable[..., Settings],
+    service_factory: Callable[..., RunningService],
+    clickhouse: ClickHouse,
+) -> None:
+    settings = settings_factory(batch_max_records=2000)
+    db = settings.clickhouse_database
+    t0 = (int(time.time() * 1000) - 600_000) // WINDOW * WINDOW
+
+    def simulate(start: int, seed: int) -> None:
+        config = SimulationConfig(voices=6, rate=120, interaction_rate=24, seed=seed)
+        run_simulation(settings, config, 100.0, realtime=False, batch_size=50, start_ms=start)
+
+    def ticks() -> int:
+        return int(rows(clickhouse, f"SELECT count() AS n FROM {db}.patterns FINAL")[0]["n"])
+
+    first = service_factory(settings)
+    simulate(t0, seed=1)
+    wait_for(lambda: ticks() == 9, timeout=90, what="ticks up to t0 + 80 s")
+    wait_until_stored(settings, clickhouse)
+    first.stop()
+    service_factory(settings)
+    simulate(t0 + 100_000, seed=2)
+    wait_for(lambda: ticks() == 19, timeout=90, what="ticks up to t0 + 180 s")
+    wait_until_stored(settings, clickhouse)
+
+    # One engine that never stopped, over the same stored states, gives the same outputs:
+    # the restarted worker carried its 8 windows of history over.
+    states = rows(
+        clickhouse,
+        f"SELECT voice_id, {ms('window_start')}, "
+        + ", ".join(f"{m}_{s}" for m in METRICS for s in STAT_NAMES)
+        + f" FROM {db}.voice_states FINAL ORDER BY window_start, voice_id",
+    )
+    links = rows(
+        clickhouse,
+        f"SELECT source, target, kind, {ms('window_start')}, strength_mean "
+        f"FROM {db}.interaction_states FINAL ORDER BY window_start",
+    )
+    stored = {
+        (r["window_start"], r["voice_id"]): r["stress_pred"]
+        for r in rows(
+            clickhouse,
+            f"SELECT {ms('window_start')}, voice_id, stress_pred FROM {db}.predictions FINAL",
+        )
+    }
+    patterns = {
+        r["window_start"]: r["novelty"]
+        for r in rows(clickhouse, f"SELECT {ms('window_start')}, novelty FROM {db}.patterns FINAL")
+    }
+    offline = InferenceEngine(settings, ModelRuntime(ModelRegistry(settings.resolved_models_dir)))
+    offline.runtime.start()
+    for start in range(t0, t0 + 190_000, WINDOW):
+        out = offline.run_tick(
+            start,
+            {s["voice_id"]: s for s in states if s["window_start"] == start},
+            [x for x in links if x["window_start"] == start],
+        )
+        assert len(out.predictions) == 6
+        for p in out.predictions:
+            assert p["stress_pred"] == pytest.approx(stored[(start, p["voice_id"])], abs=1e-6)
+        assert out.pattern["novelty"] == pytest.approx(patterns[start], abs=1e-5)

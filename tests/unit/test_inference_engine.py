@@ -84,3 +84,25 @@ def test_no_usable_model_turns_inference_off_not_the_worker(tmp_path: Path) -> N
     assert e.disabled
     e.add_states(VOICE_STATE, [state("a", 0)], [0])
     assert e._pending == {}
+
+
+def test_restore_rebuilds_history_and_files_windows_whose_tick_never_ran(tmp_path: Path) -> None:
+    e = engine(tmp_path)
+    voices = [state(v, w * W) for w in range(10) for v in ("a", "b")]
+    links = [link(w * W) for w in range(10)]
+    e.restore(6 * W, voices, links)
+    history = list(e._history)
+    assert [t.window_start for t in history] == [w * W for w in range(7)]
+    assert history[-1].voice_ids == ("a", "b") and history[-1].present.tolist() == [True, True]
+    assert float(history[-1].strength[0, 1, 0]) == 0.5
+    assert sorted(e._pending) == [7 * W, 8 * W, 9 * W]
+    assert sorted(e._pending[9 * W].voices) == ["a", "b"]
+    assert e._done_until == 6 * W
+    e.add_states(VOICE_STATE, [state("a", 6 * W)], [0])  # redelivered: its tick already ran
+    assert sorted(e._pending) == [7 * W, 8 * W, 9 * W]
+
+
+def test_restore_without_a_completed_tick_changes_nothing(tmp_path: Path) -> None:
+    e = engine(tmp_path)
+    e.restore(None, [state("a", 0)], [])
+    assert list(e._history) == [] and e._pending == {} and e._done_until == -1
