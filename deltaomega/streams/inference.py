@@ -199,6 +199,10 @@ class InferenceEngine:
                     pending.interactions[key] = record
                 else:
                     pending.voices[str(record["voice_id"])] = record
+        # States that arrived while the models loaded: those of finished ticks are late,
+        # the rest join what storage holds for their window.
+        for start in [s for s in self._pending if s <= last]:
+            del self._pending[start]
         for start in sorted(windows):
             pending = windows[start]
             if start <= last:
@@ -207,6 +211,10 @@ class InferenceEngine:
                         start, list(pending.voices.values()), list(pending.interactions.values())
                     )
                 )
+            elif start in self._pending:
+                arrived = self._pending[start]
+                arrived.voices = pending.voices | arrived.voices
+                arrived.interactions = pending.interactions | arrived.interactions
             else:
                 self._pending[start] = pending
         self._done_until = max(self._done_until, last)
@@ -223,11 +231,6 @@ class InferenceEngine:
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(self._executor, self.runtime.start)
-            if self.recent is not None:
-                last, voices, links = await loop.run_in_executor(
-                    self._executor, self.recent, HISTORY
-                )
-                self.restore(last, voices, links)
         except ModelError as exc:
             # The stream itself must go on: states and raw events do not need the models.
             log.error("inference is off, no usable model version: %s", exc)
@@ -235,6 +238,15 @@ class InferenceEngine:
             self.disabled = True
             self._pending.clear()
             return
+        if self.recent is not None:
+            try:
+                last, voices, links = await loop.run_in_executor(
+                    self._executor, self.recent, HISTORY
+                )
+            except Exception:  # noqa: BLE001 - without history the models still run
+                log.exception("could not read the last ticks back; starting without history")
+            else:
+                self.restore(last, voices, links)
         next_poll = time.monotonic() + self.settings.models_poll_seconds
         try:
             while True:

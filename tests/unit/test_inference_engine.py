@@ -106,3 +106,12 @@ def test_restore_without_a_completed_tick_changes_nothing(tmp_path: Path) -> Non
     e = engine(tmp_path)
     e.restore(None, [state("a", 0)], [])
     assert list(e._history) == [] and e._pending == {} and e._done_until == -1
+
+
+def test_restore_merges_with_states_that_arrived_while_loading(tmp_path: Path) -> None:
+    e = engine(tmp_path)
+    e.add_states(VOICE_STATE, [state("a", 2 * W), state("c", 4 * W)], [0, 1])
+    e.restore(3 * W, [state(v, w * W) for w in range(5) for v in ("a", "b")], [])
+    assert sorted(e._pending) == [4 * W]  # window 2 already ran before the restart
+    assert sorted(e._pending[4 * W].voices) == ["a", "b", "c"]
+    assert [t.window_start for t in e._history] == [0, W, 2 * W, 3 * W]
