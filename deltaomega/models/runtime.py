@@ -50,6 +50,7 @@ class ModelRuntime:
         self.providers = choose_providers()
         self._lock = threading.Lock()
         self._loaded: LoadedVersion | None = None
+        self._refused: tuple[str, int] | None = None
         log.info("onnxruntime %s, execution providers %s", ort.__version__, self.providers)
 
     def _session(self, path: str) -> ort.InferenceSession:
@@ -106,13 +107,20 @@ class ModelRuntime:
     def refresh(self) -> bool:
         """Load the registry's active version if it changed; True when it was swapped in."""
         active = self.registry.active()
-        if active is None or (self._loaded is not None and active == self._loaded.name):
+        if active is None:
+            return False
+        marker = (active, self.registry.active_file.stat().st_mtime_ns)
+        if marker == self._refused:
+            return False
+        if self._loaded is not None and active == self._loaded.name:
             return False
         try:
             loaded = self.load(active)
         except ModelError as exc:
             log.error("refusing model version %s: %s", active, exc)
+            self._refused = marker  # said once, until active.json is written again
             return False
+        self._refused = None
         self._swap(loaded)
         return True
 
