@@ -270,7 +270,10 @@ class InferenceEngine:
                         MODEL_OUTPUTS.labels(schema.rsplit(".", 1)[-1]).inc()
                 now = time.monotonic()
                 if now >= next_poll:
-                    await loop.run_in_executor(self._executor, self.runtime.refresh)
+                    try:
+                        await loop.run_in_executor(self._executor, self.runtime.refresh)
+                    except Exception:  # noqa: BLE001 - e.g. a hand-edited active.json
+                        log.exception("could not check the model registry")
                     next_poll = now + self.settings.models_poll_seconds
                 timeout = min(wait if wait is not None else math.inf, next_poll - time.monotonic())
                 self._wake.clear()
