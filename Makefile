@@ -58,25 +58,13 @@ format: install ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix deltaomega tests bench
 	$(BIN)/ruff format deltaomega tests bench
 
-# Benchmarks print Markdown tables; record them in bench/RESULTS.md with the command.
-bench: kafka-resolve ## Every benchmark at full size (about 15 minutes)
-	$(BIN)/python -m bench.ceiling --events 300000
-	$(BIN)/python -m bench.ceiling --events 1000000 --batch 500
-	$(BIN)/python -m bench.worker_throughput --events 100000
-	$(BIN)/python -m bench.worker_throughput --events 1000000 --batch 500
-	$(BIN)/python -m bench.peers_throughput --events 100000
-	$(BIN)/python -m bench.codec_sink --events 200000
-	$(BIN)/python -m bench.inference --voices 8 64 1000
-	$(BIN)/python -m bench.latency --rate 10000 --seconds 60
+# One run of every benchmark: one table, appended to bench/RESULTS.md with the machine,
+# versions and date (each piece can also be run alone: python -m bench.<name> --help).
+bench: kafka-resolve ## Every benchmark at full size (about 10 minutes)
+	$(BIN)/python -m bench.report --write
 
 bench-quick: kafka-resolve ## The same, small (under 3 minutes once the peer venvs exist)
-	$(BIN)/python -m bench.ceiling --events 50000
-	$(BIN)/python -m bench.worker_throughput --events 30000
-	$(BIN)/python -m bench.worker_throughput --events 200000 --batch 500
-	$(BIN)/python -m bench.peers_throughput --events 10000
-	$(BIN)/python -m bench.codec_sink --events 50000
-	$(BIN)/python -m bench.inference --voices 8 64 --repeats 10
-	$(BIN)/python -m bench.latency --rate 5000 --seconds 20
+	$(BIN)/python -m bench.report --quick --write
 
 bench-soak: kafka-resolve ## 5 minutes at 10,000 events/s: latency and RSS at minute 1 vs the end
 	$(BIN)/python -m bench.latency --rate 10000 --seconds 300

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -12,6 +13,11 @@ from deltaomega.logs import configure_logging
 from deltaomega.producer import VoiceProducer
 
 T0 = 1_800_000_000_000
+
+
+def emit(**result: object) -> None:
+    """One machine-readable result line; `bench.report` collects them into one table."""
+    print("RESULT " + json.dumps(result), flush=True)
 
 
 def parse_arguments(default_events: int) -> argparse.Namespace:

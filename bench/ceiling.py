@@ -13,7 +13,7 @@ import uuid
 
 from confluent_kafka import Consumer
 
-from bench._common import local_broker, parse_arguments, preload
+from bench._common import emit, local_broker, parse_arguments, preload
 from deltaomega.config import Settings
 from deltaomega.schemas import AvroCodec
 from deltaomega.topics import ensure_topics
@@ -57,6 +57,7 @@ def main() -> None:
         f"ceiling (consume + bulk decode): {args.events / seconds:,.0f} events/s "
         f"({args.events:,} events, {args.batch}/record, {seconds:.2f}s)"
     )
+    emit(bench="ceiling", batch=args.batch, events=args.events, events_per_s=args.events / seconds)
 
 
 if __name__ == "__main__":

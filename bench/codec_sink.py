@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from bench._common import T0
+from bench._common import T0, emit
 from deltaomega.config import Settings
 from deltaomega.logs import configure_logging
 from deltaomega.schemas import VOICE_EVENT, AvroCodec
@@ -108,6 +108,7 @@ def main() -> None:
     print("| --- | --- |")
     for stage, value in rows:
         print(f"| {stage} | {value} |")
+        emit(bench="codec_sink", stage=stage, per_s=float(value.replace(",", "")))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from bench._common import emit
 from deltaomega.config import Settings
 from deltaomega.logs import configure_logging
 from deltaomega.models.features import (
@@ -151,6 +152,7 @@ def main() -> None:
             tick = functools.partial(engine.run_tick, history[-1].window_start, voice_states, links)
             median, p99 = timed(tick, repeats)
             print(f"| run_tick | {voices} | {median * 1e3:.1f} | {p99 * 1e3:.1f} |")
+            emit(bench="tick", voices=voices, median_ms=median * 1e3, p99_ms=p99 * 1e3)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from bench._common import local_broker
+from bench._common import emit, local_broker
 from deltaomega.config import Settings
 from deltaomega.logs import configure_logging
 from deltaomega.producer import VoiceProducer
@@ -165,6 +165,18 @@ def main() -> None:
         )
     print(f"| event → ClickHouse row (ms) | {row_p50:.0f} | {row_p99:.0f} | {rows} of {sent} |")
     print(f"| peak RSS of the process (MiB) | {peak_mb:.0f} | | |")
+    emit(
+        bench="latency",
+        rate=args.rate,
+        seconds=args.seconds,
+        sse_p50_ms=statistics.median(latencies) * 1e3 if latencies else None,
+        sse_p99_ms=percentile(latencies, 0.99) * 1e3 if latencies else None,
+        row_p50_ms=float(row_p50),
+        row_p99_ms=float(row_p99),
+        rows=int(rows),
+        sent=sent,
+        peak_rss_mib=peak_mb,
+    )
     at_minute = [m for t, m in rss if t >= 60.0]
     if at_minute and args.seconds >= 120:
         first, last = at_minute[0], rss[-1][1]
@@ -172,6 +184,7 @@ def main() -> None:
             f"| RSS at minute 1 → end (MiB) | {first:.0f} → {last:.0f} "
             f"| {100 * (last - first) / first:+.1f} % | |"
         )
+        emit(bench="soak", rss_minute_1_mib=first, rss_end_mib=last)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench._common import local_broker, preload
+from bench._common import emit, local_broker, preload
 from deltaomega.config import Settings
 from deltaomega.logs import configure_logging
 from deltaomega.topics import ensure_topics
@@ -131,6 +131,8 @@ def main() -> None:
         for peer, python in pythons.items()
     ]
     print(table(results))
+    for r in results:
+        emit(bench="peer", peer=r["peer"], events=r["events"], events_per_s=r["events_per_s"])
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from faust.contrib.asgi import faust_app_running
 
-from bench._common import local_broker, parse_arguments, preload
+from bench._common import emit, local_broker, parse_arguments, preload
 from deltaomega.config import Settings
 from deltaomega.sinks.clickhouse import connect
 from deltaomega.sinks.migrate import apply_migrations
@@ -68,6 +68,7 @@ def main() -> None:
         f"({args.events:,} events, {args.voices} voices, {args.batch}/record, "
         f"{seconds:.2f}s, {windows} windows closed)"
     )
+    emit(bench="worker", batch=args.batch, events=args.events, events_per_s=args.events / seconds)
 
 
 if __name__ == "__main__":
