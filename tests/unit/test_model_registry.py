@@ -118,3 +118,23 @@ def test_cuda_first_when_present() -> None:
     assert choose_providers([CUDA, CPU]) == [CUDA, CPU]
     assert choose_providers(["TensorrtExecutionProvider", CPU]) == [CPU]
     assert choose_providers([CPU]) == [CPU]
+
+
+def test_models_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from deltaomega.cli import main
+
+    monkeypatch.setenv("DELTAOMEGA_DATA_DIR", str(tmp_path))
+    assert main(["models", "list"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert len(listed) == 1 and listed[0].startswith(f"* {SHIPPED[0]}  predictor MAE ")
+    registry = ModelRegistry(tmp_path / "models")
+    copy_version(registry, "v2")
+    assert main(["models", "activate", "v2"]) == 0
+    assert registry.active() == "v2"
+    assert main(["models", "activate", "nope"]) == 2
+    assert registry.active() == "v2"
+    assert main(["models", "rollback"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"rolled back to {SHIPPED[0]}"
+    assert main(["models", "rollback"]) == 2
