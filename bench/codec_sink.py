@@ -12,11 +12,10 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from bench._common import T0, emit
+from bench._common import bench_event, emit
 from deltaomega.config import Settings
 from deltaomega.logs import configure_logging
 from deltaomega.schemas import VOICE_EVENT, AvroCodec
@@ -24,22 +23,6 @@ from deltaomega.sinks.clickhouse import ClickHouseSink, connect
 from deltaomega.sinks.migrate import apply_migrations
 
 SINK_BATCH = 10_000
-
-
-def events(count: int, voices: int) -> list[dict[str, Any]]:
-    return [
-        {
-            "event_id": f"b-{n}",
-            "voice_id": f"voice-{n % voices:05d}",
-            "ts": T0 + n // voices * 10,
-            "temperature": 1.0,
-            "activation": (n % 100) / 100,
-            "stress": 0.3,
-            "influence": 0.4,
-            "context": {},
-        }
-        for n in range(count)
-    ]
 
 
 def rate(count: int, seconds: float) -> str:
@@ -53,7 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     configure_logging("WARNING")
     codec = AvroCodec()
-    records = events(args.events, args.voices)
+    records = [bench_event(n, args.voices) for n in range(args.events)]
     rows = []
 
     started = time.perf_counter()

@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from bench._common import emit, local_broker
+from bench._common import bench_event, emit, local_broker
 from deltaomega.config import Settings
 from deltaomega.logs import configure_logging
 from deltaomega.producer import VoiceProducer
@@ -46,18 +46,7 @@ def produce(settings: Settings, rate: int, seconds: float, voices: int) -> int:
         while time.monotonic() - begin < seconds:
             now_ms = int(time.time() * 1000)
             for _ in range(per_step):
-                producer.send_voice_event(
-                    {
-                        "event_id": f"l-{sent}",
-                        "voice_id": f"voice-{sent % voices:05d}",
-                        "ts": now_ms,
-                        "temperature": 1.0,
-                        "activation": 0.5,
-                        "stress": 0.3,
-                        "influence": 0.4,
-                        "context": {},
-                    }
-                )
+                producer.send_voice_event(bench_event(sent, voices, now_ms))
                 sent += 1
             lag = begin + (sent / per_step) * step - time.monotonic()
             if lag > 0:

@@ -59,9 +59,7 @@ class Queries:
         self.db = database
 
     async def _rows(self, sql: str, **parameters: Any) -> list[dict[str, Any]]:
-        result = await self.clickhouse.acall(lambda c: c.query(sql, parameters=parameters))
-        names = result.column_names
-        return [dict(zip(names, row, strict=True)) for row in result.result_rows]
+        return await self.clickhouse.arows(sql, **parameters)
 
     async def ping(self) -> bool:
         rows = await self._rows("SELECT 1 AS ok")

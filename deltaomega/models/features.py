@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -131,6 +131,8 @@ class Tick:
     present: NDArray[np.bool_]
     #: (voices, voices, kinds): mean observed strength source → target; 0 where none.
     strength: F64
+    #: Derived arrays, computed once per tick: a tick is read for several windows running.
+    _memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def aligned(self, voice_ids: Sequence[str]) -> Tick:
         """The same window over another voice order (voices it lacks are absent)."""
@@ -186,7 +188,16 @@ def _scaled_stats(stats: F64) -> F64:
 
 
 def voice_features(tick: Tick) -> F32:
-    """(voices, len(VOICE_FEATURES)); absent voices are all zeros."""
+    """(voices, len(VOICE_FEATURES)); absent voices are all zeros. Read-only, memoised."""
+    cached: F32 | None = tick._memo.get("voice_features")
+    if cached is None:
+        cached = _voice_features(tick)
+        cached.setflags(write=False)
+        tick._memo["voice_features"] = cached
+    return cached
+
+
+def _voice_features(tick: Tick) -> F32:
     s = tick.strength
     support = s[:, :, SUPPORTIVE].sum(axis=2)
     antagonism = s[:, :, ANTAGONISTIC].sum(axis=2)
@@ -242,8 +253,13 @@ def conflict_input(history: Sequence[Tick]) -> tuple[F32, F32, F32]:
     return nodes, edges, mask
 
 
-def _links(tick: Tick) -> NDArray[np.bool_]:
-    linked: NDArray[np.bool_] = tick.strength.sum(axis=2) > 0
+def linked_pairs(tick: Tick) -> NDArray[np.bool_]:
+    """(voices, voices): source → target interacted in the window (any kind). Memoised."""
+    linked: NDArray[np.bool_] | None = tick._memo.get("links")
+    if linked is None:
+        linked = tick.strength.sum(axis=2) > 0
+        linked.setflags(write=False)
+        tick._memo["links"] = linked
     return linked
 
 
@@ -269,14 +285,14 @@ def system_vector(history: Sequence[Tick]) -> F32:
         if total == 0
         else float((by_kind[SUPPORTIVE].sum() - by_kind[ANTAGONISTIC].sum()) / total)
     )
-    links = _links(newest)
+    links = linked_pairs(newest)
     density = float(links.sum()) / max(1, n * (n - 1))
-    jaccard = [_jaccard_distance(links, _links(p)) for p in previous]
+    jaccard = [_jaccard_distance(links, linked_pairs(p)) for p in previous]
     jaccard += [0.0] * (3 - len(jaccard))
     if previous:
         before = previous[0]
         change = float(np.abs(s - before.strength).sum()) / max(1e-9, total + before.strength.sum())
-        old = _links(before)
+        old = linked_pairs(before)
         new_links = float((links & ~old).sum()) / n
         gone_links = float((old & ~links).sum()) / n
         both = newest.present & before.present
@@ -372,7 +388,7 @@ def conflict_graphs(
     """
     tick = history[-1]
     groups: list[NDArray[np.int64]] = []
-    for component in _components(_links(tick)):
+    for component in _components(linked_pairs(tick)):
         if len(component) < 2:
             continue
         groups += [component[i : i + max_voices] for i in range(0, len(component), max_voices)]

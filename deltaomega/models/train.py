@@ -101,14 +101,9 @@ def _arrays(runs: list[Run]) -> Arrays:
                 features.pattern_input(ticks[max(0, t - features.PATTERN_WINDOWS + 1) : t + 1])
             )
             complexity.append(features.complexity(ticks[t]))
-        graphs.append(
-            (
-                np.stack(nodes),
-                np.stack(edges),
-                np.ones(np.stack(nodes).shape[:2], np.float32),
-                np.stack(y),
-            )
-        )
+        run_nodes = np.stack(nodes)
+        mask = np.ones(run_nodes.shape[:2], np.float32)
+        graphs.append((run_nodes, np.stack(edges), mask, np.stack(y)))
     return Arrays(
         np.concatenate(history),
         np.concatenate(next_mean).astype(np.float32),

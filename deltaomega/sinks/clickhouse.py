@@ -53,6 +53,15 @@ class ClickHouse:
     async def acall(self, fn: Callable[[Any], T]) -> T:
         return await asyncio.to_thread(self.call, fn)
 
+    def rows(self, sql: str, **parameters: Any) -> list[dict[str, Any]]:
+        """A query's rows as dicts keyed by column name (parameters bound, not formatted)."""
+        result = self.call(lambda c: c.query(sql, parameters=parameters))
+        names = result.column_names
+        return [dict(zip(names, row, strict=True)) for row in result.result_rows]
+
+    async def arows(self, sql: str, **parameters: Any) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self.rows, sql, **parameters)
+
 
 def create_client(settings: Settings) -> Any:
     """A raw clickhouse-connect client for ``settings.clickhouse_dsn``."""

@@ -16,14 +16,8 @@ from deltaomega.sinks.clickhouse import ClickHouse
 _STATS = ", ".join(f"{m}_{s}" for m in METRICS for s in STAT_NAMES)
 
 
-def _rows(clickhouse: ClickHouse, sql: str, **parameters: Any) -> list[dict[str, Any]]:
-    result = clickhouse.call(lambda c: c.query(sql, parameters=parameters))
-    return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
-
-
 def last_tick(clickhouse: ClickHouse, database: str) -> int | None:
-    rows = _rows(
-        clickhouse,
+    rows = clickhouse.rows(
         f"SELECT toUnixTimestamp64Milli(max(window_start)) AS last, count() AS n "
         f"FROM {database}.patterns",
     )
@@ -34,16 +28,14 @@ def states_since(
     clickhouse: ClickHouse, database: str, since_ms: int
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """VoiceState and InteractionState records with window_start ≥ ``since_ms``."""
-    voices = _rows(
-        clickhouse,
+    voices = clickhouse.rows(
         f"SELECT voice_id, toUnixTimestamp64Milli(window_start) AS window_start, {_STATS} "
         f"FROM {database}.voice_states FINAL "
         "WHERE window_start >= fromUnixTimestamp64Milli({since:Int64}) "
         "ORDER BY window_start, voice_id",
         since=since_ms,
     )
-    links = _rows(
-        clickhouse,
+    links = clickhouse.rows(
         "SELECT source, target, kind, toUnixTimestamp64Milli(window_start) AS window_start, "
         f"strength_mean FROM {database}.interaction_states FINAL "
         "WHERE window_start >= fromUnixTimestamp64Milli({since:Int64}) "

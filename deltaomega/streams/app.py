@@ -41,7 +41,6 @@ class Pipeline:
     app: faust.App
     topics: Topics
     progress: Progress
-    inference: InferenceEngine | None
 
 
 def create_faust_app(settings: Settings) -> faust.App:
@@ -178,18 +177,15 @@ def create_pipeline(
     async def interaction_windows(stream: Any) -> None:
         await interaction_agent.run(stream, batch, within)
 
-    @app.agent(topic(topics.voice_states), name="voice-state-sink", concurrency=1)
-    async def voice_states(stream: Any) -> None:
-        await voice_state_sink.run(stream, _SINK_MAX_ROWS, _SINK_WITHIN_SECONDS)
+    _register_sink(app, topic(topics.voice_states), voice_state_sink)
+    _register_sink(app, topic(topics.interaction_states), interaction_state_sink)
 
-    @app.agent(topic(topics.interaction_states), name="interaction-state-sink", concurrency=1)
-    async def interaction_states(stream: Any) -> None:
-        await interaction_state_sink.run(stream, _SINK_MAX_ROWS, _SINK_WITHIN_SECONDS)
-
-    return Pipeline(app=app, topics=topics, progress=progress, inference=inference)
+    return Pipeline(app=app, topics=topics, progress=progress)
 
 
 def _register_sink(app: faust.App, source: Any, agent: StateSinkAgent) -> None:
+    """One agent (concurrency 1, see above) moving a topic into its ClickHouse table."""
+
     async def store(stream: Any) -> None:
         await agent.run(stream, _SINK_MAX_ROWS, _SINK_WITHIN_SECONDS)
 

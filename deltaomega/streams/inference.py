@@ -41,6 +41,7 @@ from deltaomega.models.features import (
     SEQUENCE_WINDOWS,
     Tick,
     conflict_graphs,
+    linked_pairs,
     pattern_input,
     predictor_input,
     system_vector,
@@ -124,7 +125,6 @@ class InferenceEngine:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="inference")
         self._history: deque[Tick] = deque(maxlen=HISTORY)
         self._last_predictions: dict[str, dict[str, Any]] = {}
-        self.ticks = 0
         self.disabled = False
 
     # ------------------------------------------------------------ input side (event loop)
@@ -312,7 +312,6 @@ class InferenceEngine:
         alerts += rules.conflict_alerts(self.rules, conflicts, version, now_ms)
         alerts += rules.emergence_alerts(self.rules, emergence, version, now_ms)
         self._last_predictions = {p["voice_id"]: p for p in predictions}
-        self.ticks += 1
         TICKS.inc()
         TICK_SECONDS.observe(time.perf_counter() - started)
         return TickOutputs(window_start, predictions, conflicts, emergence, pattern, alerts)
@@ -359,7 +358,7 @@ class InferenceEngine:
         (probability,) = self.runtime.run(
             "conflict_predictor", {"nodes": nodes, "edges": edges, "mask": mask}, models
         )
-        linked = tick.strength.sum(axis=2) > 0
+        linked = linked_pairs(tick)
         linked = linked | linked.T
         floor = self.settings.conflict_publish_min
         out = []

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from deltaomega.config import Settings
+from tests.api_client import assert_invalid
 from tests.conftest import RunningService
 
 
@@ -36,13 +37,7 @@ def api(
 def test_bad_query_is_422_problem_naming_the_parameter(
     api: str, path: str, params: dict, field: str
 ) -> None:
-    response = httpx.get(api + path, params=params)
-    assert response.status_code == 422
-    assert response.headers["content-type"] == "application/problem+json"
-    body = response.json()
-    assert body["status"] == 422 and body["title"] == "Invalid request"
-    assert [e["field"] for e in body["errors"]] == [field]
-    assert body["detail"].startswith(f"{field}: ")
+    assert_invalid(httpx.get(api + path, params=params), field)
 
 
 def test_unknown_voice_is_404_problem(api: str) -> None:

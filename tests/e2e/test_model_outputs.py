@@ -19,21 +19,16 @@ from deltaomega.models.registry import ModelRegistry
 from deltaomega.models.runtime import ModelRuntime
 from deltaomega.producer import SimulationConfig, run_simulation
 from deltaomega.producer.episodes import Episode, Scenario
-from deltaomega.schemas.records import METRICS, STAT_NAMES
 from deltaomega.sinks.clickhouse import ClickHouse
-from deltaomega.streams.inference import InferenceEngine
+from deltaomega.sinks.recent import states_since
+from deltaomega.streams.inference import InferenceEngine, TickOutputs
 from deltaomega.topics import Topics
+from tests.api_client import sse_events
 from tests.conftest import RunningService, wait_for
-from tests.e2e.test_sse import sse_events
 
 WINDOW = 10_000
 VOICES = [f"voice-{i:02d}" for i in range(8)]
 PAIR = {"voice-01->voice-02", "voice-02->voice-01"}
-
-
-def rows(clickhouse: ClickHouse, sql: str) -> list[dict[str, Any]]:
-    result = clickhouse.call(lambda c: c.query(sql))
-    return [dict(zip(result.column_names, r, strict=True)) for r in result.result_rows]
 
 
 def ms(column: str) -> str:
@@ -66,14 +61,28 @@ def wait_until_stored(settings: Settings, clickhouse: ClickHouse) -> None:
         published = topic_records(settings, topic)
         wait_for(
             lambda t=table, n=published: (
-                rows(  # type: ignore[misc]
-                    clickhouse, f"SELECT count() AS n FROM {db}.{t} FINAL"
-                )[0]["n"]
-                == n
+                clickhouse.rows(f"SELECT count() AS n FROM {db}.{t} FINAL")[0]["n"] == n
             ),
             timeout=30,
             what=f"{published} rows in {table}",
         )
+
+
+def offline_outputs(
+    settings: Settings, clickhouse: ClickHouse, starts: list[int]
+) -> dict[int, TickOutputs]:
+    """The stored states of these windows through an engine that never stopped, in order."""
+    voices, links = states_since(clickhouse, settings.clickhouse_database, starts[0])
+    engine = InferenceEngine(settings, ModelRuntime(ModelRegistry(settings.resolved_models_dir)))
+    engine.runtime.start()
+    return {
+        start: engine.run_tick(
+            start,
+            {s["voice_id"]: s for s in voices if s["window_start"] == start},
+            [x for x in links if x["window_start"] == start],
+        )
+        for start in starts
+    }
 
 
 def read_feed(url: str, want: Callable[[list[dict[str, Any]]], bool]) -> list[dict[str, Any]]:
@@ -114,13 +123,12 @@ def test_conflict_and_emergence_end_to_end(
     # Windows up to [t0 + 280 s, t0 + 290 s) close (events run to t0 + 300 s, grace 5 s).
     end = t0 + 290_000
     wait_for(
-        lambda: rows(clickhouse, f"SELECT count() AS n FROM {db}.patterns FINAL")[0]["n"] == 29,
+        lambda: clickhouse.rows(f"SELECT count() AS n FROM {db}.patterns FINAL")[0]["n"] == 29,
         timeout=120,
         what="29 ticks through the models",
     )
     wait_until_stored(settings, clickhouse)
-    emergence = rows(
-        clickhouse,
+    emergence = clickhouse.rows(
         f"SELECT {ms('window_start')}, probability, detected, type, voices, model_version "
         f"FROM {db}.emergence FINAL ORDER BY window_start",
     )
@@ -130,8 +138,7 @@ def test_conflict_and_emergence_end_to_end(
     assert detected and all(200_000 <= d < 240_000 for d in detected), detected
     assert detected[0] == 200_000  # in the window the onset happened
 
-    conflicts = rows(
-        clickhouse,
+    conflicts = clickhouse.rows(
         f"SELECT {ms('window_start')}, source, target, probability "
         f"FROM {db}.conflict_predictions FINAL",
     )
@@ -145,8 +152,7 @@ def test_conflict_and_emergence_end_to_end(
     before = [c["probability"] for c in pair if c["window_start"] - t0 < 30_000]
     assert before and max(before) < 0.5, before
 
-    alerts = rows(
-        clickhouse,
+    alerts = clickhouse.rows(
         f"SELECT alert_id, rule, severity, subject, {ms('window_start')}, recommended_actions "
         f"FROM {db}.alerts FINAL WHERE rule IN ('conflict', 'emergence')",
     )
@@ -159,26 +165,9 @@ def test_conflict_and_emergence_end_to_end(
     assert all(a["alert_id"] == f"{a['rule']}:{a['subject']}:{a['window_start']}" for a in alerts)
 
     # The same states through the same engine, offline, give the same numbers.
-    states = rows(
-        clickhouse,
-        f"SELECT voice_id, {ms('window_start')}, "
-        + ", ".join(f"{m}_{s}" for m in METRICS for s in STAT_NAMES)
-        + f" FROM {db}.voice_states FINAL ORDER BY window_start, voice_id",
-    )
-    links = rows(
-        clickhouse,
-        f"SELECT source, target, kind, {ms('window_start')}, strength_mean "
-        f"FROM {db}.interaction_states FINAL ORDER BY window_start",
-    )
-    offline = InferenceEngine(settings, ModelRuntime(ModelRegistry(settings.resolved_models_dir)))
-    offline.runtime.start()
+    offline = offline_outputs(settings, clickhouse, [e["window_start"] for e in emergence])
     for e in emergence:
-        start = e["window_start"]
-        out = offline.run_tick(
-            start,
-            {s["voice_id"]: s for s in states if s["window_start"] == start},
-            [x for x in links if x["window_start"] == start],
-        )
+        out = offline[e["window_start"]]
         assert out.emergence["probability"] == pytest.approx(e["probability"], abs=1e-6)
         assert out.emergence["model_version"] == e["model_version"]
 
@@ -215,8 +204,7 @@ def test_running_worker_picks_up_an_activated_version(
         run_simulation(settings, config, 100.0, realtime=False, batch_size=50, start_ms=start)
 
     def versions() -> dict[int, str]:
-        found = rows(
-            clickhouse,
+        found = clickhouse.rows(
             f"SELECT {ms('window_start')}, model_version FROM {db}.patterns FINAL",
         )
         return {r["window_start"] - t0: r["model_version"] for r in found}
@@ -257,7 +245,7 @@ def test_restarted_worker_continues_with_the_history_it_had(
         run_simulation(settings, config, 100.0, realtime=False, batch_size=50, start_ms=start)
 
     def ticks() -> int:
-        return int(rows(clickhouse, f"SELECT count() AS n FROM {db}.patterns FINAL")[0]["n"])
+        return int(clickhouse.rows(f"SELECT count() AS n FROM {db}.patterns FINAL")[0]["n"])
 
     first = service_factory(settings)
     simulate(t0, seed=1)
@@ -271,36 +259,18 @@ def test_restarted_worker_continues_with_the_history_it_had(
 
     # One engine that never stopped, over the same stored states, gives the same outputs:
     # the restarted worker carried its 8 windows of history over.
-    states = rows(
-        clickhouse,
-        f"SELECT voice_id, {ms('window_start')}, "
-        + ", ".join(f"{m}_{s}" for m in METRICS for s in STAT_NAMES)
-        + f" FROM {db}.voice_states FINAL ORDER BY window_start, voice_id",
-    )
-    links = rows(
-        clickhouse,
-        f"SELECT source, target, kind, {ms('window_start')}, strength_mean "
-        f"FROM {db}.interaction_states FINAL ORDER BY window_start",
-    )
     stored = {
         (r["window_start"], r["voice_id"]): r["stress_pred"]
-        for r in rows(
-            clickhouse,
+        for r in clickhouse.rows(
             f"SELECT {ms('window_start')}, voice_id, stress_pred FROM {db}.predictions FINAL",
         )
     }
     patterns = {
         r["window_start"]: r["novelty"]
-        for r in rows(clickhouse, f"SELECT {ms('window_start')}, novelty FROM {db}.patterns FINAL")
+        for r in clickhouse.rows(f"SELECT {ms('window_start')}, novelty FROM {db}.patterns FINAL")
     }
-    offline = InferenceEngine(settings, ModelRuntime(ModelRegistry(settings.resolved_models_dir)))
-    offline.runtime.start()
-    for start in range(t0, t0 + 190_000, WINDOW):
-        out = offline.run_tick(
-            start,
-            {s["voice_id"]: s for s in states if s["window_start"] == start},
-            [x for x in links if x["window_start"] == start],
-        )
+    offline = offline_outputs(settings, clickhouse, list(range(t0, t0 + 190_000, WINDOW)))
+    for start, out in offline.items():
         assert len(out.predictions) == 6
         for p in out.predictions:
             assert p["stress_pred"] == pytest.approx(stored[(start, p["voice_id"])], abs=1e-6)

@@ -26,8 +26,8 @@ from deltaomega.schemas.records import (
 )
 from deltaomega.schemas.records import EMERGENCE as EMERGENCE_SCHEMA
 from deltaomega.sinks.clickhouse import ClickHouse, ClickHouseSink
+from tests.api_client import assert_invalid, read_events
 from tests.conftest import RunningService
-from tests.e2e.test_sse import sse_events
 from tests.model_outputs import T0, alert, conflict, emergence, pattern, prediction
 
 W = 10_000  # window length, ms
@@ -202,46 +202,7 @@ def test_alerts_filtered_by_severity_rule_and_subject(api: str) -> None:
 def test_bad_parameter_is_422_problem_naming_it(
     api: str, path: str, params: dict[str, str], field: str
 ) -> None:
-    response = httpx.get(api + path, params=params, timeout=30)
-    assert response.status_code == 422
-    assert response.headers["content-type"] == "application/problem+json"
-    body = response.json()
-    assert body["status"] == 422 and body["title"] == "Invalid request"
-    assert [e["field"] for e in body["errors"]] == [field]
-    assert body["detail"].startswith(f"{field}: ")
-
-
-def read_feed(
-    url: str,
-    count: int,
-    headers: dict[str, str] | None = None,
-    params: dict[str, str] | None = None,
-    linger: float = 0.0,
-    on_open: Callable[[], None] | None = None,
-) -> list[dict[str, str]]:
-    """Read ``count`` events, then keep reading for ``linger`` s to catch any extra."""
-    got: list[dict[str, str]] = []
-    timeout = httpx.Timeout(5.0, read=max(linger, 2.0) if linger else 30.0)
-    with httpx.stream("GET", url, headers=headers, params=params, timeout=timeout) as response:
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/event-stream")
-        if on_open is not None:
-            on_open()
-        deadline = None
-        try:
-            for event in sse_events(response, time.monotonic() + 60):
-                if deadline is not None and time.monotonic() > deadline:
-                    break
-                if event is None:
-                    continue
-                got.append(event)
-                if len(got) == count:
-                    if not linger:
-                        break
-                    deadline = time.monotonic() + linger
-        except httpx.ReadTimeout:
-            pass  # quiet for `linger` seconds
-    return got
+    assert_invalid(httpx.get(api + path, params=params, timeout=30), field)
 
 
 FEEDS = [
@@ -291,7 +252,7 @@ def test_feed_resumes_with_last_event_id_without_loss_or_repeats(
     half = len(records) // 2
     first, rest = records[:half], records[half:]
     # Connected at the live end, the client gets what is published from then on.
-    live = read_feed(url, len(first), params=params, on_open=lambda: publish(first))
+    live = read_events(url, len(first), params=params, on_open=lambda: publish(first))
     assert [e["event"] for e in live] == [event] * len(first)
     assert sorted((json.loads(e["data"]) for e in live), key=json.dumps) == sorted(
         (as_json(r) for r in first), key=json.dumps
@@ -300,7 +261,7 @@ def test_feed_resumes_with_last_event_id_without_loss_or_repeats(
     assert len(last_id.split(",")) == settings.partitions
 
     publish(rest)  # while disconnected
-    missed = read_feed(
+    missed = read_events(
         url, len(rest), headers={"Last-Event-ID": last_id}, params=params, linger=2.0
     )
     assert sorted((json.loads(e["data"]) for e in missed), key=json.dumps) == sorted(
@@ -309,7 +270,7 @@ def test_feed_resumes_with_last_event_id_without_loss_or_repeats(
 
     # ?cursor= from the start of every partition: everything, once.
     start = ",".join(f"{p}:-1" for p in range(settings.partitions))
-    replay = read_feed(url, len(records), params={**params, "cursor": start}, linger=2.0)
+    replay = read_events(url, len(records), params={**params, "cursor": start}, linger=2.0)
     assert sorted(e["data"] for e in replay) == sorted(e["data"] for e in live + missed)
 
 
@@ -334,7 +295,7 @@ def test_feed_filters(settings: Settings, service_factory: Callable[..., Running
 
     def feed(path: str, count: int, **params: str) -> list[dict[str, Any]]:
         url = f"{service.url}/api/v1/stream/{path}"
-        events = read_feed(url, count, params={**params, "cursor": start}, linger=2.0)
+        events = read_events(url, count, params={**params, "cursor": start}, linger=2.0)
         return sorted((json.loads(e["data"]) for e in events), key=json.dumps)
 
     def expected(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -4,36 +4,18 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 
 from deltaomega.config import Settings
 from deltaomega.producer import VoiceProducer
 from deltaomega.sinks.clickhouse import ClickHouse
+from tests.api_client import read_events, sse_events
 from tests.conftest import RunningService, voice_event, wait_for
 
 T0 = 1_800_000_000_000
 VOICES = ["s1", "s2", "s3", "s4"]
-
-
-def sse_events(response: httpx.Response, give_up: float) -> Iterator[dict[str, str] | None]:
-    """Parse the stream; None for each ping (every second), so callers can check the time.
-
-    Fails once ``give_up`` (monotonic) has passed.
-    """
-    event: dict[str, str] = {}
-    for line in response.iter_lines():
-        assert time.monotonic() < give_up, "SSE events did not arrive in time"
-        if line.startswith(":"):
-            yield None
-        elif line == "":
-            if "data" in event:
-                yield event
-            event = {}
-        else:
-            name, _, value = line.partition(":")
-            event[name] = value.lstrip(" ")
 
 
 def read_states(
@@ -43,32 +25,10 @@ def read_states(
     linger: float = 0.0,
     on_open: Callable[[], None] | None = None,
 ) -> list[dict[str, str]]:
-    """Read ``count`` events, then keep reading for ``linger`` s to catch any extra."""
     headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
-    got: list[dict[str, str]] = []
-    timeout = httpx.Timeout(5.0, read=max(linger, 2.0) if linger else 30.0)
-    with httpx.stream(
-        "GET", f"{url}/api/v1/stream/voice-states", headers=headers, timeout=timeout
-    ) as response:
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/event-stream")
-        if on_open is not None:
-            on_open()
-        deadline = None
-        try:
-            for event in sse_events(response, time.monotonic() + 60):
-                if deadline is not None and time.monotonic() > deadline:
-                    break
-                if event is None:
-                    continue
-                got.append(event)
-                if len(got) == count:
-                    if not linger:
-                        break
-                    deadline = time.monotonic() + linger
-        except httpx.ReadTimeout:
-            pass  # quiet for `linger` seconds (pings every second keep reads alive otherwise)
-    return got
+    return read_events(
+        f"{url}/api/v1/stream/voice-states", count, headers, linger=linger, on_open=on_open
+    )
 
 
 def publish_windows(producer: VoiceProducer, first: int, last: int) -> None:
