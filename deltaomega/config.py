@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     kafka_heap: str = "512m"
     cache_dir: Path = Field(default_factory=_default_cache_dir)
 
-    # Local state: RocksDB tables and the embedded ClickHouse live under here.
+    # Local state: open-window checkpoints (RocksDB) and the embedded ClickHouse live here.
     data_dir: Path = Path(".deltaomega")
 
     # Stream processing
@@ -44,9 +44,10 @@ class Settings(BaseSettings):
     window_seconds: float = Field(default=10.0, gt=0)
     interaction_window_seconds: float = Field(default=10.0, gt=0)
     grace_seconds: float = Field(default=5.0, ge=0)
-    batch_max_records: int = Field(default=10_000, ge=1)
+    batch_max_records: int = Field(
+        default=50_000, ge=1, description="Records per consume call; fewer, larger inserts."
+    )
     batch_within_seconds: float = Field(default=0.2, gt=0)
-    table_store: str = Field(default="rocksdb://", description="Faust store URL for open windows.")
 
     # Models and alerts
     models_enabled: bool = Field(default=True, description="Run the models on every tick.")

@@ -46,3 +46,7 @@ class NotFoundError(DeltaOmegaError):
 
 class ModelError(DeltaOmegaError):
     """A model version that is missing, corrupt or built for another feature spec."""
+
+
+class DeliveryError(DeltaOmegaError):
+    """Kafka did not take a batch's outputs; its source offsets must not be committed."""

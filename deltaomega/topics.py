@@ -13,8 +13,16 @@ from deltaomega.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 
-# Open windows are kept long enough to replay; outputs a week, like the broker default.
+# Outputs are kept a week, like the broker default.
 _RETENTION_MS = str(7 * 24 * 3600 * 1000)
+# Changelogs keep the latest value per key forever; short segments let compaction keep
+# up, so a restore without the local checkpoint reads little more than the open windows.
+_CHANGELOG_CONFIG = {
+    "cleanup.policy": "compact",
+    "segment.ms": str(10 * 60 * 1000),
+    "min.cleanable.dirty.ratio": "0.1",
+    "delete.retention.ms": str(3600 * 1000),
+}
 
 
 @dataclass(frozen=True)
@@ -29,6 +37,8 @@ class Topics:
     emergence: str
     patterns: str
     alerts: str
+    voice_windows_changelog: str
+    interaction_windows_changelog: str
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topics:
@@ -44,6 +54,8 @@ class Topics:
             emergence=f"{p}voice.emergence",
             patterns=f"{p}voice.patterns",
             alerts=f"{p}voice.alerts",
+            voice_windows_changelog=f"{p}{settings.app_id}.voice-windows.changelog",
+            interaction_windows_changelog=f"{p}{settings.app_id}.interaction-windows.changelog",
         )
 
     def all(self) -> list[str]:
@@ -58,14 +70,18 @@ class Topics:
             self.emergence,
             self.patterns,
             self.alerts,
+            *self.changelogs(),
         ]
+
+    def changelogs(self) -> list[str]:
+        return [self.voice_windows_changelog, self.interaction_windows_changelog]
 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> Topics:
     """Create missing topics with the configured partition count; check existing ones match.
 
-    Faust's changelog topics must have as many partitions as their source topics, so a
-    mismatch here is an error rather than something to discover during recovery.
+    A window changelog's partition *p* holds the open windows of source partition *p*, so
+    a mismatch here is an error rather than something to discover during recovery.
     """
     topics = Topics.from_settings(settings)
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
@@ -84,7 +100,11 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> Topics:
                     name,
                     num_partitions=settings.partitions,
                     replication_factor=settings.replication_factor,
-                    config={"retention.ms": _RETENTION_MS},
+                    config=(
+                        _CHANGELOG_CONFIG
+                        if name in topics.changelogs()
+                        else {"retention.ms": _RETENTION_MS}
+                    ),
                 )
                 for name in missing
             ],

@@ -1,1 +1,1 @@
-"""Stream processing: Faust app, batched window agents, dead letters and the state sink."""
+"""Stream processing: window consumers and store, dead letters, sinks and inference."""

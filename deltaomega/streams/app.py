@@ -1,4 +1,9 @@
-"""The Faust app factory: topics, durable window tables and the agents, from one Settings."""
+"""The worker, from one Settings: window consumers, state and output sinks, inference.
+
+The input topics are read by :class:`WindowConsumer` (confluent-kafka batches, open windows
+in a :class:`WindowStore`); everything downstream of the state topics runs as Faust agents
+and tasks, on the same event loop.
+"""
 
 from __future__ import annotations
 
@@ -23,12 +28,14 @@ from deltaomega.schemas.records import (
 )
 from deltaomega.sinks.clickhouse import ClickHouse, ClickHouseSink
 from deltaomega.sinks.recent import last_tick, states_since
-from deltaomega.streams.deadletter import DeadLetterPublisher
+from deltaomega.streams.deadletter import DeadLetterPublisher, faust_sender
 from deltaomega.streams.inference import InferenceEngine
 from deltaomega.streams.progress import Progress
 from deltaomega.streams.specs import INTERACTION_SPEC, VOICE_SPEC
 from deltaomega.streams.state_sink import StateSinkAgent
-from deltaomega.streams.window_agent import WindowAgent
+from deltaomega.streams.window_agent import WindowAgent, WindowStreamSpec
+from deltaomega.streams.window_consumer import BatchOutputs, WindowConsumer
+from deltaomega.streams.window_store import WindowStore
 from deltaomega.streams.windows import TumblingWindowAggregator
 from deltaomega.topics import Topics
 
@@ -49,7 +56,6 @@ def create_faust_app(settings: Settings) -> faust.App:
     return faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
-        store=settings.table_store,
         datadir=str(datadir),
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
@@ -59,8 +65,6 @@ def create_faust_app(settings: Settings) -> faust.App:
         value_serializer="raw",
         web_enabled=False,
         autodiscover=False,
-        # Windows close on our per-partition event-time watermark, never on Faust's clock.
-        table_cleanup_interval=3600.0,
         broker_commit_interval=1.0,
         stream_buffer_maxsize=max(4096, settings.batch_max_records),
         producer_max_request_size=4 * 1024 * 1024,
@@ -87,33 +91,54 @@ def create_pipeline(
             partitions=settings.partitions,
         )
 
-    deadletter = DeadLetterPublisher(topic(topics.deadletter))
+    deadletter = DeadLetterPublisher(faust_sender(topic(topics.deadletter)))
 
-    def window_table(name: str) -> Any:
-        return app.Table(name, key_type=bytes, value_type=bytes, partitions=settings.partitions)
+    def window_consumer(
+        spec: WindowStreamSpec,
+        source: str,
+        states: str,
+        changelog: str,
+        aggregator: TumblingWindowAggregator,
+    ) -> WindowConsumer:
+        outputs = BatchOutputs(settings, spec.name)
+        store = WindowStore(
+            (settings.data_dir / "windows" / spec.name).resolve(),
+            changelog,
+            settings.kafka_bootstrap,
+            aggregator.is_watermark_key,
+        )
+        agent = WindowAgent(
+            spec,
+            store,
+            aggregator,
+            codec,
+            sink,
+            DeadLetterPublisher(outputs.sender(topics.deadletter)),
+            progress,
+            outputs.emit_to(states),
+        )
+        return WindowConsumer(settings, source, agent, outputs)
 
-    voice_agent = WindowAgent(
-        VOICE_SPEC,
-        app,
-        window_table("voice-windows"),
-        topic(topics.voice_states),
-        TumblingWindowAggregator(METRICS, settings.window_ms, settings.grace_ms),
-        codec,
-        sink,
-        deadletter,
-        progress,
-    )
-    interaction_agent = WindowAgent(
-        INTERACTION_SPEC,
-        app,
-        window_table("interaction-windows"),
-        topic(topics.interaction_states),
-        TumblingWindowAggregator(("strength",), settings.interaction_window_ms, settings.grace_ms),
-        codec,
-        sink,
-        deadletter,
-        progress,
-    )
+    consumers = [
+        window_consumer(
+            VOICE_SPEC,
+            topics.voice_events,
+            topics.voice_states,
+            topics.voice_windows_changelog,
+            TumblingWindowAggregator(METRICS, settings.window_ms, settings.grace_ms),
+        ),
+        window_consumer(
+            INTERACTION_SPEC,
+            topics.interactions,
+            topics.interaction_states,
+            topics.interaction_windows_changelog,
+            TumblingWindowAggregator(
+                ("strength",), settings.interaction_window_ms, settings.grace_ms
+            ),
+        ),
+    ]
+    for consumer in consumers:
+        _register_consumer(app, consumer)
 
     def recent(windows: int) -> tuple[int | None, list[dict[str, Any]], list[dict[str, Any]]]:
         database = settings.clickhouse_database
@@ -166,25 +191,25 @@ def create_pipeline(
         async def run_inference() -> None:
             await engine.run(publish)
 
-    batch, within = settings.batch_max_records, settings.batch_within_seconds
-
-    # concurrency=1: more would let Faust commit past in-flight batches (faust issue 606).
-    @app.agent(topic(topics.voice_events), name="voice-windows", concurrency=1)
-    async def voice_windows(stream: Any) -> None:
-        await voice_agent.run(stream, batch, within)
-
-    @app.agent(topic(topics.interactions), name="interaction-windows", concurrency=1)
-    async def interaction_windows(stream: Any) -> None:
-        await interaction_agent.run(stream, batch, within)
-
     _register_sink(app, topic(topics.voice_states), voice_state_sink)
     _register_sink(app, topic(topics.interaction_states), interaction_state_sink)
 
     return Pipeline(app=app, topics=topics, progress=progress)
 
 
+def _register_consumer(app: faust.App, consumer: WindowConsumer) -> None:
+    async def consume() -> None:
+        await consumer.run()
+
+    consume.__name__ = f"consume_{consumer.name}_windows"
+    app.task(consume)
+
+
 def _register_sink(app: faust.App, source: Any, agent: StateSinkAgent) -> None:
-    """One agent (concurrency 1, see above) moving a topic into its ClickHouse table."""
+    """One agent moving a topic into its ClickHouse table.
+
+    concurrency=1: more would let Faust commit past in-flight batches (faust issue 606).
+    """
 
     async def store(stream: Any) -> None:
         await agent.run(stream, _SINK_MAX_ROWS, _SINK_WITHIN_SECONDS)

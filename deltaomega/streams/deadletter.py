@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from deltaomega.metrics import DEADLETTERED
@@ -15,26 +16,43 @@ SOURCE_TOPIC_HEADER = "deltaomega.source.topic"
 SOURCE_PARTITION_HEADER = "deltaomega.source.partition"
 SOURCE_OFFSET_HEADER = "deltaomega.source.offset"
 
+#: (key, value, headers) → sent; a Faust topic's send or a confluent-kafka produce
+Send = Callable[[bytes | None, bytes | None, list[tuple[str, bytes]]], Awaitable[Any]]
+
 
 class DeadLetterPublisher:
-    def __init__(self, topic: Any) -> None:
-        self.topic = topic
+    def __init__(self, send: Send) -> None:
+        self.send = send
 
-    async def publish(self, event: Any, reason: str, error_type: str) -> None:
-        message = event.message
+    async def publish(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        reason: str,
+        error_type: str,
+    ) -> None:
         headers = [
             (REASON_HEADER, reason.encode()),
             (ERROR_HEADER, error_type.encode()),
-            (SOURCE_TOPIC_HEADER, message.topic.encode()),
-            (SOURCE_PARTITION_HEADER, str(message.partition).encode()),
-            (SOURCE_OFFSET_HEADER, str(message.offset).encode()),
+            (SOURCE_TOPIC_HEADER, topic.encode()),
+            (SOURCE_PARTITION_HEADER, str(partition).encode()),
+            (SOURCE_OFFSET_HEADER, str(offset).encode()),
         ]
-        await self.topic.send(key=message.key, value=message.value, headers=headers)
-        DEADLETTERED.labels(message.topic, error_type).inc()
-        log.warning(
-            "dead-lettered %s[%d]@%d: %s",
-            message.topic,
-            message.partition,
-            message.offset,
-            reason,
-        )
+        await self.send(key, value, headers)
+        DEADLETTERED.labels(topic, error_type).inc()
+        log.warning("dead-lettered %s[%d]@%d: %s", topic, partition, offset, reason)
+
+    async def publish_event(self, event: Any, reason: str, error_type: str) -> None:
+        """Dead-letter a Faust event."""
+        m = event.message
+        await self.publish(m.topic, m.partition, m.offset, m.key, m.value, reason, error_type)
+
+
+def faust_sender(topic: Any) -> Send:
+    async def send(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> Any:
+        return await topic.send(key=key, value=value, headers=headers)
+
+    return send

@@ -43,7 +43,7 @@ class StateSinkAgent:
         RECORDS_CONSUMED.labels(events[0].message.topic).inc(len(events))
         good, errors = self.codec.decode_many([e.value for e in events], self.schema)
         for error in errors:
-            await self.deadletter.publish(events[error.index], error.reason, error.error_type)
+            await self.deadletter.publish_event(events[error.index], error.reason, error.error_type)
         records = [record for _, record in good]
         partitions = [events[i].message.partition for i, _ in good]
         if self.on_records is not None and records:

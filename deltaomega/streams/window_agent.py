@@ -1,8 +1,8 @@
-"""The batch loop shared by the voice-state and interaction-state streams.
+"""One consumer batch of the voice-state or interaction-state stream, start to end.
 
-Per consumer batch: decode all records at once, dead-letter the bad ones, fold each
-partition's rows into its open windows (one table write per key), emit the windows the
-watermark closed, insert the raw rows into ClickHouse, and only then ack the batch.
+Decode all records at once, dead-letter the bad ones, fold each partition's rows into its
+open windows (one store write per key), emit the windows the watermark closed and insert
+the raw rows into ClickHouse. The caller then checkpoints the store and commits offsets.
 """
 
 from __future__ import annotations
@@ -32,12 +32,35 @@ from deltaomega.schemas.codec import AvroCodec
 from deltaomega.schemas.records import DecodedBatch
 from deltaomega.sinks.clickhouse import ClickHouseSink
 from deltaomega.sinks.retry import insert_until_acknowledged
-from deltaomega.streams._table_store import FaustTableStore, bound_to_partition_of
 from deltaomega.streams.deadletter import DeadLetterPublisher
 from deltaomega.streams.progress import Progress
+from deltaomega.streams.window_store import WindowStore
 from deltaomega.streams.windows import ClosedWindows, TumblingWindowAggregator
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SourceBatch:
+    """Records of one topic as a consumer returned them (each partition in offset order)."""
+
+    topic: str
+    keys: list[bytes | None]
+    values: list[bytes]
+    partitions: np.ndarray
+    offsets: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+@dataclass(frozen=True)
+class RawRows:
+    """A processed batch's decoded events, with the source position of each."""
+
+    columns: Any
+    partitions: np.ndarray
+    offsets: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -59,108 +82,118 @@ class WindowAgent:
     def __init__(
         self,
         spec: WindowStreamSpec,
-        app: Any,
-        table: Any,
-        output_topic: Any,
+        store: WindowStore,
         aggregator: TumblingWindowAggregator,
         codec: AvroCodec,
         sink: ClickHouseSink,
         deadletter: DeadLetterPublisher,
         progress: Progress,
+        emit: Callable[[bytes, bytes], None],
     ) -> None:
         self.spec = spec
-        self.app = app
-        self.store = FaustTableStore(table)
-        self.output_topic = output_topic
+        self.store = store
         self.aggregator = aggregator
         self.codec = codec
         self.sink = sink
         self.deadletter = deadletter
         self.progress = progress
-        self._generation: int | None = None
+        #: (key, encoded state) → the state topic
+        self.emit = emit
 
-    async def run(self, stream: Any, max_records: int, within: float) -> None:
-        async for events in stream.noack_take(max_records, within=within):
-            try:
-                await self.process(events)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the worker must outlive a bad batch
-                log.exception("%s batch of %d records failed", self.spec.name, len(events))
-                for event in events:
-                    await self.deadletter.publish(
-                        event, f"processing failed: {type(exc).__name__}: {exc}", "ProcessingError"
-                    )
-                self.progress.deadlettered += len(events)
-            for event in events:
-                event.ack()
+    # -- partitions ------------------------------------------------------------------------
 
-    def _ensure_index(self, partitions: Sequence[int]) -> None:
-        generation = getattr(self.app, "consumer_generation_id", 0)
-        if generation != self._generation:
-            self.aggregator.forget()
-            self._generation = generation
-        missing = [p for p in partitions if not self.aggregator.has_index(p)]
-        if missing:
-            keys = self.store.keys()
-            for partition in missing:
-                self.aggregator.load_index(partition, keys)
+    def assign(self, partitions: Sequence[int]) -> None:
+        self.store.assign(partitions)
+        for partition in partitions:
+            self.aggregator.load_index(partition, self.store.partitions[partition].keys())
 
-    async def process(self, events: Sequence[Any]) -> None:
+    def revoke(self, partitions: Sequence[int]) -> None:
+        self.store.revoke(partitions)
+        self.aggregator.forget(partitions)
+
+    # -- batches ---------------------------------------------------------------------------
+
+    async def handle(self, batch: SourceBatch) -> RawRows | None:
+        """:meth:`process`, dead-lettering the whole batch if it fails unexpectedly."""
+        try:
+            return await self.process(batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the worker must outlive a bad batch
+            log.exception("%s batch of %d records failed", self.spec.name, len(batch))
+            reason = f"processing failed: {type(exc).__name__}: {exc}"
+            for i in range(len(batch)):
+                await self._deadletter(batch, i, reason, "ProcessingError")
+            self.progress.deadlettered += len(batch)
+            return None
+
+    async def _deadletter(self, batch: SourceBatch, i: int, reason: str, error_type: str) -> None:
+        await self.deadletter.publish(
+            batch.topic,
+            int(batch.partitions[i]),
+            int(batch.offsets[i]),
+            batch.keys[i],
+            batch.values[i],
+            reason,
+            error_type,
+        )
+
+    async def process(self, batch: SourceBatch) -> RawRows:
+        """Decode, dead-letter, aggregate and emit; the raw rows are left to :meth:`insert`."""
         name = self.spec.name
         started = time.perf_counter()
-        topic = events[0].message.topic
-        RECORDS_CONSUMED.labels(topic).inc(len(events))
-        BATCH_SIZE.labels(name).observe(len(events))
-        decoded = self.spec.decode(self.codec, [event.value for event in events])
+        RECORDS_CONSUMED.labels(batch.topic).inc(len(batch))
+        BATCH_SIZE.labels(name).observe(len(batch))
+        decoded = self.spec.decode(self.codec, batch.values)
         for error in decoded.errors:
-            await self.deadletter.publish(events[error.index], error.reason, error.error_type)
+            await self._deadletter(batch, error.index, error.reason, error.error_type)
         self.progress.deadlettered += len(decoded.errors)
         cols = decoded.columns
         EVENTS_DECODED.labels(name).inc(len(cols))
         self.spec.count_progress(self.progress, cols)
-        rec_partition = np.fromiter((e.message.partition for e in events), np.int64, len(events))
-        rec_offset = np.fromiter((e.message.offset for e in events), np.int64, len(events))
-        row_partition = rec_partition[cols.record_index]
-        row_offset = rec_offset[cols.record_index]
+        row_partition = batch.partitions[cols.record_index]
+        row_offset = batch.offsets[cols.record_index]
         decoded_at = time.perf_counter()
         BATCH_SECONDS.labels(name, "decode").observe(decoded_at - started)
 
         keys, ts, values = self.spec.rows(cols)
-        partitions, first_index = np.unique(rec_partition, return_index=True)
-        first_event = {int(p): events[i] for p, i in zip(partitions, first_index, strict=True)}
-        self._ensure_index(list(first_event))
+        partitions = [int(p) for p in np.unique(batch.partitions)]
         watermark = None
-        for partition, event in sorted(first_event.items()):
+        for partition in partitions:
             rows = np.flatnonzero(row_partition == partition)
-            with bound_to_partition_of(event):
-                outcome = self.aggregator.process(
-                    partition,
-                    self.store,
-                    [keys[i] for i in rows],
-                    ts[rows],
-                    values[rows],
-                    row_offset[rows],
-                )
+            outcome = self.aggregator.process(
+                partition,
+                self.store.partitions[partition],
+                [keys[i] for i in rows],
+                ts[rows],
+                values[rows],
+                row_offset[rows],
+            )
             LATE_EVENTS.labels(name).inc(outcome.late)
             REPLAYED_EVENTS.labels(name).inc(outcome.replayed)
             TABLE_WRITES.labels(name).inc(outcome.keys_written)
             self.progress.late += outcome.late
             for key, record in self.spec.states(outcome.closed):
-                await self.output_topic.send(
-                    key=key, value=self.codec.encode(self.spec.state_schema, record, validate=False)
-                )
+                self.emit(key, self.codec.encode(self.spec.state_schema, record, validate=False))
             WINDOWS_CLOSED.labels(name).inc(len(outcome.closed))
             self.progress.windows_closed += len(outcome.closed)
             watermark = (
                 outcome.watermark if watermark is None else min(watermark, outcome.watermark)
             )
-        OPEN_WINDOWS.labels(name).set(sum(self.aggregator.open_windows(p) for p in first_event))
+        OPEN_WINDOWS.labels(name).set(sum(self.aggregator.open_windows(p) for p in partitions))
         if watermark is not None and watermark > 0:
             WATERMARK_LAG.labels(name).set(time.time() - watermark / 1000)
-        aggregated_at = time.perf_counter()
-        BATCH_SECONDS.labels(name, "aggregate").observe(aggregated_at - decoded_at)
+        BATCH_SECONDS.labels(name, "aggregate").observe(time.perf_counter() - decoded_at)
+        return RawRows(cols, row_partition, row_offset)
+
+    async def insert(self, rows: RawRows) -> None:
+        started = time.perf_counter()
         await insert_until_acknowledged(
-            f"{name} events", self.spec.insert_raw, self.sink, cols, row_partition, row_offset
+            f"{self.spec.name} events",
+            self.spec.insert_raw,
+            self.sink,
+            rows.columns,
+            rows.partitions,
+            rows.offsets,
         )
-        BATCH_SECONDS.labels(name, "sink").observe(time.perf_counter() - aggregated_at)
+        BATCH_SECONDS.labels(self.spec.name, "sink").observe(time.perf_counter() - started)

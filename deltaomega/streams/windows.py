@@ -36,7 +36,7 @@ _NO_TIME = np.iinfo(np.int64).min // 2
 
 
 class PartitionStore(Protocol):
-    """The open-window state of one partition (a Faust table, or a dict in tests)."""
+    """The open-window state of one partition (a :class:`WindowStore` partition, or a dict)."""
 
     def get(self, key: bytes) -> bytes | None: ...
 
@@ -128,9 +128,17 @@ class TumblingWindowAggregator:
 
     # -- index -----------------------------------------------------------------------------
 
-    def forget(self) -> None:
-        """Drop the in-memory index (after a rebalance); it is rebuilt from the store."""
-        self._indexes.clear()
+    @staticmethod
+    def is_watermark_key(raw: bytes) -> bool:
+        """The partition's commit marker (window keys end in their start time)."""
+        return raw.endswith(f"{_SEP}{_WATERMARK}".encode())
+
+    def forget(self, partitions: Iterable[int] | None = None) -> None:
+        """Drop partitions' in-memory index (after a rebalance); it is rebuilt from the store."""
+        if partitions is None:
+            self._indexes.clear()
+        for partition in partitions or ():
+            self._indexes.pop(partition, None)
 
     def has_index(self, partition: int) -> bool:
         return partition in self._indexes

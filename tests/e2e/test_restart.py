@@ -41,8 +41,8 @@ def test_windows_open_at_shutdown_are_recovered_from_the_changelog(
     send(producer, "r1", [1_000, 2_000, 3_000], 0.2)  # window [0, 10) stays open
     wait_for(lambda: raw_rows() == 3, what="first events consumed")
     first.stop()
-    # Lose the local RocksDB files too: the table must come back from its changelog topic.
-    shutil.rmtree(settings.data_dir / "faust")
+    # Lose the local RocksDB checkpoint too: the windows must come back from the changelog.
+    shutil.rmtree(settings.data_dir / "windows")
 
     second = service_factory(settings)
     send(producer, "r1", [4_000, 15_000], 0.8)  # 15 s - 2 s grace closes [0, 10)

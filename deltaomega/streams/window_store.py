@@ -1,0 +1,342 @@
+"""Open windows of the partitions this worker owns: a dict, a RocksDB checkpoint, a changelog.
+
+The compacted changelog topic (one partition per source partition) is the truth. Each
+batch's changes are produced to it once per key, in an order that keeps every delivered
+prefix consistent: upserts, then the partition's commit marker (the watermark entry,
+which holds the last source offset folded in), and, only after the closed windows' states
+were delivered, their tombstones. Kafka keeps a partition's records in order, so a
+delivered marker means the upserts before it were delivered too, and a replay skips
+exactly what the changelog already holds; a window whose entry is gone had its state out.
+
+RocksDB holds a prefix of the changelog (written only after the producer confirmed it)
+and the changelog offset it reaches, so a restart reads only the changelog's tail. Lose
+the RocksDB files and the whole changelog is read instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+from rocksdict import Options, Rdict, WriteBatch
+
+from deltaomega.errors import DeliveryError
+
+log = logging.getLogger(__name__)
+
+_META = b"\x00changelog\x1f"
+_RESTORE_REPORT_SECONDS = 2.0
+_WATERMARK_TIMEOUT_SECONDS = 60.0
+_NOT_READY = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+}
+
+
+class PartitionState:
+    """One partition's open windows (:class:`~deltaomega.streams.windows.PartitionStore`)."""
+
+    def __init__(self, data: dict[bytes, bytes]) -> None:
+        self.data = data
+        #: since the last stage: each key's last value set (kept when it is then deleted,
+        #: so the changelog holds a closed window's full entry until its tombstone lands)
+        self.upserts: dict[bytes, bytes] = {}
+        #: since the last stage: keys deleted, in order
+        self.deleted: dict[bytes, None] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.data.get(key)
+
+    def set(self, key: bytes, value: bytes) -> None:
+        self.data[key] = value
+        self.upserts[key] = value
+        self.deleted.pop(key, None)
+
+    def delete(self, key: bytes) -> None:
+        if self.data.pop(key, None) is not None:
+            self.deleted[key] = None
+
+    def take_changes(self) -> tuple[dict[bytes, bytes], list[bytes]]:
+        changes = self.upserts, list(self.deleted)
+        self.upserts, self.deleted = {}, {}
+        return changes
+
+    def keys(self) -> list[bytes]:
+        return list(self.data)
+
+
+@dataclass
+class Checkpoint:
+    """One batch's store changes: produced to the changelog, persisted once delivered."""
+
+    upserts: dict[int, dict[bytes, bytes]] = field(default_factory=dict)
+    tombstones: dict[int, list[bytes]] = field(default_factory=dict)
+    #: partition → highest changelog offset delivered
+    delivered: dict[int, int] = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)
+
+    def on_delivery(self, err: KafkaError | None, msg: Any) -> None:
+        if err is not None:
+            self.failed.append(str(err))
+            return
+        partition = msg.partition()
+        self.delivered[partition] = max(self.delivered.get(partition, -1), msg.offset())
+
+
+class WindowStore:
+    def __init__(
+        self,
+        path: Path,
+        changelog: str,
+        bootstrap: str,
+        is_marker: Callable[[bytes], bool],
+    ) -> None:
+        self.path = path
+        self.changelog = changelog
+        self.bootstrap = bootstrap
+        self.is_marker = is_marker
+        self.partitions: dict[int, PartitionState] = {}
+        self._db: Rdict | None = None
+        self._open_lock = threading.Lock()
+        #: changelog records the last :meth:`assign` read (0: RocksDB was up to date)
+        self.restored = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def _open(self) -> Rdict:
+        # Checkpoints are persisted from a worker thread while the consumer's thread assigns.
+        with self._open_lock:
+            if self._db is None:
+                self.path.mkdir(parents=True, exist_ok=True)
+                self._db = Rdict(str(self.path), options=Options(raw_mode=True))
+            return self._db
+
+    def close(self) -> None:
+        self.partitions.clear()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def assign(self, partitions: Iterable[int]) -> None:
+        """Load the partitions from RocksDB, then bring them up to the changelog's end."""
+        db = self._open()
+        self.restored = 0
+        start: dict[int, int] = {}
+        for partition in sorted(set(partitions) - set(self.partitions)):
+            prefix = f"{partition}\x1f".encode()
+            data: dict[bytes, bytes] = {}
+            for key, value in db.items(from_key=prefix):
+                if not cast(bytes, key).startswith(prefix):
+                    break
+                data[cast(bytes, key)] = cast(bytes, value)
+            self.partitions[partition] = PartitionState(data)
+            raw = db.get(_META + str(partition).encode())
+            start[partition] = -1 if raw is None else int(raw)
+        if start:
+            self._restore(start)
+
+    def revoke(self, partitions: Iterable[int]) -> None:
+        """Forget partitions (their changes are checkpointed after every batch)."""
+        for partition in partitions:
+            self.partitions.pop(partition, None)
+
+    # -- the batch -------------------------------------------------------------------------
+
+    def stage(self, producer: Producer) -> Checkpoint:
+        """Produce every partition's upserts since the last stage, its commit marker last."""
+        checkpoint = Checkpoint()
+        for partition, state in self.partitions.items():
+            upserts, deleted = state.take_changes()
+            if upserts:
+                checkpoint.upserts[partition] = upserts
+                ordered = [kv for kv in upserts.items() if not self.is_marker(kv[0])]
+                ordered += [kv for kv in upserts.items() if self.is_marker(kv[0])]
+                self._produce(producer, partition, ordered, checkpoint)
+            if deleted:
+                checkpoint.tombstones[partition] = deleted
+        return checkpoint
+
+    def stage_tombstones(self, checkpoint: Checkpoint, producer: Producer) -> None:
+        """Produce the closed windows' tombstones: only once their states were delivered."""
+        for partition, keys in checkpoint.tombstones.items():
+            self._produce(producer, partition, [(k, None) for k in keys], checkpoint)
+
+    def _produce(
+        self,
+        producer: Producer,
+        partition: int,
+        records: Sequence[tuple[bytes, bytes | None]],
+        checkpoint: Checkpoint,
+    ) -> None:
+        for key, value in records:
+            produce(
+                producer,
+                self.changelog,
+                key,
+                value,
+                partition=partition,
+                on_delivery=checkpoint.on_delivery,
+            )
+
+    def persist(self, checkpoint: Checkpoint) -> None:
+        """After the producer was flushed: RocksDB takes what the changelog now holds.
+
+        The changes and the changelog offset they reach go in one write, so the offset
+        never claims more than the data holds (a restore rereads from there).
+        """
+        if checkpoint.failed:
+            raise DeliveryError(f"changelog {self.changelog} writes failed: {checkpoint.failed[0]}")
+        partitions = checkpoint.upserts.keys() | checkpoint.tombstones.keys()
+        if not partitions:
+            return
+        batch = WriteBatch(raw_mode=True)
+        for partition in partitions:
+            for key, value in checkpoint.upserts.get(partition, {}).items():
+                batch.put(key, value)
+            for key in checkpoint.tombstones.get(partition, []):
+                batch.delete(key)
+            offset = checkpoint.delivered.get(partition)
+            if offset is not None:
+                batch.put(_META + str(partition).encode(), str(offset).encode())
+        self._open().write(batch)
+
+    # -- restore ---------------------------------------------------------------------------
+
+    def _restore(self, last_applied: dict[int, int]) -> None:
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "group.id": f"{self.changelog}.restore",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "logger": log,
+            }
+        )
+        try:
+            self._restore_with(consumer, last_applied)
+        finally:
+            consumer.close()
+
+    def _restore_with(self, consumer: Consumer, last_applied: dict[int, int]) -> None:
+        ends: dict[int, int] = {}
+        assignment = []
+        for partition, applied in last_applied.items():
+            low, high = _watermarks(consumer, TopicPartition(self.changelog, partition))
+            if applied >= high or (applied >= 0 and applied + 1 < low):
+                # The checkpoint is not a prefix of this changelog (topic recreated).
+                log.warning(
+                    "checkpoint of %s[%d] at %d does not fit the changelog [%d, %d); "
+                    "restoring from the start",
+                    self.changelog,
+                    partition,
+                    applied,
+                    low,
+                    high,
+                )
+                self.partitions[partition] = PartitionState({})
+                self._drop_local(partition)
+                applied = -1
+            if applied + 1 < high:
+                ends[partition] = high
+                offset = OFFSET_BEGINNING if applied < 0 else applied + 1
+                assignment.append(TopicPartition(self.changelog, partition, offset))
+        if not assignment:
+            return
+        consumer.assign(assignment)
+        started = last_report = time.monotonic()
+        applied_records = 0
+        position = dict.fromkeys(ends, -1)
+        while any(position[p] + 1 < ends[p] for p in ends):
+            for msg in consumer.consume(10_000, timeout=1.0):
+                if msg.error() is not None:
+                    log.warning("restoring %s: %s", self.changelog, msg.error())
+                    continue
+                partition, offset = cast(int, msg.partition()), cast(int, msg.offset())
+                state = self.partitions[partition]
+                key, value = cast(bytes, msg.key()), msg.value()
+                if value is None:
+                    state.delete(key)
+                else:
+                    state.set(key, value)
+                position[partition] = offset
+                applied_records += 1
+            if time.monotonic() - last_report > _RESTORE_REPORT_SECONDS:
+                last_report = time.monotonic()
+                log.info(
+                    "restoring %s: %d records, %d of %d partitions done",
+                    self.changelog,
+                    applied_records,
+                    sum(position[p] + 1 >= ends[p] for p in ends),
+                    len(ends),
+                )
+        self.restored = applied_records
+        restored = Checkpoint(delivered=dict(position))
+        for partition in position:
+            upserts, deleted = self.partitions[partition].take_changes()
+            restored.upserts[partition] = upserts
+            restored.tombstones[partition] = deleted
+        self.persist(restored)
+        log.info(
+            "restored %d changelog records of %s into %d partitions in %.2fs",
+            applied_records,
+            self.changelog,
+            len(ends),
+            time.monotonic() - started,
+        )
+
+    def _drop_local(self, partition: int) -> None:
+        db = self._open()
+        prefix = f"{partition}\x1f".encode()
+        batch = WriteBatch(raw_mode=True)
+        for key in db.keys(from_key=prefix):
+            if not cast(bytes, key).startswith(prefix):
+                break
+            batch.delete(key)
+        batch.delete(_META + str(partition).encode())
+        db.write(batch)
+
+
+def _watermarks(consumer: Consumer, tp: TopicPartition) -> tuple[int, int]:
+    """The partition's (low, high) offsets, waiting out a new topic's leader election."""
+    deadline = time.monotonic() + _WATERMARK_TIMEOUT_SECONDS
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(tp, timeout=10.0)
+            return int(low), int(high)
+        except KafkaException as exc:
+            error = exc.args[0]
+            ready = error.code() not in _NOT_READY and not error.retriable()
+            if ready or time.monotonic() > deadline:
+                raise
+            log.info("changelog %s[%d] not ready (%s); retrying", tp.topic, tp.partition, exc)
+            time.sleep(0.2)
+
+
+def produce(
+    producer: Producer,
+    topic: str,
+    key: bytes | None,
+    value: bytes | None,
+    **kwargs: Any,
+) -> None:
+    """``producer.produce`` that waits for room when the local queue is full."""
+    while True:
+        try:
+            producer.produce(topic, value, key, **kwargs)
+            return
+        except BufferError:
+            producer.poll(0.05)
