@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import clickhouse_connect
@@ -111,7 +111,7 @@ class ClickHouseSink:
         }
         for j, name in enumerate(METRICS):
             columns[name] = pa.array(cols.metrics[:, j], pa.float64())
-        columns["context"] = pa.array([list(c.items()) for c in cols.context], _CONTEXT)
+        columns["context"] = _context_array(cols.context)
         columns["kafka_partition"] = pa.array(partitions, pa.uint32())
         columns["kafka_offset"] = pa.array(offsets, pa.uint64())
         return self._insert("voice_events", columns)
@@ -127,7 +127,7 @@ class ClickHouseSink:
             "target": pa.array(cols.target, pa.string()),
             "kind": pa.array(kinds[cols.kind.astype(np.int64)].tolist(), pa.string()),
             "strength": pa.array(cols.strength, pa.float64()),
-            "context": pa.array([list(c.items()) for c in cols.context], _CONTEXT),
+            "context": _context_array(cols.context),
             "kafka_partition": pa.array(partitions, pa.uint32()),
             "kafka_offset": pa.array(offsets, pa.uint64()),
         }
@@ -172,3 +172,14 @@ def _arrow_type(name: str, values: Sequence[Any]) -> Any:
     if isinstance(sample, dict):
         return _CONTEXT
     return None
+
+
+def _context_array(contexts: Sequence[Mapping[str, str]]) -> pa.MapArray:
+    """Map(String, String) from flat keys, values and offsets (no per-row Python lists)."""
+    offsets = np.zeros(len(contexts) + 1, dtype=np.int32)
+    np.cumsum(np.fromiter(map(len, contexts), np.int32, len(contexts)), out=offsets[1:])
+    keys = [k for context in contexts for k in context]
+    values = [v for context in contexts for v in context.values()]
+    return pa.MapArray.from_arrays(
+        pa.array(offsets), pa.array(keys, pa.string()), pa.array(values, pa.string())
+    )

@@ -14,6 +14,8 @@ class Progress:
     deadlettered: int = 0
     late: int = 0
     voices: set[str] = field(default_factory=set)
+    #: perf_counter when the first batch of records was in hand (throughput clocks start)
+    first_batch_at: float | None = None
     _last_events: int = 0
     _last_time: float = field(default_factory=time.monotonic)
 

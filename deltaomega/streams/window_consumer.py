@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
@@ -162,6 +163,8 @@ class WindowConsumer:
                 batch = self._batch(messages)
                 if batch is None:
                     continue
+                if self.agent.progress.first_batch_at is None:
+                    self.agent.progress.first_batch_at = time.perf_counter()
                 rows = await self.agent.handle(batch)
                 checkpoint = self.agent.store.stage(self.outputs.producer)
                 if landing is not None:
