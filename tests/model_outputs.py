@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from deltaomega.models.alerts import alert_record
 from deltaomega.schemas.records import METRICS
 
 T0 = 1_800_000_000_000  # 2027-01-15T08:00:00Z
@@ -78,16 +79,15 @@ def alert(
     severity: str,
     actions: list[str] | None = None,
 ) -> dict[str, Any]:
-    return {
-        "alert_id": f"{rule}:{subject}:{window_start}",
-        "window_start": window_start,
-        "rule": rule,
-        "severity": severity,
-        "subject": subject,
-        "message": f"{rule} on {subject}",
-        "value": 0.875,
-        "threshold": 0.75,
-        "recommended_actions": [] if actions is None else actions,
-        "model_version": MODEL,
-        "produced_at": window_start + 10_017,
-    }
+    return alert_record(
+        rule,
+        subject,
+        window_start,
+        severity,
+        f"{rule} on {subject}",
+        0.875,
+        0.75,
+        actions or [],
+        MODEL,
+        window_start + 10_017,
+    )

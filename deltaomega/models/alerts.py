@@ -50,7 +50,7 @@ class AlertRules:
         )
 
 
-def _alert(
+def alert_record(
     rule: str,
     subject: str,
     window_start: int,
@@ -62,6 +62,7 @@ def _alert(
     version: str,
     now_ms: int,
 ) -> dict[str, Any]:
+    """One Alert record; its id is deterministic, so a replayed tick collapses in ClickHouse."""
     return {
         "alert_id": f"{rule}:{subject}:{window_start}",
         "window_start": window_start,
@@ -88,7 +89,7 @@ def conflict_alerts(
         critical = p >= rules.conflict_critical
         subject = f"{c['source']}->{c['target']}"
         out.append(
-            _alert(
+            alert_record(
                 "conflict",
                 subject,
                 c["window_start"],
@@ -117,7 +118,7 @@ def emergence_alerts(
         return []
     critical = p >= rules.emergence_critical
     return [
-        _alert(
+        alert_record(
             "emergence",
             "system",
             emergence["window_start"],
@@ -152,7 +153,7 @@ def stress_alerts(
             continue
         critical = p["stress_low"] >= rules.stress_level
         out.append(
-            _alert(
+            alert_record(
                 "stress_trend",
                 voice,
                 p["window_start"],
@@ -195,7 +196,7 @@ def breach_alerts(
         worst = max(sigmas[m] for m in breached)
         warning = len(breached) >= rules.breach_warning_metrics
         out.append(
-            _alert(
+            alert_record(
                 "interval_breach",
                 voice,
                 window_start,

@@ -66,7 +66,8 @@ def create_faust_app(settings: Settings) -> faust.App:
         web_enabled=False,
         autodiscover=False,
         broker_commit_interval=1.0,
-        stream_buffer_maxsize=max(4096, settings.batch_max_records),
+        # Faust agents only drain output topics into ClickHouse, _SINK_MAX_ROWS at a time.
+        stream_buffer_maxsize=_SINK_MAX_ROWS,
         producer_max_request_size=4 * 1024 * 1024,
     )
 

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
@@ -15,7 +14,7 @@ from deltaomega.streams.window_consumer import producer_config
 from deltaomega.streams.window_store import Checkpoint, WindowStore
 from deltaomega.streams.windows import TumblingWindowAggregator
 from deltaomega.topics import ensure_topics
-from tests.unit.test_windows import GRACE, W, assert_same, collect, random_events, reference
+from tests.unit.test_windows import GRACE, W, assert_same, random_events, reference, run_batches
 
 
 class PrefixProducer:
@@ -42,22 +41,6 @@ def new_store(settings: Settings, path: Path) -> WindowStore:
         settings.kafka_bootstrap,
         TumblingWindowAggregator.is_watermark_key,
     )
-
-
-def process(
-    agg: TumblingWindowAggregator, store: WindowStore, events: list, first_offset: int
-) -> dict:
-    out: dict = {}
-    outcome = agg.process(
-        0,
-        store.partitions[0],
-        [e[0] for e in events],
-        np.array([e[1] for e in events], dtype=np.int64),
-        np.array([[e[2], e[3]] for e in events]),
-        np.arange(first_offset, first_offset + len(events), dtype=np.int64),
-    )
-    collect(outcome.closed, out)
-    return out
 
 
 def land(store: WindowStore, producer: Any, flush: Callable[[], object]) -> Checkpoint:
@@ -128,11 +111,11 @@ def test_replay_after_a_crash_at_any_changelog_prefix_is_exact(
     store.assign([0])
     agg = TumblingWindowAggregator(("a", "b"), W, GRACE)
     agg.load_index(0, store.partitions[0].keys())
-    got = process(agg, store, events[:500], 0)
+    got = run_batches(agg, store.partitions[0], events[:500], [500])
     store.persist(land(store, producer, producer.flush))
 
     # The second batch: processed, its changelog records cut after some prefix, no commit.
-    crashed = process(agg, store, events[500:], 500)
+    crashed = run_batches(agg, store.partitions[0], events[500:], [400], first_offset=500)
     state = store.partitions[0]
     upserts, deletes = len(state.upserts), list(state.deleted)
     tombstones = len(deletes)
@@ -152,7 +135,7 @@ def test_replay_after_a_crash_at_any_changelog_prefix_is_exact(
     recovered.assign([0])
     agg = TumblingWindowAggregator(("a", "b"), W, GRACE)
     agg.load_index(0, recovered.partitions[0].keys())
-    replayed = process(agg, recovered, events[500:], 500)
+    replayed = run_batches(agg, recovered.partitions[0], events[500:], [400], first_offset=500)
     tombstoned = {
         TumblingWindowAggregator.split_key(k)[1:] for k in deletes[: max(0, keep - upserts)]
     }

@@ -7,7 +7,7 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from deltaomega.streams.windows import ClosedWindows, TumblingWindowAggregator
+from deltaomega.streams.windows import ClosedWindows, PartitionStore, TumblingWindowAggregator
 
 W, GRACE = 10_000, 5_000
 T0 = 1_800_000_000_000
@@ -61,7 +61,7 @@ def summarise(rows: list[tuple[int, float, float]]) -> dict:
 
 def run_batches(
     agg: TumblingWindowAggregator,
-    store: DictStore,
+    store: PartitionStore,
     events: list,
     sizes: list[int],
     first_offset: int = 0,
