@@ -1,7 +1,7 @@
 """Inference on this CPU: per model, rows/s and latency at batch 1 and at a tick's batch;
 and a whole tick (features, four models, alert rules) at several system sizes.
 
-    .venv/bin/python -m bench.inference [--voices 8 64 1000] [--repeats 50]
+    .venv/bin/python -m bench.inference [--voices 8 64 1000 10000] [--repeats 50]
 
 Uses the active (by default the shipped) model version and onnxruntime's CPU provider
 (CUDA first where present), one intra-op thread as the worker does.
@@ -51,9 +51,10 @@ def synthetic_history(voices: int, rng: np.random.Generator) -> list[Tick]:
     ticks = []
     for w in range(HISTORY):
         stats = np.repeat(rng.uniform(0.1, 0.9, (voices, len(METRICS))), len(STAT_NAMES), axis=1)
-        strength = np.zeros((voices, voices, len(INTERACTION_KINDS)))
-        strength[source, target, kind] = rng.uniform(0.2, 0.9, len(source))
-        ticks.append(Tick(w * WINDOW, ids, stats, np.ones(voices, dtype=bool), strength))
+        cells = (source * voices + target) * len(INTERACTION_KINDS) + kind
+        strength = rng.uniform(0.2, 0.9, len(source))
+        present = np.ones(voices, dtype=bool)
+        ticks.append(Tick.from_cells(w * WINDOW, ids, stats, present, cells, strength))
     return ticks
 
 
@@ -79,21 +80,24 @@ def tick_states(tick: Tick) -> tuple[dict[str, dict[str, Any]], list[dict[str, A
         }
         for i, v in enumerate(tick.voice_ids)
     }
+    source, target, kind = tick.edges()
     links = [
         {
             "source": tick.voice_ids[a],
             "target": tick.voice_ids[b],
             "kind": INTERACTION_KINDS[k],
-            "strength_mean": float(tick.strength[a, b, k]),
+            "strength_mean": float(value),
         }
-        for a, b, k in zip(*np.nonzero(tick.strength), strict=True)
+        for a, b, k, value in zip(
+            source.tolist(), target.tolist(), kind.tolist(), tick.values.tolist(), strict=True
+        )
     ]
     return voices, links
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--voices", type=int, nargs="+", default=[8, 64, 1000])
+    parser.add_argument("--voices", type=int, nargs="+", default=[8, 64, 1000, 10000])
     parser.add_argument("--repeats", type=int, default=50)
     args = parser.parse_args()
     configure_logging("WARNING")
@@ -112,9 +116,7 @@ def main() -> None:
         print("| --- | --- | --- | --- | --- | --- |")
         for voices in args.voices:
             history = synthetic_history(voices, rng)
-            nodes, edges, mask, groups = conflict_graphs(
-                history, settings.conflict_max_graph_voices
-            )
+            nodes, edges, mask, _, _ = conflict_graphs(history, settings.conflict_max_graph_voices)
             calls = {
                 "voice_state_predictor": {"history": predictor_input(history)},
                 "conflict_predictor": {"nodes": nodes, "edges": edges, "mask": mask},

@@ -31,7 +31,7 @@ FULL: list[list[str]] = [
     ["bench.worker_throughput", "--events", "1000000", "--batch", "500"],
     ["bench.peers_throughput", "--events", "300000"],
     ["bench.codec_sink", "--events", "200000"],
-    ["bench.inference", "--voices", "8", "64", "1000"],
+    ["bench.inference", "--voices", "8", "64", "1000", "10000"],
     ["bench.latency", "--rate", "10000", "--seconds", "60"],
 ]
 QUICK: list[list[str]] = [

@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     conflict_publish_min: float = Field(
         default=0.05, ge=0, le=1, description="Pairs without interactions publish from here up."
     )
+    conflict_unlinked_per_voice: int = Field(
+        default=3,
+        ge=0,
+        description="At most this many pairs without interactions per source voice and tick "
+        "(the most probable): bounds the output of large systems.",
+    )
     alert_conflict_warning: float = Field(default=0.6, ge=0, le=1)
     alert_conflict_critical: float = Field(default=0.85, ge=0, le=1)
     alert_emergence_threshold: float = Field(default=0.5, ge=0, le=1)

@@ -69,8 +69,10 @@ def _window_tick(
     cell = (src * n + tgt) * K + kind
     total = np.bincount(cell, strength, minlength=n * n * K)
     count = np.bincount(cell, minlength=n * n * K)
-    mean = np.where(count > 0, total / np.maximum(count, 1), 0.0).reshape(n, n, K)
-    return Tick(start, voice_ids, stats.reshape(n, -1), present, mean)
+    cells = np.flatnonzero(count)
+    return Tick.from_cells(
+        start, voice_ids, stats.reshape(n, -1), present, cells, total[cells] / count[cells]
+    )
 
 
 def simulate_run(seed: int, voices: int, minutes: float, rate_per_voice: float = 25.0) -> Run:

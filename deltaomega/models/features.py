@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -122,23 +123,81 @@ def spec_hash(model: str) -> str:
 
 @dataclass(frozen=True)
 class Tick:
-    """One closed window of the whole system, voices in a fixed order."""
+    """One closed window of the whole system, voices in a fixed order.
+
+    Interactions are kept sparse, as sorted cells ``(source * voices + target) * K + kind``
+    with their mean strength (> 0): a system of 10,000 voices has tens of thousands of
+    links per window, not the 500 million cells of a dense voices² × kinds matrix.
+    """
 
     window_start: int
     voice_ids: tuple[str, ...]
     #: (voices, 16): METRICS × STAT_NAMES in raw units; zeros where absent.
     stats: F64
     present: NDArray[np.bool_]
-    #: (voices, voices, kinds): mean observed strength source → target; 0 where none.
-    strength: F64
+    #: Sorted, unique cell codes of the observed interactions.
+    cells: NDArray[np.int64]
+    #: Mean observed strength per cell, all > 0.
+    values: F64
     #: Derived arrays, computed once per tick: a tick is read for several windows running.
     _memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_cells(
+        cls,
+        window_start: int,
+        voice_ids: tuple[str, ...],
+        stats: F64,
+        present: NDArray[np.bool_],
+        cells: NDArray[np.int64],
+        values: F64,
+    ) -> Tick:
+        """Sorts the cells, keeps the last value given for a cell and drops zero strengths
+        (no interaction, as far as any feature goes)."""
+        order = np.argsort(np.asarray(cells, dtype=np.int64), kind="stable")
+        cells = np.asarray(cells, dtype=np.int64)[order]
+        values = np.asarray(values, dtype=np.float64)[order]
+        keep = np.r_[cells[1:] != cells[:-1], True] & (values > 0) if len(cells) else values > 0
+        return cls(window_start, voice_ids, stats, present, cells[keep], values[keep])
+
+    @classmethod
+    def from_dense(
+        cls,
+        window_start: int,
+        voice_ids: tuple[str, ...],
+        stats: F64,
+        present: NDArray[np.bool_],
+        strength: F64,
+    ) -> Tick:
+        """From a (voices, voices, kinds) strength matrix."""
+        flat = np.asarray(strength, dtype=np.float64).ravel()
+        cells = np.flatnonzero(flat > 0)
+        return cls(window_start, voice_ids, stats, present, cells, flat[cells])
+
+    def edges(self) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+        """(source, target, kind) index per cell. Memoised."""
+        cached: tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]] | None
+        cached = self._memo.get("edges")
+        if cached is None:
+            pair, kind = np.divmod(self.cells, K)
+            source, target = np.divmod(pair, len(self.voice_ids))
+            cached = self._memo["edges"] = (source, target, kind)
+        return cached
+
+    def dense_strength(self) -> F64:
+        """(voices, voices, kinds); for small systems only (tests, training, a pattern's 12)."""
+        n = len(self.voice_ids)
+        out = np.zeros(n * n * K)
+        out[self.cells] = self.values
+        return out.reshape(n, n, K)
 
     def aligned(self, voice_ids: Sequence[str]) -> Tick:
         """The same window over another voice order (voices it lacks are absent)."""
         if tuple(voice_ids) == self.voice_ids:
             return self
-        index = {v: i for i, v in enumerate(self.voice_ids)}
+        index: dict[str, int] | None = self._memo.get("index")
+        if index is None:
+            index = self._memo["index"] = {v: i for i, v in enumerate(self.voice_ids)}
         src = np.array([index.get(v, -1) for v in voice_ids], dtype=np.int64)
         have = src >= 0
         n = len(voice_ids)
@@ -146,10 +205,15 @@ class Tick:
         stats[have] = self.stats[src[have]]
         present = np.zeros(n, dtype=bool)
         present[have] = self.present[src[have]]
-        strength = np.zeros((n, n, K))
-        rows = np.flatnonzero(have)
-        strength[np.ix_(rows, rows)] = self.strength[np.ix_(src[have], src[have])]
-        return Tick(self.window_start, tuple(voice_ids), stats, present, strength)
+        moved = np.full(len(self.voice_ids), -1, dtype=np.int64)
+        moved[src[have]] = np.flatnonzero(have)
+        source, target, kind = self.edges()
+        a, b = moved[source], moved[target]
+        keep = (a >= 0) & (b >= 0)
+        cells = (a[keep] * n + b[keep]) * K + kind[keep]
+        return Tick.from_cells(
+            self.window_start, tuple(voice_ids), stats, present, cells, self.values[keep]
+        )
 
 
 def tick_from_states(
@@ -165,19 +229,22 @@ def tick_from_states(
     )
     index = {v: i for i, v in enumerate(voice_ids)}
     n = len(voice_ids)
-    stats = np.zeros((n, len(METRICS) * len(STAT_NAMES)))
-    present = np.zeros(n, dtype=bool)
     names = [f"{m}_{s}" for m in METRICS for s in STAT_NAMES]
-    for state in voice_states:
-        i = index[str(state["voice_id"])]
-        stats[i] = [float(state[name]) for name in names]
-        present[i] = True
-    strength = np.zeros((n, n, K))
-    for state in interaction_states:
-        strength[index[state["source"]], index[state["target"]], KIND_CODE[state["kind"]]] = float(
-            state["strength_mean"]
-        )
-    return Tick(window_start, tuple(voice_ids), stats, present, strength)
+    stats = np.zeros((n, len(names)))
+    present = np.zeros(n, dtype=bool)
+    if voice_states:
+        rows = np.array([index[str(s["voice_id"])] for s in voice_states], dtype=np.int64)
+        stats[rows] = [[float(s[name]) for name in names] for s in voice_states]
+        present[rows] = True
+    cells = np.array(
+        [
+            (index[str(s["source"])] * n + index[str(s["target"])]) * K + KIND_CODE[s["kind"]]
+            for s in interaction_states
+        ],
+        dtype=np.int64,
+    )
+    values = np.array([float(s["strength_mean"]) for s in interaction_states], dtype=np.float64)
+    return Tick.from_cells(window_start, tuple(voice_ids), stats, present, cells, values)
 
 
 def _scaled_stats(stats: F64) -> F64:
@@ -198,11 +265,15 @@ def voice_features(tick: Tick) -> F32:
 
 
 def _voice_features(tick: Tick) -> F32:
-    s = tick.strength
-    support = s[:, :, SUPPORTIVE].sum(axis=2)
-    antagonism = s[:, :, ANTAGONISTIC].sum(axis=2)
-    in_support, in_antag = support.sum(axis=0), antagonism.sum(axis=0)
-    out_support, out_antag = support.sum(axis=1), antagonism.sum(axis=1)
+    n = len(tick.voice_ids)
+    source, target, kind = tick.edges()
+    supportive = SUPPORTIVE[kind]
+    support = np.where(supportive, tick.values, 0.0)
+    antagonism = np.where(supportive, 0.0, tick.values)
+    in_support = np.bincount(target, support, minlength=n)
+    in_antag = np.bincount(target, antagonism, minlength=n)
+    out_support = np.bincount(source, support, minlength=n)
+    out_antag = np.bincount(source, antagonism, minlength=n)
     total = in_support + in_antag + out_support + out_antag
     harmony = np.where(
         total > 0, (in_support + out_support - in_antag - out_antag) / np.maximum(total, 1e-9), 0.0
@@ -210,7 +281,7 @@ def _voice_features(tick: Tick) -> F32:
     out = np.column_stack(
         [
             _scaled_stats(tick.stats),
-            np.ones(len(tick.voice_ids)),
+            np.ones(n),
             np.tanh(in_support),
             np.tanh(in_antag),
             np.tanh(out_support),
@@ -236,12 +307,38 @@ def predictor_input(history: Sequence[Tick]) -> F32:
     return out
 
 
-def edge_channels(history: Sequence[Tick]) -> F32:
-    """(voices, voices, EDGE_CHANNELS) for the newest tick: strengths, and their change."""
+def edge_cells(history: Sequence[Tick]) -> tuple[NDArray[np.int64], F64, F64]:
+    """The newest tick's edge channels, sparse: (cells, strength now, change).
+
+    The change is against the mean of up to three windows before; cells are those with
+    a strength now or in one of those windows (elsewhere both channels are 0).
+    """
     newest = history[-1]
-    before = [t.aligned(newest.voice_ids).strength for t in history[-4:-1]]
-    reference = np.mean(before, axis=0) if before else newest.strength
-    return np.concatenate([newest.strength, newest.strength - reference], axis=2).astype(np.float32)
+    before = [t.aligned(newest.voice_ids) for t in history[-4:-1]]
+    if not before:
+        return newest.cells, newest.values, np.zeros(len(newest.cells))
+    cells, slot = np.unique(
+        np.concatenate([newest.cells, *(t.cells for t in before)]), return_inverse=True
+    )
+    now = np.zeros(len(cells))
+    now[slot[: len(newest.cells)]] = newest.values
+    earlier = np.concatenate([t.values for t in before])
+    reference = np.bincount(slot[len(newest.cells) :], earlier, minlength=len(cells)) / len(before)
+    return cells, now, now - reference
+
+
+def edge_channels(history: Sequence[Tick]) -> F32:
+    """(voices, voices, EDGE_CHANNELS) for the newest tick: strengths, and their change.
+
+    Dense: for training's small systems; serving uses :func:`conflict_graphs`.
+    """
+    n = len(history[-1].voice_ids)
+    cells, now, change = edge_cells(history)
+    pair, kind = np.divmod(cells, K)
+    out = np.zeros((n * n, EDGE_CHANNELS), np.float32)
+    out[pair, kind] = now
+    out[pair, K + kind] = change
+    return out.reshape(n, n, EDGE_CHANNELS)
 
 
 def conflict_input(history: Sequence[Tick]) -> tuple[F32, F32, F32]:
@@ -253,19 +350,26 @@ def conflict_input(history: Sequence[Tick]) -> tuple[F32, F32, F32]:
     return nodes, edges, mask
 
 
-def linked_pairs(tick: Tick) -> NDArray[np.bool_]:
-    """(voices, voices): source → target interacted in the window (any kind). Memoised."""
-    linked: NDArray[np.bool_] | None = tick._memo.get("links")
+def linked_pairs(tick: Tick) -> NDArray[np.int64]:
+    """Sorted codes ``source * voices + target`` of pairs that interacted (any kind). Memoised."""
+    linked: NDArray[np.int64] | None = tick._memo.get("links")
     if linked is None:
-        linked = tick.strength.sum(axis=2) > 0
+        linked = np.unique(tick.cells // K)
         linked.setflags(write=False)
         tick._memo["links"] = linked
     return linked
 
 
-def _jaccard_distance(a: NDArray[np.bool_], b: NDArray[np.bool_]) -> float:
-    union = int((a | b).sum())
-    return 0.0 if union == 0 else 1.0 - int((a & b).sum()) / union
+def _jaccard_distance(a: NDArray[np.int64], b: NDArray[np.int64]) -> float:
+    union = len(np.union1d(a, b))
+    return 0.0 if union == 0 else 1.0 - len(np.intersect1d(a, b, assume_unique=True)) / union
+
+
+def _abs_difference(a: Tick, b: Tick) -> float:
+    """Σ |a − b| over all cells of two ticks on the same voices."""
+    cells, slot = np.unique(np.concatenate([a.cells, b.cells]), return_inverse=True)
+    signed = np.concatenate([a.values, -b.values])
+    return float(np.abs(np.bincount(slot, signed, minlength=len(cells))).sum())
 
 
 def system_vector(history: Sequence[Tick]) -> F32:
@@ -277,8 +381,8 @@ def system_vector(history: Sequence[Tick]) -> F32:
     means = newest.stats[newest.present][:, :: len(STAT_NAMES)]
     if len(means) == 0:
         means = np.zeros((1, len(METRICS)))
-    s = newest.strength
-    by_kind = s.sum(axis=(0, 1))
+    _, _, kind = newest.edges()
+    by_kind = np.bincount(kind, newest.values, minlength=K)
     total = float(by_kind.sum())
     harmony = (
         0.0
@@ -286,15 +390,15 @@ def system_vector(history: Sequence[Tick]) -> F32:
         else float((by_kind[SUPPORTIVE].sum() - by_kind[ANTAGONISTIC].sum()) / total)
     )
     links = linked_pairs(newest)
-    density = float(links.sum()) / max(1, n * (n - 1))
+    density = float(len(links)) / max(1, n * (n - 1))
     jaccard = [_jaccard_distance(links, linked_pairs(p)) for p in previous]
     jaccard += [0.0] * (3 - len(jaccard))
     if previous:
         before = previous[0]
-        change = float(np.abs(s - before.strength).sum()) / max(1e-9, total + before.strength.sum())
+        change = _abs_difference(newest, before) / max(1e-9, total + before.values.sum())
         old = linked_pairs(before)
-        new_links = float((links & ~old).sum()) / n
-        gone_links = float((old & ~links).sum()) / n
+        new_links = float(len(np.setdiff1d(links, old, assume_unique=True))) / n
+        gone_links = float(len(np.setdiff1d(old, links, assume_unique=True))) / n
         both = newest.present & before.present
         if both.any():
             delta = np.abs(newest.stats[both] - before.stats[both])[:, :: len(STAT_NAMES)].mean(
@@ -325,9 +429,14 @@ def pattern_input(history: Sequence[Tick]) -> F32:
     picture does not depend on voice names; systems with fewer voices are zero-padded.
     """
     newest = history[-1]
-    s = newest.strength.sum(axis=2)
-    activity = s.sum(axis=0) + s.sum(axis=1)
-    order = sorted(range(len(newest.voice_ids)), key=lambda i: (-activity[i], newest.voice_ids[i]))
+    n = len(newest.voice_ids)
+    source, target, _ = newest.edges()
+    activity = np.bincount(source, newest.values, minlength=n) + np.bincount(
+        target, newest.values, minlength=n
+    )
+    by_id = np.empty(n, dtype=np.int64)
+    by_id[np.argsort(np.array(newest.voice_ids, dtype=object), kind="stable")] = np.arange(n)
+    order = np.lexsort((by_id, -activity))
     keep = [newest.voice_ids[i] for i in order[:PATTERN_VOICES]]
     m = len(keep)
     window = list(history[-PATTERN_WINDOWS:])
@@ -338,8 +447,9 @@ def pattern_input(history: Sequence[Tick]) -> F32:
     diag = np.arange(m)
     for t, tick in enumerate(window):
         aligned = tick.aligned(keep)
-        out[offset + t, 0, :m, :m] = aligned.strength[:, :, SUPPORTIVE].sum(axis=2)
-        out[offset + t, 1, :m, :m] = aligned.strength[:, :, ANTAGONISTIC].sum(axis=2)
+        strength = aligned.dense_strength()
+        out[offset + t, 0, :m, :m] = strength[:, :, SUPPORTIVE].sum(axis=2)
+        out[offset + t, 1, :m, :m] = strength[:, :, ANTAGONISTIC].sum(axis=2)
         stress = aligned.stats[:, METRICS.index("stress") * len(STAT_NAMES)]
         activation = aligned.stats[:, METRICS.index("activation") * len(STAT_NAMES)]
         out[offset + t, 2, diag, diag] = stress
@@ -349,59 +459,122 @@ def pattern_input(history: Sequence[Tick]) -> F32:
 
 def complexity(tick: Tick) -> float:
     """Normalised Shannon entropy of the window's strengths over (pair, kind) cells."""
-    s = tick.strength.ravel()
-    s = s[s > 0]
+    s = tick.values
     if len(s) < 2:
         return 0.0
     p = s / s.sum()
     return float(-(p * np.log(p)).sum() / np.log(len(s)))
 
 
-def _components(links: NDArray[np.bool_]) -> list[NDArray[np.int64]]:
-    """Connected components of the undirected link graph (union–find), smallest index first."""
-    n = len(links)
-    parent = np.arange(n)
+def _components(voices: int, links: NDArray[np.int64]) -> list[NDArray[np.int64]]:
+    """Connected components (two voices or more) of the undirected link graph.
 
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = int(parent[i])
-        return i
+    Vectorised hooking and pointer jumping: each round hooks every root to the smallest
+    root it is linked to, so the rounds grow like log(voices), not like the graph's
+    diameter. A component's root ends as its smallest index; components come in that
+    order, members ascending.
+    """
+    a, b = np.divmod(links, voices)
+    parent = np.arange(voices)
+    while True:
+        ra, rb = parent[a], parent[b]
+        split = ra != rb
+        if not split.any():
+            break
+        np.minimum.at(parent, np.maximum(ra, rb)[split], np.minimum(ra, rb)[split])
+        while True:
+            grand = parent[parent]
+            if np.array_equal(grand, parent):
+                break
+            parent = grand
+    order = np.argsort(parent, kind="stable")
+    roots, starts, sizes = np.unique(parent[order], return_index=True, return_counts=True)
+    return [order[s : s + c] for s, c in zip(starts, sizes, strict=True) if c >= 2]
 
-    for a, b in zip(*np.nonzero(links | links.T), strict=True):
-        ra, rb = root(int(a)), root(int(b))
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    roots = np.array([root(i) for i in range(n)], dtype=np.int64)
-    return [np.flatnonzero(roots == r) for r in np.unique(roots)]
+
+class ConflictGraphs(NamedTuple):
+    """A tick as a batch of padded graphs for the conflict predictor."""
+
+    nodes: F32
+    edges: F32
+    mask: F32
+    #: Voice indices (into the tick) of each graph's members, in node order.
+    members: list[NDArray[np.int64]]
+    #: (graphs, size, size): the pair interacted in the window, either way round.
+    linked: NDArray[np.bool_]
 
 
-def conflict_graphs(
-    history: Sequence[Tick], max_voices: int
-) -> tuple[F32, F32, F32, list[NDArray[np.int64]]]:
-    """The tick as a batch of padded graphs: (nodes, edges, mask, member indices per graph).
+def _breadth_first(
+    voices: int, links: NDArray[np.int64], component: NDArray[np.int64]
+) -> list[int]:
+    """The component's voices in breadth-first order from its smallest index."""
+    a, b = np.divmod(links, voices)
+    inside = np.zeros(voices, dtype=bool)
+    inside[component] = True
+    keep = inside[a]
+    a, b = np.concatenate([a[keep], b[keep]]), np.concatenate([b[keep], a[keep]])
+    order = np.lexsort((b, a))
+    a, b = a[order], b[order]
+    starts = np.searchsorted(a, component)
+    ends = np.searchsorted(a, component, side="right")
+    neighbours = {
+        v: b[s:e].tolist() for v, s, e in zip(component.tolist(), starts, ends, strict=True)
+    }
+    first = int(component[0])
+    seen, queue = {first}, deque([first])
+    out: list[int] = []
+    while queue:
+        v = queue.popleft()
+        out.append(v)
+        for w in neighbours[v]:
+            if w not in seen:
+                seen.add(w)
+                queue.append(w)
+    return out
 
-    Voices are grouped by connected component of the interaction graph, so one call
-    scores every pair that can interact; a component larger than ``max_voices`` is cut
-    into consecutive chunks (pairs across chunks are not scored). Voices with no links
-    are left out: they have no pair to score.
+
+def conflict_graphs(history: Sequence[Tick], max_voices: int) -> ConflictGraphs:
+    """Voices grouped by connected component of the interaction graph, so one call scores
+    every pair that can interact. A component larger than ``max_voices`` is cut into
+    chunks of its breadth-first order, so a chunk is a neighbourhood and keeps most of its
+    links (pairs across chunks are not scored). Voices with no links are left out: they
+    have no pair to score.
     """
     tick = history[-1]
+    n = len(tick.voice_ids)
+    links = linked_pairs(tick)
     groups: list[NDArray[np.int64]] = []
-    for component in _components(linked_pairs(tick)):
-        if len(component) < 2:
-            continue
-        groups += [component[i : i + max_voices] for i in range(0, len(component), max_voices)]
-    groups = [g for g in groups if len(g) >= 2]
+    for component in _components(n, links):
+        if len(component) > max_voices:
+            order = np.array(_breadth_first(n, links, component), dtype=np.int64)
+            chunks = [order[i : i + max_voices] for i in range(0, len(order), max_voices)]
+            groups += [np.sort(c) for c in chunks if len(c) >= 2]
+        else:
+            groups.append(component)
     size = max((len(g) for g in groups), default=2)
-    features = voice_features(tick)
-    channels = edge_channels(history)
+    group_of = np.full(n, -1, dtype=np.int64)
+    slot_of = np.zeros(n, dtype=np.int64)
+    for g, members in enumerate(groups):
+        group_of[members] = g
+        slot_of[members] = np.arange(len(members))
     nodes = np.zeros((len(groups), size, len(VOICE_FEATURES)), np.float32)
     edges = np.zeros((len(groups), size, size, EDGE_CHANNELS), np.float32)
     mask = np.zeros((len(groups), size), np.float32)
-    for g, members in enumerate(groups):
-        m = len(members)
-        nodes[g, :m] = features[members]
-        edges[g, :m, :m] = channels[np.ix_(members, members)]
-        mask[g, :m] = 1.0
-    return nodes, edges, mask, groups
+    linked = np.zeros((len(groups), size, size), dtype=bool)
+    if groups:
+        members = np.concatenate(groups)
+        nodes[group_of[members], slot_of[members]] = voice_features(tick)[members]
+        mask[group_of[members], slot_of[members]] = 1.0
+        cells, now, change = edge_cells(history)
+        pair, kind = np.divmod(cells, K)
+        a, b = np.divmod(pair, n)
+        inside = (group_of[a] >= 0) & (group_of[a] == group_of[b])
+        g, sa, sb, k = group_of[a[inside]], slot_of[a[inside]], slot_of[b[inside]], kind[inside]
+        edges[g, sa, sb, k] = now[inside]
+        edges[g, sa, sb, K + k] = change[inside]
+        a, b = np.divmod(links, n)
+        inside = (group_of[a] >= 0) & (group_of[a] == group_of[b])
+        g, sa, sb = group_of[a[inside]], slot_of[a[inside]], slot_of[b[inside]]
+        linked[g, sa, sb] = True
+        linked[g, sb, sa] = True
+    return ConflictGraphs(nodes, edges, mask, groups, linked)

@@ -41,7 +41,6 @@ from deltaomega.models.features import (
     SEQUENCE_WINDOWS,
     Tick,
     conflict_graphs,
-    linked_pairs,
     pattern_input,
     predictor_input,
     system_vector,
@@ -351,35 +350,48 @@ class InferenceEngine:
         self, models: LoadedVersion, history: list[Tick], now_ms: int
     ) -> list[dict[str, Any]]:
         tick = history[-1]
-        max_voices = self.settings.conflict_max_graph_voices
-        nodes, edges, mask, groups = conflict_graphs(history, max_voices)
-        if not groups:
+        graphs = conflict_graphs(history, self.settings.conflict_max_graph_voices)
+        if not graphs.members:
             return []
         (probability,) = self.runtime.run(
-            "conflict_predictor", {"nodes": nodes, "edges": edges, "mask": mask}, models
+            "conflict_predictor",
+            {"nodes": graphs.nodes, "edges": graphs.edges, "mask": graphs.mask},
+            models,
         )
-        linked = linked_pairs(tick)
-        linked = linked | linked.T
-        floor = self.settings.conflict_publish_min
-        out = []
-        for g, members in enumerate(groups):
-            m = len(members)
-            p = probability[g, :m, :m]
-            local = linked[np.ix_(members, members)]
-            publish = (local | (p >= floor)) & ~np.eye(m, dtype=bool)
-            for a, b in zip(*np.nonzero(publish), strict=True):
-                out.append(
-                    {
-                        "window_start": tick.window_start,
-                        "source": tick.voice_ids[members[a]],
-                        "target": tick.voice_ids[members[b]],
-                        "probability": float(p[a, b]),
-                        "horizon_windows": CONFLICT_HORIZON,
-                        "model_version": models.name,
-                        "produced_at": now_ms,
-                    }
-                )
-        return out
+        valid = (graphs.mask[:, :, None] * graphs.mask[:, None, :]) > 0
+        valid &= ~np.eye(graphs.mask.shape[1], dtype=bool)[None]
+        linked = graphs.linked & valid
+        unlinked = valid & ~linked & (probability >= self.settings.conflict_publish_min)
+        cap = self.settings.conflict_unlinked_per_voice
+        if cap < unlinked.shape[2]:
+            score = np.where(unlinked, probability, -1.0)
+            top = np.zeros_like(unlinked)
+            if cap > 0:
+                best = np.argpartition(-score, cap - 1, axis=2)[:, :, :cap]
+                np.put_along_axis(top, best, True, axis=2)
+            unlinked &= top
+        g, a, b = np.nonzero(linked | unlinked)
+        voice = np.zeros(graphs.mask.shape, dtype=np.int64)
+        for i, members in enumerate(graphs.members):
+            voice[i, : len(members)] = members
+        ids = tick.voice_ids
+        return [
+            {
+                "window_start": tick.window_start,
+                "source": ids[source],
+                "target": ids[target],
+                "probability": p,
+                "horizon_windows": CONFLICT_HORIZON,
+                "model_version": models.name,
+                "produced_at": now_ms,
+            }
+            for source, target, p in zip(
+                voice[g, a].tolist(),
+                voice[g, b].tolist(),
+                probability[g, a, b].tolist(),
+                strict=True,
+            )
+        ]
 
     def _emergence(self, models: LoadedVersion, history: list[Tick], now_ms: int) -> dict[str, Any]:
         probability, types, error = self.runtime.run(

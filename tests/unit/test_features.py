@@ -54,9 +54,11 @@ def test_tick_from_states_orders_voices_and_fills_strengths() -> None:
     assert t.voice_ids == ("a", "b", "c")
     assert t.present.tolist() == [False, True, False]
     assert t.stats[1, :4].tolist() == pytest.approx([0.8, 0.7, 0.9, 0.85])
-    assert t.strength[0, 1].tolist() == [0.4, 0.0, 0.0, 0.0, 0.0]
-    assert t.strength[2, 0].tolist() == [0.0, 0.0, 0.0, 0.9, 0.0]
-    assert float(t.strength.sum()) == pytest.approx(1.3)
+    strength = t.dense_strength()
+    assert strength[0, 1].tolist() == [0.4, 0.0, 0.0, 0.0, 0.0]
+    assert strength[2, 0].tolist() == [0.0, 0.0, 0.0, 0.9, 0.0]
+    assert float(strength.sum()) == pytest.approx(1.3)
+    assert t.cells.tolist() == [(0 * 3 + 1) * 5 + 0, (2 * 3 + 0) * 5 + 3]
 
 
 def test_voice_features_exact() -> None:
@@ -152,7 +154,7 @@ def test_conflict_graphs_group_by_component() -> None:
     t = features.tick_from_states(
         W0, states, [link("a", "b", "COMPETITION", 0.5), link("d", "c", "SUPPRESSION", 0.7)]
     )
-    nodes, edges, mask, groups = features.conflict_graphs([t], max_voices=256)
+    nodes, edges, mask, groups, linked = features.conflict_graphs([t], max_voices=256)
     assert [g.tolist() for g in groups] == [[0, 1], [2, 3]]  # e has no links: no pairs
     assert nodes.shape == (2, 2, len(features.VOICE_FEATURES)) and edges.shape == (
         2,
@@ -162,9 +164,10 @@ def test_conflict_graphs_group_by_component() -> None:
     )
     assert edges[0, 0, 1, 1] == pytest.approx(0.5) and edges[1, 1, 0, 3] == pytest.approx(0.7)
     assert mask.tolist() == [[1.0, 1.0], [1.0, 1.0]]
+    assert linked.tolist() == [[[False, True], [True, False]], [[False, True], [True, False]]]
     # the change channels compare with the windows before
     earlier = features.tick_from_states(W0 - 10_000, states, [link("a", "b", "COMPETITION", 0.1)])
-    _, edges, _, _ = features.conflict_graphs([earlier, t], max_voices=256)
+    edges = features.conflict_graphs([earlier, t], max_voices=256).edges
     assert edges[0, 0, 1, features.K + 1] == pytest.approx(0.4)
 
 

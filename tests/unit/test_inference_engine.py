@@ -94,7 +94,7 @@ def test_restore_rebuilds_history_and_files_windows_whose_tick_never_ran(tmp_pat
     history = list(e._history)
     assert [t.window_start for t in history] == [w * W for w in range(7)]
     assert history[-1].voice_ids == ("a", "b") and history[-1].present.tolist() == [True, True]
-    assert float(history[-1].strength[0, 1, 0]) == 0.5
+    assert float(history[-1].dense_strength()[0, 1, 0]) == 0.5
     assert sorted(e._pending) == [7 * W, 8 * W, 9 * W]
     assert sorted(e._pending[9 * W].voices) == ["a", "b"]
     assert e._done_until == 6 * W
