@@ -3,6 +3,7 @@ row in ClickHouse, p50 / p99; with the worker's peak RSS.
 
     .venv/bin/python -m bench.latency [--rate 10000] [--seconds 60] [--voices 64]
     .venv/bin/python -m bench.latency --seconds 300      # the soak: RSS at minute 1 vs the end
+    .venv/bin/python -m bench.latency --rate 50000 --voices 10000 --interactions 5000
 
 Runs the worker and the API in this process (as `deltaomega run` does) against the local
 broker. Events carry the wall clock as their event time, so a window [s, e) closes when
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing
 import resource
 import statistics
@@ -26,21 +28,32 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
+import numpy as np
 import uvicorn
 
 from bench._common import bench_event, emit, local_broker
 from deltaomega.config import Settings
 from deltaomega.logs import configure_logging
+from deltaomega.metrics import TICK_SECONDS
 from deltaomega.producer import VoiceProducer
+from deltaomega.schemas.records import INTERACTION_KINDS
 from deltaomega.service import build_app
 from deltaomega.sinks.clickhouse import connect
 
+LINKS_PER_VOICE = 3
 
-def produce(settings: Settings, rate: int, seconds: float, voices: int) -> int:
-    """Single-event records at ``rate``/s, in 10 ms steps, event time = wall clock."""
+
+def produce(settings: Settings, rate: int, seconds: float, voices: int, interactions: int) -> int:
+    """Single-event records at ``rate``/s, in 10 ms steps, event time = wall clock; and
+    ``interactions``/s over a fixed graph of LINKS_PER_VOICE random links per voice."""
     step = 0.01
     per_step = max(1, round(rate * step))
-    sent = 0
+    links_per_step = round(interactions * step)
+    rng = np.random.default_rng(0)
+    source = np.repeat(np.arange(voices), LINKS_PER_VOICE)
+    target = (source + rng.integers(1, voices, len(source))) % voices
+    kind = rng.integers(0, len(INTERACTION_KINDS), len(source))
+    sent = steps = links = 0
     with VoiceProducer(settings) as producer:
         begin = time.monotonic()
         while time.monotonic() - begin < seconds:
@@ -48,7 +61,22 @@ def produce(settings: Settings, rate: int, seconds: float, voices: int) -> int:
             for _ in range(per_step):
                 producer.send_voice_event(bench_event(sent, voices, now_ms))
                 sent += 1
-            lag = begin + (sent / per_step) * step - time.monotonic()
+            for _ in range(links_per_step):
+                i = links % len(source)
+                producer.send_interaction(
+                    {
+                        "event_id": f"l-{links}",
+                        "ts": now_ms,
+                        "source": f"voice-{source[i]:05d}",
+                        "target": f"voice-{target[i]:05d}",
+                        "kind": INTERACTION_KINDS[kind[i]],
+                        "strength": 0.2 + 0.7 * (links % 7) / 6,
+                        "context": {},
+                    }
+                )
+                links += 1
+            steps += 1
+            lag = begin + steps * step - time.monotonic()
             if lag > 0:
                 time.sleep(lag)
     return sent
@@ -80,6 +108,23 @@ def sample_rss(stop: threading.Event, out: list[tuple[float, float]]) -> None:
         out.append((time.monotonic() - begin, rss_mib()))
 
 
+def tick_summary() -> tuple[int, float, float]:
+    """(ticks run, mean seconds, the histogram bound all of them stayed under)."""
+    count, total, bound = 0, 0.0, math.inf
+    for metric in TICK_SECONDS.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_count"):
+                count = int(sample.value)
+            elif sample.name.endswith("_sum"):
+                total = sample.value
+    for metric in TICK_SECONDS.collect():
+        for sample in metric.samples:
+            le = sample.labels.get("le")
+            if sample.name.endswith("_bucket") and le and int(sample.value) == count:
+                bound = min(bound, float(le))
+    return count, total / max(1, count), bound
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -90,6 +135,9 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=10_000)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--voices", type=int, default=64)
+    parser.add_argument(
+        "--interactions", type=int, default=0, help="interaction events/s besides --rate"
+    )
     args = parser.parse_args()
     configure_logging("WARNING")
     with tempfile.TemporaryDirectory() as tmp:
@@ -130,7 +178,9 @@ def main() -> None:
         # The producer runs in its own process, as producers do, so it does not share
         # the worker's interpreter.
         with multiprocessing.get_context("spawn").Pool(1) as pool:
-            sent = pool.apply(produce, (settings, args.rate, args.seconds, args.voices))
+            sent = pool.apply(
+                produce, (settings, args.rate, args.seconds, args.voices, args.interactions)
+            )
         time.sleep(5.0)
         stop.set()
         db = settings.clickhouse_database
@@ -141,10 +191,21 @@ def main() -> None:
             )
         )
         rows, (row_p50, row_p99) = result.result_rows[0]
+        closed = clickhouse.call(
+            lambda c: c.query(
+                "SELECT count(), quantiles(0.5, 0.99)(dateDiff('millisecond', window_end, "
+                f"ingested_at) - {settings.grace_ms}) FROM {db}.voice_states"
+            )
+        )
+        states, (state_p50, state_p99) = closed.result_rows[0]
         server.should_exit = True
         thread.join(timeout=30)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"# latency at {args.rate:,} events/s for {args.seconds:.0f}s, {args.voices} voices")
+    ticks, tick_mean, tick_bound = tick_summary()
+    print(
+        f"# latency at {args.rate:,} events/s for {args.seconds:.0f}s, {args.voices} voices, "
+        f"{args.interactions:,} interactions/s"
+    )
     print("| measure | p50 | p99 | samples |")
     print("| --- | --- | --- | --- |")
     if latencies:
@@ -153,7 +214,9 @@ def main() -> None:
             f"| {percentile(latencies, 0.99) * 1e3:.0f} | {len(latencies)} |"
         )
     print(f"| event → ClickHouse row (ms) | {row_p50:.0f} | {row_p99:.0f} | {rows} of {sent} |")
+    print(f"| window close → state row (ms) | {state_p50:.0f} | {state_p99:.0f} | {states} |")
     print(f"| peak RSS of the process (MiB) | {peak_mb:.0f} | | |")
+    print(f"| inference tick (s): mean, all under | {tick_mean:.3f} | ≤ {tick_bound} | {ticks} |")
     emit(
         bench="latency",
         rate=args.rate,
@@ -162,9 +225,16 @@ def main() -> None:
         sse_p99_ms=percentile(latencies, 0.99) * 1e3 if latencies else None,
         row_p50_ms=float(row_p50),
         row_p99_ms=float(row_p99),
+        state_row_p50_ms=float(state_p50),
+        state_row_p99_ms=float(state_p99),
         rows=int(rows),
         sent=sent,
         peak_rss_mib=peak_mb,
+        voices=args.voices,
+        interactions=args.interactions,
+        ticks=ticks,
+        tick_mean_s=tick_mean,
+        tick_max_bound_s=tick_bound,
     )
     at_minute = [m for t, m in rss if t >= 60.0]
     if at_minute and args.seconds >= 120:
