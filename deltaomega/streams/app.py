@@ -1,12 +1,13 @@
 """The worker, from one Settings: window consumers, state and output sinks, inference.
 
 The input topics are read by :class:`WindowConsumer` (confluent-kafka batches, open windows
-in a :class:`WindowStore`); everything downstream of the state topics runs as Faust agents
-and tasks, on the same event loop.
+in a :class:`WindowStore`), the state and model-output topics by one :class:`SinkConsumer`;
+Faust runs them, and the inference engine, as tasks of one app on one event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,13 +29,15 @@ from deltaomega.schemas.records import (
 )
 from deltaomega.sinks.clickhouse import ClickHouse, ClickHouseSink
 from deltaomega.sinks.recent import last_tick, states_since
-from deltaomega.streams.deadletter import DeadLetterPublisher, faust_sender
+from deltaomega.streams.batch_consumer import BatchConsumer
+from deltaomega.streams.deadletter import DeadLetterPublisher
 from deltaomega.streams.inference import InferenceEngine
+from deltaomega.streams.outputs import BatchOutputs
 from deltaomega.streams.progress import Progress
 from deltaomega.streams.specs import INTERACTION_SPEC, VOICE_SPEC
-from deltaomega.streams.state_sink import StateSinkAgent
+from deltaomega.streams.state_sink import SinkConsumer, StateSinkAgent
 from deltaomega.streams.window_agent import WindowAgent, WindowStreamSpec
-from deltaomega.streams.window_consumer import BatchOutputs, WindowConsumer
+from deltaomega.streams.window_consumer import WindowConsumer
 from deltaomega.streams.window_store import WindowStore
 from deltaomega.streams.windows import TumblingWindowAggregator
 from deltaomega.topics import Topics
@@ -66,9 +69,6 @@ def create_faust_app(settings: Settings) -> faust.App:
         web_enabled=False,
         autodiscover=False,
         broker_commit_interval=1.0,
-        # Faust agents only drain output topics into ClickHouse, _SINK_MAX_ROWS at a time.
-        stream_buffer_maxsize=_SINK_MAX_ROWS,
-        producer_max_request_size=4 * 1024 * 1024,
     )
 
 
@@ -82,17 +82,8 @@ def create_pipeline(
     sink = ClickHouseSink(clickhouse, settings.clickhouse_database)
     progress = Progress()
 
-    def topic(name: str) -> Any:
-        return app.topic(
-            name,
-            key_type=bytes,
-            value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
-            partitions=settings.partitions,
-        )
-
-    deadletter = DeadLetterPublisher(faust_sender(topic(topics.deadletter)))
+    sink_outputs = BatchOutputs(settings, "sinks")
+    deadletter = DeadLetterPublisher(sink_outputs.sender(topics.deadletter))
 
     def window_consumer(
         spec: WindowStreamSpec,
@@ -167,7 +158,7 @@ def create_pipeline(
     interaction_state_sink = StateSinkAgent(
         INTERACTION_STATE, "interaction_states", codec, sink, deadletter, on_records=feed
     )
-    # Model outputs: topic → ClickHouse table, one sink agent each.
+    # Model outputs: topic → ClickHouse table.
     outputs = {
         PREDICTION: (topics.predictions, "predictions"),
         CONFLICT_PREDICTION: (topics.conflicts, "conflict_predictions"),
@@ -175,45 +166,40 @@ def create_pipeline(
         PATTERN: (topics.patterns, "patterns"),
         ALERT: (topics.alerts, "alerts"),
     }
-    output_topics = {schema: topic(name) for schema, (name, _) in outputs.items()}
-    for schema, (_, table) in outputs.items():
-        _register_sink(
-            app, output_topics[schema], StateSinkAgent(schema, table, codec, sink, deadletter)
-        )
+    sinks = {
+        topics.voice_states: voice_state_sink,
+        topics.interaction_states: interaction_state_sink,
+    }
+    for schema, (name, table) in outputs.items():
+        sinks[name] = StateSinkAgent(schema, table, codec, sink, deadletter)
+    _register_consumer(
+        app, SinkConsumer(settings, sinks, sink_outputs, _SINK_MAX_ROWS, _SINK_WITHIN_SECONDS)
+    )
 
     if inference is not None:
         engine = inference
+        model_outputs = BatchOutputs(settings, "models")
+        emit = {schema: model_outputs.emit_to(name) for schema, (name, _) in outputs.items()}
 
         async def publish(schema: str, key: bytes, record: dict[str, Any]) -> None:
-            value = codec.encode(schema, record, validate=False)
-            await output_topics[schema].send(key=key, value=value)
+            emit[schema](key, codec.encode(schema, record, validate=False))
+
+        async def delivered() -> None:
+            await asyncio.to_thread(model_outputs.flush)
 
         @app.task  # type: ignore[untyped-decorator]
         async def run_inference() -> None:
-            await engine.run(publish)
-
-    _register_sink(app, topic(topics.voice_states), voice_state_sink)
-    _register_sink(app, topic(topics.interaction_states), interaction_state_sink)
+            try:
+                await engine.run(publish, delivered)
+            finally:
+                await asyncio.to_thread(model_outputs.close)
 
     return Pipeline(app=app, topics=topics, progress=progress)
 
 
-def _register_consumer(app: faust.App, consumer: WindowConsumer) -> None:
+def _register_consumer(app: faust.App, consumer: BatchConsumer) -> None:
     async def consume() -> None:
         await consumer.run()
 
-    consume.__name__ = f"consume_{consumer.name}_windows"
+    consume.__name__ = f"consume_{consumer.name}"
     app.task(consume)
-
-
-def _register_sink(app: faust.App, source: Any, agent: StateSinkAgent) -> None:
-    """One agent moving a topic into its ClickHouse table.
-
-    concurrency=1: more would let Faust commit past in-flight batches (faust issue 606).
-    """
-
-    async def store(stream: Any) -> None:
-        await agent.run(stream, _SINK_MAX_ROWS, _SINK_WITHIN_SECONDS)
-
-    store.__name__ = f"store_{agent.table}"
-    app.agent(source, name=f"{agent.table}-sink", concurrency=1)(store)

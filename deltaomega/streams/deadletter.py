@@ -44,15 +44,3 @@ class DeadLetterPublisher:
         await self.send(key, value, headers)
         DEADLETTERED.labels(topic, error_type).inc()
         log.warning("dead-lettered %s[%d]@%d: %s", topic, partition, offset, reason)
-
-    async def publish_event(self, event: Any, reason: str, error_type: str) -> None:
-        """Dead-letter a Faust event."""
-        m = event.message
-        await self.publish(m.topic, m.partition, m.offset, m.key, m.value, reason, error_type)
-
-
-def faust_sender(topic: Any) -> Send:
-    async def send(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> Any:
-        return await topic.send(key=key, value=value, headers=headers)
-
-    return send

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from deltaomega.config import Settings
-from deltaomega.errors import ModelError
+from deltaomega.errors import DeliveryError, ModelError
 from deltaomega.metrics import LATE_STATES, MODEL_OUTPUTS, TICK_SECONDS, TICKS
 from deltaomega.models import alerts as rules
 from deltaomega.models.features import (
@@ -226,7 +226,10 @@ class InferenceEngine:
 
     # ------------------------------------------------------------ the loop
 
-    async def run(self, publish: Publish) -> None:
+    async def run(
+        self, publish: Publish, delivered: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
+        """Run ticks until cancelled; ``delivered`` is awaited after each tick's records."""
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(self._executor, self.runtime.start)
@@ -267,6 +270,11 @@ class InferenceEngine:
                     for schema, key, record in outputs.records():
                         await publish(schema, key, record)
                         MODEL_OUTPUTS.labels(schema.rsplit(".", 1)[-1]).inc()
+                    if delivered is not None:
+                        try:
+                            await delivered()
+                        except DeliveryError:
+                            log.exception("tick %d: outputs not delivered", start)
                 now = time.monotonic()
                 if now >= next_poll:
                     try:

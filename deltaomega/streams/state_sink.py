@@ -1,16 +1,31 @@
-"""Records from an output topic into ClickHouse; offsets acked after the insert."""
+"""State and model-output topics into their ClickHouse tables, in confluent-kafka batches.
+
+One consumer (group ``<APP_ID>-sinks``) reads every such topic; per batch each topic's
+records are decoded, handed to the inference engine (states), inserted into their table,
+and only then are the offsets committed. A replay re-inserts rows the tables already hold,
+and the ReplacingMergeTree tables keep one of each.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from confluent_kafka import Consumer
+
+from deltaomega.config import Settings
 from deltaomega.metrics import RECORDS_CONSUMED
 from deltaomega.schemas.codec import AvroCodec
 from deltaomega.sinks.clickhouse import ClickHouseSink
 from deltaomega.sinks.retry import insert_until_acknowledged
+from deltaomega.streams.batch_consumer import BatchConsumer
 from deltaomega.streams.deadletter import DeadLetterPublisher
+from deltaomega.streams.outputs import BatchOutputs
+from deltaomega.streams.window_agent import SourceBatch
 
 log = logging.getLogger(__name__)
 
@@ -33,22 +48,64 @@ class StateSinkAgent:
         #: Sees every decoded batch before it is stored (the inference engine's input).
         self.on_records = on_records
 
-    async def run(self, stream: Any, max_rows: int, within: float) -> None:
-        async for events in stream.noack_take(max_rows, within=within):
-            await self.process(events)
-            for event in events:
-                event.ack()
-
-    async def process(self, events: Sequence[Any]) -> None:
-        RECORDS_CONSUMED.labels(events[0].message.topic).inc(len(events))
-        good, errors = self.codec.decode_many([e.value for e in events], self.schema)
+    async def process(self, batch: SourceBatch) -> None:
+        RECORDS_CONSUMED.labels(batch.topic).inc(len(batch))
+        good, errors = self.codec.decode_many(batch.values, self.schema)
         for error in errors:
-            await self.deadletter.publish_event(events[error.index], error.reason, error.error_type)
+            i = error.index
+            await self.deadletter.publish(
+                batch.topic,
+                int(batch.partitions[i]),
+                int(batch.offsets[i]),
+                batch.keys[i],
+                batch.values[i],
+                error.reason,
+                error.error_type,
+            )
         records = [record for _, record in good]
-        partitions = [events[i].message.partition for i, _ in good]
+        partitions = [int(batch.partitions[i]) for i, _ in good]
         if self.on_records is not None and records:
             self.on_records(self.schema, records, partitions)
-        offsets = [events[i].message.offset for i, _ in good]
+        offsets = [int(batch.offsets[i]) for i, _ in good]
         await insert_until_acknowledged(
             self.table, self.sink.insert_states, self.table, records, partitions, offsets
         )
+
+
+class SinkConsumer(BatchConsumer):
+    def __init__(
+        self,
+        settings: Settings,
+        agents: Mapping[str, StateSinkAgent],
+        outputs: BatchOutputs,
+        max_records: int,
+        within: float,
+    ) -> None:
+        super().__init__(settings, "sinks", f"{settings.app_id}-sinks", outputs)
+        self.agents = dict(agents)
+        self.max_records = max_records
+        self.within = within
+
+    async def _consume(self) -> None:
+        loop = asyncio.get_running_loop()
+        executor = ThreadPoolExecutor(1, thread_name_prefix="sinks-consumer")
+
+        def call(fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+            return loop.run_in_executor(executor, functools.partial(fn, *args))
+
+        consumer = Consumer(self.consumer_config())
+        consumer.subscribe(list(self.agents))
+        try:
+            while True:
+                messages = await call(consumer.consume, self.max_records, self.within)
+                batches = self.batches(messages)
+                if not batches:
+                    continue
+                await asyncio.gather(*(self.agents[t].process(b) for t, b in batches.items()))
+                await asyncio.to_thread(self.outputs.flush)  # dead letters, if any
+                await call(self.commit, consumer, list(batches.values()))
+        finally:
+            try:
+                await asyncio.shield(call(consumer.close))
+            finally:
+                executor.shutdown(wait=False)

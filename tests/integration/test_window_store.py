@@ -10,7 +10,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from deltaomega.config import Settings
-from deltaomega.streams.window_consumer import producer_config
+from deltaomega.streams.outputs import producer_config
 from deltaomega.streams.window_store import Checkpoint, WindowStore
 from deltaomega.streams.windows import TumblingWindowAggregator
 from deltaomega.topics import ensure_topics
