@@ -25,7 +25,7 @@ from deltaomega.sinks.retry import insert_until_acknowledged
 from deltaomega.streams.batch_consumer import BatchConsumer
 from deltaomega.streams.deadletter import DeadLetterPublisher
 from deltaomega.streams.outputs import BatchOutputs
-from deltaomega.streams.window_agent import SourceBatch
+from deltaomega.streams.window_agent import SourceBatch, deadletter_record
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +52,8 @@ class StateSinkAgent:
         RECORDS_CONSUMED.labels(batch.topic).inc(len(batch))
         good, errors = self.codec.decode_many(batch.values, self.schema)
         for error in errors:
-            i = error.index
-            await self.deadletter.publish(
-                batch.topic,
-                int(batch.partitions[i]),
-                int(batch.offsets[i]),
-                batch.keys[i],
-                batch.values[i],
-                error.reason,
-                error.error_type,
+            await deadletter_record(
+                self.deadletter, batch, error.index, error.reason, error.error_type
             )
         records = [record for _, record in good]
         partitions = [int(batch.partitions[i]) for i, _ in good]

@@ -54,6 +54,21 @@ class SourceBatch:
         return len(self.values)
 
 
+async def deadletter_record(
+    publisher: DeadLetterPublisher, batch: SourceBatch, i: int, reason: str, error_type: str
+) -> None:
+    """Dead-letter the batch's ``i``-th record, as it came, with where it came from."""
+    await publisher.publish(
+        batch.topic,
+        int(batch.partitions[i]),
+        int(batch.offsets[i]),
+        batch.keys[i],
+        batch.values[i],
+        reason,
+        error_type,
+    )
+
+
 @dataclass(frozen=True)
 class RawRows:
     """A processed batch's decoded events, with the source position of each."""
@@ -128,15 +143,7 @@ class WindowAgent:
             return None
 
     async def _deadletter(self, batch: SourceBatch, i: int, reason: str, error_type: str) -> None:
-        await self.deadletter.publish(
-            batch.topic,
-            int(batch.partitions[i]),
-            int(batch.offsets[i]),
-            batch.keys[i],
-            batch.values[i],
-            reason,
-            error_type,
-        )
+        await deadletter_record(self.deadletter, batch, i, reason, error_type)
 
     async def process(self, batch: SourceBatch) -> RawRows:
         """Decode, dead-letter, aggregate and emit; the raw rows are left to :meth:`insert`."""
