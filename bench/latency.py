@@ -140,7 +140,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     configure_logging("WARNING")
-    with tempfile.TemporaryDirectory() as tmp:
+    # The embedded ClickHouse may still be merging parts in there as the directory goes.
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         tag = uuid.uuid4().hex[:8]
         settings = Settings(
             kafka_bootstrap=local_broker(),
