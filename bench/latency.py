@@ -110,19 +110,15 @@ def sample_rss(stop: threading.Event, out: list[tuple[float, float]]) -> None:
 
 def tick_summary() -> tuple[int, float, float]:
     """(ticks run, mean seconds, the histogram bound all of them stayed under)."""
-    count, total, bound = 0, 0.0, math.inf
-    for metric in TICK_SECONDS.collect():
-        for sample in metric.samples:
-            if sample.name.endswith("_count"):
-                count = int(sample.value)
-            elif sample.name.endswith("_sum"):
-                total = sample.value
-    for metric in TICK_SECONDS.collect():
-        for sample in metric.samples:
-            le = sample.labels.get("le")
-            if sample.name.endswith("_bucket") and le and int(sample.value) == count:
-                bound = min(bound, float(le))
-    return count, total / max(1, count), bound
+    samples = [s for metric in TICK_SECONDS.collect() for s in metric.samples]
+    count = next((int(s.value) for s in samples if s.name.endswith("_count")), 0)
+    total = next((s.value for s in samples if s.name.endswith("_sum")), 0.0)
+    bounds = [
+        float(s.labels["le"])
+        for s in samples
+        if s.name.endswith("_bucket") and int(s.value) == count
+    ]
+    return count, total / max(1, count), min(bounds, default=math.inf)
 
 
 def percentile(values: list[float], q: float) -> float:

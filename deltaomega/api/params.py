@@ -1,4 +1,4 @@
-"""Query parameters shared by the read routes: time ranges, limits and severities."""
+"""Query parameters shared by the read routes: time ranges, limits, names and severities."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ Start = Annotated[
     datetime | None, Query(description="Window start ≥ this (ISO 8601; no zone means UTC).")
 ]
 End = Annotated[datetime | None, Query(description="Window start < this.")]
+Name = Annotated[str | None, Query(min_length=1, max_length=200)]
 Severity = Annotated[str | None, Query(description=f"One of {', '.join(SEVERITIES)}, in any case.")]
 
 

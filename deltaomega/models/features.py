@@ -160,20 +160,6 @@ class Tick:
         keep = np.r_[cells[1:] != cells[:-1], True] & (values > 0) if len(cells) else values > 0
         return cls(window_start, voice_ids, stats, present, cells[keep], values[keep])
 
-    @classmethod
-    def from_dense(
-        cls,
-        window_start: int,
-        voice_ids: tuple[str, ...],
-        stats: F64,
-        present: NDArray[np.bool_],
-        strength: F64,
-    ) -> Tick:
-        """From a (voices, voices, kinds) strength matrix."""
-        flat = np.asarray(strength, dtype=np.float64).ravel()
-        cells = np.flatnonzero(flat > 0)
-        return cls(window_start, voice_ids, stats, present, cells, flat[cells])
-
     def edges(self) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
         """(source, target, kind) index per cell. Memoised."""
         cached: tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]] | None

@@ -8,11 +8,17 @@ from fastapi import APIRouter, Query
 
 from deltaomega.api.deps import ContextDep
 from deltaomega.api.models import Alert, AlertList
-from deltaomega.api.params import End, Limit, Severity, Start, canonical_severity, time_range
+from deltaomega.api.params import (
+    End,
+    Limit,
+    Name,
+    Severity,
+    Start,
+    canonical_severity,
+    time_range,
+)
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
-
-Name = Annotated[str | None, Query(min_length=1, max_length=200)]
 
 
 @router.get("", response_model=AlertList, summary="Alerts, newest window first")

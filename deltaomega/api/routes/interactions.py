@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query
 from deltaomega.api.deps import ContextDep
 from deltaomega.api.matrix import build_matrix
 from deltaomega.api.models import ConflictList, ConflictPrediction, InteractionMatrix, PairScore
-from deltaomega.api.params import End, Limit, Start, time_range
+from deltaomega.api.params import End, Limit, Name, Start, time_range
 
 router = APIRouter(prefix="/api/v1/interactions", tags=["interactions"])
 
@@ -56,9 +56,6 @@ async def read_interaction_matrix(
     )
 
 
-VoiceName = Annotated[str | None, Query(min_length=1, max_length=200)]
-
-
 @router.get(
     "/conflicts",
     response_model=ConflictList,
@@ -67,8 +64,8 @@ VoiceName = Annotated[str | None, Query(min_length=1, max_length=200)]
 async def list_conflict_predictions(
     ctx: ContextDep,
     min_probability: Annotated[float, Query(ge=0.0, le=1.0)] = 0.5,
-    source: VoiceName = None,
-    target: VoiceName = None,
+    source: Name = None,
+    target: Name = None,
     start: Start = None,
     end: End = None,
     limit: Limit = 500,

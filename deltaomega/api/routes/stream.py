@@ -16,7 +16,7 @@ from fastapi import APIRouter, Header, Query
 from sse_starlette import EventSourceResponse
 
 from deltaomega.api.deps import ApiContext, ContextDep
-from deltaomega.api.params import Severity, canonical_severity
+from deltaomega.api.params import Name, Severity, canonical_severity
 from deltaomega.api.sse import KafkaTail, parse_cursor
 from deltaomega.errors import DecodeError
 from deltaomega.metrics import SSE_CLIENTS
@@ -39,7 +39,6 @@ LastEventId = Annotated[str | None, Header(alias="Last-Event-ID")]
 Cursor = Annotated[
     str | None, Query(description="Same as Last-Event-ID, for clients that cannot set it.")
 ]
-Name = Annotated[str | None, Query(min_length=1, max_length=200)]
 
 _TIMESTAMPS: dict[str, frozenset[str]] = {}
 

@@ -15,14 +15,13 @@ from deltaomega.api.models import (
     VoiceStateResponse,
     VoiceSummary,
 )
-from deltaomega.api.params import Limit, time_range
+from deltaomega.api.params import End, Limit, time_range
 from deltaomega.errors import NotFoundError
 
 router = APIRouter(prefix="/api/v1/voices", tags=["voices"])
 
 VoiceId = Annotated[str, Path(min_length=1, max_length=200)]
 From = Annotated[datetime | None, Query(alias="from", description="Window start ≥ this.")]
-To = Annotated[datetime | None, Query(description="Window start < this.")]
 
 
 async def _checked_history(
@@ -60,7 +59,7 @@ async def read_voice_state(
     voice_id: VoiceId,
     include_history: bool = False,
     from_: From = None,
-    to: To = None,
+    to: End = None,
     limit: Limit = 1000,
 ) -> VoiceStateResponse:
     """The voice's latest closed window, and optionally its windows in [from, to)."""
@@ -78,7 +77,7 @@ async def read_voice_history(
     ctx: ContextDep,
     voice_id: VoiceId,
     from_: From = None,
-    to: To = None,
+    to: End = None,
     limit: Limit = 1000,
 ) -> VoiceHistory:
     """Closed windows of one voice in [from, to), oldest first."""
