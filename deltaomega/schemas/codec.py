@@ -9,16 +9,31 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
+import pyarrow as pa
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from numpy.typing import NDArray
 
 from deltaomega.config import Settings
 from deltaomega.errors import DecodeError, SchemaError, ValidationError
-from deltaomega.schemas._loader import BundledSchema, bundled_schemas, strip_logical_types
+from deltaomega.schemas._loader import (
+    BundledSchema,
+    bundled_schemas,
+    fingerprint_of,
+    strip_logical_types,
+)
+from deltaomega.schemas.columnar import (
+    ARRAY,
+    INTERACTION_EVENT_PROGRAM,
+    ONE,
+    VOICE_EVENT_PROGRAM,
+    decode_columns,
+)
 from deltaomega.schemas.records import (
     INTERACTION_EVENT,
     KIND_CODE,
@@ -29,6 +44,7 @@ from deltaomega.schemas.records import (
     InteractionEventColumns,
     RecordError,
     VoiceEventColumns,
+    context_array,
 )
 from deltaomega.schemas.validation import (
     bad_rows,
@@ -40,6 +56,8 @@ log = logging.getLogger(__name__)
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"
+
+_STREAM_REPR = re.compile(r" from <_io\.BytesIO object at 0x[0-9a-f]+>")
 
 C = TypeVar("C", VoiceEventColumns, InteractionEventColumns)
 
@@ -151,9 +169,12 @@ class AvroCodec:
         schema = self._schemas.get(name)
         if schema is None:
             raise DecodeError(f"schema id {schema_id} is {name!r}, not a record type we read")
-        writer = parse_schema(strip_logical_types(writer_json))
-        if self._by_fingerprint.get(schema.fingerprint) is schema and writer == schema.parsed_raw:
+        # The same canonical form means the same bytes: read with the bundled schema then,
+        # which needs no schema resolution and lets the columnar decoder take the record.
+        if fingerprint_of(writer_json) == schema.fingerprint:
             writer = schema.parsed_raw
+        else:
+            writer = parse_schema(strip_logical_types(writer_json))
         with self._lock:
             self._writers_by_id[schema_id] = (schema, writer)
         return schema, writer
@@ -182,6 +203,24 @@ class AvroCodec:
         A batch record is accepted or rejected whole, so a dead-lettered record can be
         replayed later without double-counting the part that had been accepted.
         """
+        layout = self._layout(values, {VOICE_EVENT: ONE, VOICE_EVENT_BATCH: ARRAY})
+        fast = None if layout is None else decode_columns(*layout, VOICE_EVENT_PROGRAM)
+        if fast is None:
+            return self._decode_voice_events_one_by_one(values)
+        columns = VoiceEventColumns(
+            event_id=fast.strings[0],
+            voice_id=fast.strings[1],
+            ts=fast.longs[0],
+            metrics=fast.doubles,
+            context=fast.context,
+            record_index=fast.record_index,
+        )
+        return _drop_bad(columns, bad_rows(METRICS, columns.metrics, columns.ts), [])
+
+    def _decode_voice_events_one_by_one(
+        self, values: Sequence[bytes]
+    ) -> DecodedBatch[VoiceEventColumns]:
+        """fastavro, record by record: any writer schema, and a reason for each reject."""
         event_ids: list[str] = []
         voice_ids: list[str] = []
         ts: list[int] = []
@@ -217,16 +256,36 @@ class AvroCodec:
                 contexts.append(event["context"])
                 record_index.append(index)
         columns = VoiceEventColumns(
-            event_id=event_ids,
-            voice_id=voice_ids,
+            event_id=pa.array(event_ids, pa.string()),
+            voice_id=pa.array(voice_ids, pa.string()),
             ts=np.array(ts, dtype=np.int64),
             metrics=np.array(cols, dtype=np.float64).T.reshape(len(ts), len(METRICS)),
-            context=contexts,
+            context=context_array(contexts),
             record_index=np.array(record_index, dtype=np.int64),
         )
         return _drop_bad(columns, bad_rows(METRICS, columns.metrics, columns.ts), errors)
 
     def decode_interactions(self, values: Sequence[bytes]) -> DecodedBatch[InteractionEventColumns]:
+        layout = self._layout(values, {INTERACTION_EVENT: ONE})
+        fast = None if layout is None else decode_columns(*layout, INTERACTION_EVENT_PROGRAM)
+        if fast is None:
+            return self._decode_interactions_one_by_one(values)
+        columns = InteractionEventColumns(
+            event_id=fast.strings[0],
+            source=fast.strings[1],
+            target=fast.strings[2],
+            kind=fast.longs[1].astype(np.int8),
+            ts=fast.longs[0],
+            strength=fast.doubles[:, 0],
+            context=fast.context,
+            record_index=fast.record_index,
+        )
+        bad = bad_rows(("strength",), columns.strength.reshape(-1, 1), columns.ts)
+        return _drop_bad(columns, bad, [])
+
+    def _decode_interactions_one_by_one(
+        self, values: Sequence[bytes]
+    ) -> DecodedBatch[InteractionEventColumns]:
         good, errors = self.decode_many(values, INTERACTION_EVENT)
         kept: list[tuple[int, dict[str, Any]]] = []
         for index, record in good:
@@ -239,17 +298,68 @@ class AvroCodec:
                 kept.append((index, record))
         records = [r for _, r in kept]
         columns = InteractionEventColumns(
-            event_id=[r["event_id"] for r in records],
-            source=[r["source"] for r in records],
-            target=[r["target"] for r in records],
+            event_id=pa.array([r["event_id"] for r in records], pa.string()),
+            source=pa.array([r["source"] for r in records], pa.string()),
+            target=pa.array([r["target"] for r in records], pa.string()),
             kind=np.array([KIND_CODE[r["kind"]] for r in records], dtype=np.int8),
             ts=np.array([r["ts"] for r in records], dtype=np.int64),
             strength=np.array([r["strength"] for r in records], dtype=np.float64),
-            context=[r["context"] for r in records],
+            context=context_array([r["context"] for r in records]),
             record_index=np.array([i for i, _ in kept], dtype=np.int64),
         )
         bad = bad_rows(("strength",), columns.strength.reshape(-1, 1), columns.ts)
         return _drop_bad(columns, bad, errors)
+
+    def _layout(
+        self, values: Sequence[bytes], modes: dict[str, int]
+    ) -> tuple[NDArray[np.uint8], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]] | None:
+        """(bytes, payload starts, ends, record modes) for the columnar decoder.
+
+        ``None`` unless every record has a header the columnar decoder can take: a
+        schema of ``modes`` written with its bundled schema (a registry id whose writer
+        schema differs, or anything unknown, goes the one-by-one way).
+        """
+        n = len(values)
+        if n == 0:
+            return None
+        lengths = np.fromiter(map(len, values), np.int64, n)
+        if int(lengths.min()) < 10:
+            return None
+        buf = np.frombuffer(b"".join(values), np.uint8)
+        ends = np.cumsum(lengths)
+        begins = ends - lengths
+        record_modes = np.full(n, -1, dtype=np.int64)
+        starts = np.empty(n, dtype=np.int64)
+        first = buf[begins]
+        single = (first == SINGLE_OBJECT_MAGIC[0]) & (buf[begins + 1] == SINGLE_OBJECT_MAGIC[1])
+        if single.any():
+            at = begins[single]
+            prints = np.ascontiguousarray(buf[at[:, None] + np.arange(2, 10)]).view("<u8")
+            distinct, which = np.unique(prints.ravel(), return_inverse=True)
+            found = [self._by_fingerprint.get(int(fp).to_bytes(8, "little")) for fp in distinct]
+            mode = [-1 if schema is None else modes.get(schema.name, -1) for schema in found]
+            record_modes[single] = np.array(mode, dtype=np.int64)[which]
+            starts[single] = at + 10
+        framed = ~single & (first == CONFLUENT_MAGIC[0])
+        if framed.any():
+            at = begins[framed]
+            ids = buf[at[:, None] + np.arange(1, 5)].astype(np.int64) @ (
+                256 ** np.arange(3, -1, -1)
+            )
+            distinct, which = np.unique(ids, return_inverse=True)
+            mode = []
+            for schema_id in distinct.tolist():
+                try:
+                    schema, writer = self._writer_for_id(schema_id)
+                except DecodeError:
+                    return None
+                plain = writer is schema.parsed_raw
+                mode.append(modes.get(schema.name, -1) if plain else -1)
+            record_modes[framed] = np.array(mode, dtype=np.int64)[which]
+            starts[framed] = at + 5
+        if (record_modes < 0).any():
+            return None
+        return buf, starts, ends, record_modes
 
 
 def _read(data: bytes, offset: int, writer: Any, reader: Any) -> dict[str, Any]:
@@ -258,7 +368,9 @@ def _read(data: bytes, offset: int, writer: Any, reader: Any) -> dict[str, Any]:
     try:
         record = schemaless_reader(buf, writer, reader)
     except Exception as exc:  # noqa: BLE001 - fastavro raises many types on garbage input
-        raise DecodeError(f"payload does not decode: {type(exc).__name__}: {exc}") from exc
+        # fastavro names the stream it read from; the address means nothing to a reader.
+        message = _STREAM_REPR.sub("", str(exc))
+        raise DecodeError(f"payload does not decode: {type(exc).__name__}: {message}") from exc
     if buf.tell() != len(data):
         raise DecodeError(f"{len(data) - buf.tell()} trailing bytes after the record")
     if not isinstance(record, dict):

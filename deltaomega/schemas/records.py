@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Generic, TypeVar
 
 import numpy as np
+import pyarrow as pa
 from numpy.typing import NDArray
 
 VOICE_EVENT = "deltaomega.VoiceEvent"
@@ -75,54 +77,76 @@ class InteractionEvent:
 
 @dataclass(slots=True)
 class VoiceEventColumns:
-    """Decoded voice events as columns; ``record_index`` maps each row to its Kafka record."""
+    """Decoded voice events as columns; ``record_index`` maps each row to its Kafka record.
 
-    event_id: list[str]
-    voice_id: list[str]
+    Strings and the context map are Arrow arrays: the raw-row insert takes them as they
+    are, and window keys come from dictionary-encoding ``voice_id``.
+    """
+
+    event_id: pa.StringArray
+    voice_id: pa.StringArray
     ts: Int64Array
     metrics: FloatArray  # shape (n, len(METRICS))
-    context: list[dict[str, str]]
+    context: pa.MapArray
     record_index: Int64Array
 
     def __len__(self) -> int:
-        return len(self.event_id)
+        return len(self.ts)
 
     def take(self, rows: Int64Array) -> VoiceEventColumns:
         return VoiceEventColumns(
-            event_id=[self.event_id[i] for i in rows],
-            voice_id=[self.voice_id[i] for i in rows],
+            event_id=self.event_id.take(rows),
+            voice_id=self.voice_id.take(rows),
             ts=self.ts[rows],
             metrics=self.metrics[rows],
-            context=[self.context[i] for i in rows],
+            context=self.context.take(rows),
             record_index=self.record_index[rows],
         )
 
 
 @dataclass(slots=True)
 class InteractionEventColumns:
-    event_id: list[str]
-    source: list[str]
-    target: list[str]
+    event_id: pa.StringArray
+    source: pa.StringArray
+    target: pa.StringArray
     kind: NDArray[np.int8]  # index into INTERACTION_KINDS
     ts: Int64Array
     strength: FloatArray
-    context: list[dict[str, str]]
+    context: pa.MapArray
     record_index: Int64Array
 
     def __len__(self) -> int:
-        return len(self.event_id)
+        return len(self.ts)
 
     def take(self, rows: Int64Array) -> InteractionEventColumns:
         return InteractionEventColumns(
-            event_id=[self.event_id[i] for i in rows],
-            source=[self.source[i] for i in rows],
-            target=[self.target[i] for i in rows],
+            event_id=self.event_id.take(rows),
+            source=self.source.take(rows),
+            target=self.target.take(rows),
             kind=self.kind[rows],
             ts=self.ts[rows],
             strength=self.strength[rows],
-            context=[self.context[i] for i in rows],
+            context=self.context.take(rows),
             record_index=self.record_index[rows],
         )
+
+
+def dictionary_codes(strings: pa.StringArray) -> tuple[Int64Array, list[str]]:
+    """(code per row, distinct strings): the Python strings are made once per distinct value."""
+    encoded = strings.dictionary_encode()
+    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    return codes, encoded.dictionary.to_pylist()
+
+
+def context_array(contexts: Sequence[Mapping[str, str]]) -> pa.MapArray:
+    """Map(String, String) from flat keys, values and offsets (no per-row Python lists)."""
+    offsets = np.zeros(len(contexts) + 1, dtype=np.int32)
+    np.cumsum(np.fromiter(map(len, contexts), np.int32, len(contexts)), out=offsets[1:])
+    keys = [k for context in contexts for k in context]
+    values = [v for context in contexts for v in context.values()]
+    return pa.MapArray.from_arrays(
+        pa.array(offsets), pa.array(keys, pa.string()), pa.array(values, pa.string())
+    )
 
 
 @dataclass(frozen=True, slots=True)

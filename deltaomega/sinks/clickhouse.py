@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import clickhouse_connect
@@ -32,6 +32,7 @@ _SHARED_LOCK = threading.Lock()
 _CONTEXT = pa.map_(pa.string(), pa.string())
 _TS = pa.timestamp("ms", tz="UTC")
 _STRINGS = pa.list_(pa.string())
+_KINDS = pa.array(INTERACTION_KINDS, pa.string())
 #: Every ``timestamp-millis`` field of the record types stored through ``insert_states``
 #: (decoded as epoch-millis ints); a unit test keeps this in step with the schemas.
 TIMESTAMP_FIELDS = frozenset({"window_start", "window_end", "target_window_start", "produced_at"})
@@ -105,13 +106,13 @@ class ClickHouseSink:
         self, cols: VoiceEventColumns, partitions: np.ndarray, offsets: np.ndarray
     ) -> int:
         columns: dict[str, Any] = {
-            "event_id": pa.array(cols.event_id, pa.string()),
-            "voice_id": pa.array(cols.voice_id, pa.string()),
+            "event_id": cols.event_id,
+            "voice_id": cols.voice_id,
             "ts": pa.array(cols.ts, _TS),
         }
         for j, name in enumerate(METRICS):
             columns[name] = pa.array(cols.metrics[:, j], pa.float64())
-        columns["context"] = _context_array(cols.context)
+        columns["context"] = cols.context
         columns["kafka_partition"] = pa.array(partitions, pa.uint32())
         columns["kafka_offset"] = pa.array(offsets, pa.uint64())
         return self._insert("voice_events", columns)
@@ -119,15 +120,14 @@ class ClickHouseSink:
     def insert_interaction_events(
         self, cols: InteractionEventColumns, partitions: np.ndarray, offsets: np.ndarray
     ) -> int:
-        kinds = np.array(INTERACTION_KINDS, dtype=object)
         columns: dict[str, Any] = {
-            "event_id": pa.array(cols.event_id, pa.string()),
+            "event_id": cols.event_id,
             "ts": pa.array(cols.ts, _TS),
-            "source": pa.array(cols.source, pa.string()),
-            "target": pa.array(cols.target, pa.string()),
-            "kind": pa.array(kinds[cols.kind.astype(np.int64)].tolist(), pa.string()),
+            "source": cols.source,
+            "target": cols.target,
+            "kind": _KINDS.take(cols.kind),
             "strength": pa.array(cols.strength, pa.float64()),
-            "context": _context_array(cols.context),
+            "context": cols.context,
             "kafka_partition": pa.array(partitions, pa.uint32()),
             "kafka_offset": pa.array(offsets, pa.uint64()),
         }
@@ -172,14 +172,3 @@ def _arrow_type(name: str, values: Sequence[Any]) -> Any:
     if isinstance(sample, dict):
         return _CONTEXT
     return None
-
-
-def _context_array(contexts: Sequence[Mapping[str, str]]) -> pa.MapArray:
-    """Map(String, String) from flat keys, values and offsets (no per-row Python lists)."""
-    offsets = np.zeros(len(contexts) + 1, dtype=np.int32)
-    np.cumsum(np.fromiter(map(len, contexts), np.int32, len(contexts)), out=offsets[1:])
-    keys = [k for context in contexts for k in context]
-    values = [v for context in contexts for v in context.values()]
-    return pa.MapArray.from_arrays(
-        pa.array(offsets), pa.array(keys, pa.string()), pa.array(values, pa.string())
-    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pyarrow.compute as pc
 
 from deltaomega.schemas.records import (
     INTERACTION_KINDS,
@@ -14,9 +15,10 @@ from deltaomega.schemas.records import (
     VOICE_STATE,
     InteractionEventColumns,
     VoiceEventColumns,
+    dictionary_codes,
 )
 from deltaomega.streams.progress import Progress
-from deltaomega.streams.window_agent import WindowStreamSpec
+from deltaomega.streams.window_agent import WindowRows, WindowStreamSpec
 from deltaomega.streams.windows import ClosedWindows
 
 _PAIR_SEP = "\x1e"
@@ -30,8 +32,9 @@ def _stat_fields(closed: ClosedWindows, row: int, names: tuple[str, ...]) -> dic
     return out
 
 
-def _voice_rows(cols: VoiceEventColumns) -> tuple[list[str], np.ndarray, np.ndarray]:
-    return cols.voice_id, cols.ts, cols.metrics
+def _voice_rows(cols: VoiceEventColumns) -> WindowRows:
+    codes, names = dictionary_codes(cols.voice_id)
+    return WindowRows(codes, names, cols.ts, cols.metrics)
 
 
 def _voice_states(closed: ClosedWindows) -> list[tuple[bytes, dict[str, Any]]]:
@@ -50,15 +53,21 @@ def _voice_states(closed: ClosedWindows) -> list[tuple[bytes, dict[str, Any]]]:
 
 def _count_voices(progress: Progress, cols: VoiceEventColumns) -> None:
     progress.events += len(cols)
-    progress.voices.update(cols.voice_id)
+    progress.voices.update(pc.unique(cols.voice_id).to_pylist())
 
 
-def _interaction_rows(cols: InteractionEventColumns) -> tuple[list[str], np.ndarray, np.ndarray]:
-    keys = [
-        f"{s}{_PAIR_SEP}{t}{_PAIR_SEP}{k}"
-        for s, t, k in zip(cols.source, cols.target, cols.kind.tolist(), strict=True)
+def _interaction_rows(cols: InteractionEventColumns) -> WindowRows:
+    source, sources = dictionary_codes(cols.source)
+    target, targets = dictionary_codes(cols.target)
+    kinds = len(INTERACTION_KINDS)
+    pair = (source * len(targets) + target) * kinds + cols.kind
+    distinct, codes = np.unique(pair, return_inverse=True)
+    names = [
+        f"{sources[p // kinds // len(targets)]}{_PAIR_SEP}{targets[p // kinds % len(targets)]}"
+        f"{_PAIR_SEP}{p % kinds}"
+        for p in distinct.tolist()
     ]
-    return keys, cols.ts, cols.strength.reshape(-1, 1)
+    return WindowRows(codes.astype(np.int64, copy=False), names, cols.ts, cols.strength[:, None])
 
 
 def _interaction_states(closed: ClosedWindows) -> list[tuple[bytes, dict[str, Any]]]:

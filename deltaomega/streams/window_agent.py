@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -78,6 +78,15 @@ class RawRows:
     offsets: np.ndarray
 
 
+class WindowRows(NamedTuple):
+    """Decoded events as the aggregator takes them: row ``i``'s key is ``names[keys[i]]``."""
+
+    keys: np.ndarray
+    names: list[str]
+    ts: np.ndarray
+    values: np.ndarray
+
+
 @dataclass(frozen=True)
 class WindowStreamSpec:
     """What differs between the voice and the interaction stream."""
@@ -85,8 +94,7 @@ class WindowStreamSpec:
     name: str
     state_schema: str
     decode: Callable[[AvroCodec, Sequence[bytes]], DecodedBatch[Any]]
-    #: columns → (window keys, event times, metric matrix)
-    rows: Callable[[Any], tuple[list[str], np.ndarray, np.ndarray]]
+    rows: Callable[[Any], WindowRows]
     #: closed windows → (Kafka key, state record) pairs
     states: Callable[[ClosedWindows], list[tuple[bytes, dict[str, Any]]]]
     insert_raw: Callable[[ClickHouseSink, Any, np.ndarray, np.ndarray], int]
@@ -163,7 +171,7 @@ class WindowAgent:
         decoded_at = time.perf_counter()
         BATCH_SECONDS.labels(name, "decode").observe(decoded_at - started)
 
-        keys, ts, values = self.spec.rows(cols)
+        keys, names, ts, values = self.spec.rows(cols)
         partitions = [int(p) for p in np.unique(batch.partitions)]
         watermark = None
         for partition in partitions:
@@ -171,7 +179,8 @@ class WindowAgent:
             outcome = self.aggregator.process(
                 partition,
                 self.store.partitions[partition],
-                [keys[i] for i in rows],
+                keys[rows],
+                names,
                 ts[rows],
                 values[rows],
                 row_offset[rows],

@@ -20,7 +20,7 @@ deleted; a crash in between leaves the entries due, and the next batch closes th
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -163,12 +163,16 @@ class TumblingWindowAggregator:
         self,
         partition: int,
         store: PartitionStore,
-        keys: list[str],
+        keys: Int64Array,
+        names: Sequence[str],
         ts: Int64Array,
         values: FloatArray,
         offsets: Int64Array,
     ) -> BatchOutcome:
-        """Fold one partition's batch (rows in offset order) into the store; close due windows."""
+        """Fold one partition's batch (rows in offset order) into the store; close due windows.
+
+        Row ``i``'s window key is ``names[keys[i]]``.
+        """
         if partition not in self._indexes:
             raise RuntimeError(f"index for partition {partition} not loaded")
         index = self._indexes[partition]
@@ -195,7 +199,8 @@ class TumblingWindowAggregator:
                     partition,
                     store,
                     index,
-                    [keys[i] for i in take],
+                    keys[take],
+                    names,
                     ts[take],
                     start[take],
                     values[take],
@@ -216,15 +221,13 @@ class TumblingWindowAggregator:
         partition: int,
         store: PartitionStore,
         index: _PartitionIndex,
-        keys: list[str],
+        key_code: Int64Array,
+        names: Sequence[str],
         ts: Int64Array,
         start: Int64Array,
         values: FloatArray,
         offsets: Int64Array,
     ) -> tuple[int, int]:
-        codes: dict[str, int] = {}
-        key_code = np.fromiter((codes.setdefault(k, len(codes)) for k in keys), np.int64, len(keys))
-        names = list(codes)
         slot = (start - start.min()) // self.window_ms
         group_id = key_code * (int(slot.max()) + 1) + slot
         uniq, first, inv = np.unique(group_id, return_index=True, return_inverse=True)
@@ -244,7 +247,8 @@ class TumblingWindowAggregator:
                 partition,
                 store,
                 index,
-                [keys[i] for i in rows],
+                key_code[rows],
+                names,
                 ts[rows],
                 start[rows],
                 values[rows],
@@ -277,7 +281,7 @@ class TumblingWindowAggregator:
             else:
                 index.add(int(start[first[j]]) + self.window_ms, group_keys[j])
             store.set(group_keys[j], new.tobytes())
-        return len(keys), len(uniq)
+        return len(key_code), len(uniq)
 
     def _merge(self, old: FloatArray, new: FloatArray) -> FloatArray:
         m = self._m

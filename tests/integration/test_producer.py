@@ -50,7 +50,7 @@ def test_batches_pack_per_voice_and_keep_the_voice_key(settings: Settings, topic
     for message in messages:
         decoded = codec.decode_voice_events([message.value()])
         assert decoded.errors == []
-        by_key.setdefault(message.key(), []).extend(decoded.columns.event_id)
+        by_key.setdefault(message.key(), []).extend(decoded.columns.event_id.to_pylist())
         partitions.setdefault(message.key(), set()).add(message.partition())
     assert by_key[b"alpha"] == [f"alpha-{n}" for n in range(10)]
     assert by_key[b"beta"] == [f"beta-{n}" for n in range(10)]

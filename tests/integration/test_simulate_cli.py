@@ -25,7 +25,9 @@ def published(settings: Settings, records: int) -> list[tuple[str, int, float]]:
     messages = read(settings, f"{settings.topic_prefix}voice.events", records)
     assert len(messages) == records
     cols = AvroCodec().decode_voice_events([m.value() for m in messages]).columns
-    rows = zip(cols.event_id, cols.ts.tolist(), cols.metrics[:, 2].tolist(), strict=True)
+    rows = zip(
+        cols.event_id.to_pylist(), cols.ts.tolist(), cols.metrics[:, 2].tolist(), strict=True
+    )
     return sorted(rows)
 
 

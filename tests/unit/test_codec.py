@@ -76,7 +76,7 @@ def test_confluent_wire_format_with_registry_and_both_readable() -> None:
     single = AvroCodec().encode(VOICE_EVENT, EVENT)
     batch = confluent.decode_voice_events([data, single])
     assert batch.errors == []
-    assert batch.columns.event_id == ["e-1", "e-1"]
+    assert batch.columns.event_id.to_pylist() == ["e-1", "e-1"]
     assert batch.columns.ts.tolist() == [EVENT["ts"], EVENT["ts"]]
 
 
@@ -130,7 +130,7 @@ def test_bulk_decode_rejects_bad_records_one_by_one() -> None:
     )
     values = [good, b"not avro at all", batch, nan, good[:-3], bad_batch, state, b""]
     decoded = codec.decode_voice_events(values)
-    assert decoded.columns.event_id == ["e-1", "b-0", "b-1", "b-2"]
+    assert decoded.columns.event_id.to_pylist() == ["e-1", "b-0", "b-1", "b-2"]
     assert decoded.columns.record_index.tolist() == [0, 2, 2, 2]
     assert [(e.index, e.error_type) for e in decoded.errors] == [
         (1, "DecodeError"),

@@ -72,10 +72,12 @@ def run_batches(
         chunk = events[i : i + size]
         offsets = np.arange(first_offset + i, first_offset + i + len(chunk), dtype=np.int64)
         i += size
+        names = sorted({e[0] for e in chunk}, reverse=True)  # codes need not follow name order
         outcome = agg.process(
             0,
             store,
-            [e[0] for e in chunk],
+            np.array([names.index(e[0]) for e in chunk], dtype=np.int64),
+            names,
             np.array([e[1] for e in chunk], dtype=np.int64),
             np.array([[e[2], e[3]] for e in chunk]),
             offsets,
