@@ -26,9 +26,9 @@ RESULTS = Path(__file__).with_name("RESULTS.md")
 
 FULL: list[list[str]] = [
     ["bench.ceiling", "--events", "300000"],
-    ["bench.ceiling", "--events", "1000000", "--batch", "500"],
+    ["bench.ceiling", "--events", "2000000", "--batch", "500"],
     ["bench.worker_throughput", "--events", "300000"],
-    ["bench.worker_throughput", "--events", "1000000", "--batch", "500"],
+    ["bench.worker_throughput", "--events", "2000000", "--batch", "500"],
     ["bench.peers_throughput", "--events", "300000"],
     ["bench.codec_sink", "--events", "200000"],
     ["bench.inference", "--voices", "8", "64", "1000", "10000"],

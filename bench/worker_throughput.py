@@ -46,20 +46,25 @@ async def consume(settings: Settings, events: int) -> tuple[float, int]:
             if time.perf_counter() - last_report > 5:
                 print(f"  {rows:,} rows in ClickHouse | {pipeline.progress.line()}", flush=True)
                 last_report = time.perf_counter()
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.05)
         return time.perf_counter() - started, pipeline.progress.windows_closed
 
 
 def stage_seconds() -> str:
     """The worker's own per-stage timings (decode and aggregate on the event loop; the
     sink runs in a thread while the next batch is processed, so stages overlap)."""
-    sums = {
-        sample.labels["stage"]: sample.value
-        for metric in BATCH_SECONDS.collect()
-        for sample in metric.samples
-        if sample.name.endswith("_sum") and sample.labels["stream"] == "voice"
-    }
-    return ", ".join(f"{stage} {value:.2f}" for stage, value in sums.items())
+    sums: dict[str, float] = {}
+    batches = 0
+    for metric in BATCH_SECONDS.collect():
+        for sample in metric.samples:
+            if sample.labels.get("stream") != "voice":
+                continue
+            if sample.name.endswith("_sum"):
+                sums[sample.labels["stage"]] = sample.value
+            elif sample.name.endswith("_count") and sample.labels["stage"] == "decode":
+                batches = int(sample.value)
+    stages = ", ".join(f"{stage} {value:.2f}" for stage, value in sums.items())
+    return f"{stages} ({batches} batches)"
 
 
 def main() -> None:

@@ -47,6 +47,13 @@ class Settings(BaseSettings):
     batch_max_records: int = Field(
         default=50_000, ge=1, description="Records per consume call; fewer, larger inserts."
     )
+    batch_max_events: int = Field(
+        default=100_000,
+        ge=1,
+        description="Events per batch when records hold many (VoiceEventBatch): the consume"
+        " size follows the events per record seen, so decoding, aggregating and the insert"
+        " of consecutive batches overlap instead of one huge batch doing each in turn.",
+    )
     batch_within_seconds: float = Field(default=0.2, gt=0)
 
     # Models and alerts

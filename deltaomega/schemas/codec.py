@@ -29,9 +29,9 @@ from deltaomega.schemas._loader import (
 )
 from deltaomega.schemas.columnar import (
     ARRAY,
-    INTERACTION_EVENT_PROGRAM,
+    INTERACTION_EVENTS,
     ONE,
-    VOICE_EVENT_PROGRAM,
+    VOICE_EVENTS,
     decode_columns,
 )
 from deltaomega.schemas.records import (
@@ -204,7 +204,7 @@ class AvroCodec:
         replayed later without double-counting the part that had been accepted.
         """
         layout = self._layout(values, {VOICE_EVENT: ONE, VOICE_EVENT_BATCH: ARRAY})
-        fast = None if layout is None else decode_columns(*layout, VOICE_EVENT_PROGRAM)
+        fast = None if layout is None else decode_columns(*layout, VOICE_EVENTS)
         if fast is None:
             return self._decode_voice_events_one_by_one(values)
         columns = VoiceEventColumns(
@@ -267,7 +267,7 @@ class AvroCodec:
 
     def decode_interactions(self, values: Sequence[bytes]) -> DecodedBatch[InteractionEventColumns]:
         layout = self._layout(values, {INTERACTION_EVENT: ONE})
-        fast = None if layout is None else decode_columns(*layout, INTERACTION_EVENT_PROGRAM)
+        fast = None if layout is None else decode_columns(*layout, INTERACTION_EVENTS)
         if fast is None:
             return self._decode_interactions_one_by_one(values)
         columns = InteractionEventColumns(

@@ -16,51 +16,20 @@ a good batch holds, and tests/unit/test_columnar.py checks that they agree exact
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 from numba import njit
 from numpy.typing import NDArray
 
-# Field operations of a record program.
-_STRING, _LONG, _DOUBLE, _ENUM, _MAP = 0, 1, 2, 3, 4
 # Record modes: the payload is one event, or an array of events (VoiceEventBatch).
 ONE, ARRAY = 0, 1
-# Fewest bytes each field takes: a non-empty string 2, a long or enum 1, a double 8, a map 1.
-_MIN_BYTES = {0: 2, 1: 1, 2: 8, 3: 1, 4: 1}
+_SYMBOLS = 5  # of the InteractionKind enum
 
 Bytes = NDArray[np.uint8]
+Int32s = NDArray[np.int32]
 Int64s = NDArray[np.int64]
-
-
-@dataclass(frozen=True)
-class Program:
-    """How one event record is laid out: (operation, column or symbol count) per field."""
-
-    ops: NDArray[np.int64]  # shape (fields, 2)
-    strings: int
-    longs: int
-    doubles: int
-    min_bytes: int  # of one encoded event, which bounds the events a batch can hold
-
-    @classmethod
-    def of(cls, fields: list[tuple[int, int]]) -> Program:
-        ops = np.array(fields, dtype=np.int64).reshape(-1, 2)
-        count = {op: sum(1 for o, _ in fields if o == op) for op in (_STRING, _LONG, _DOUBLE)}
-        longs = count[_LONG] + sum(1 for o, _ in fields if o == _ENUM)
-        min_bytes = sum(_MIN_BYTES[op] for op, _ in fields)
-        return cls(ops, count[_STRING], longs, count[_DOUBLE], min_bytes)
-
-
-#: event_id, voice_id, ts, the four metrics, context.
-VOICE_EVENT_PROGRAM = Program.of(
-    [(_STRING, 0), (_STRING, 0), (_LONG, 0), (_DOUBLE, 0), (_DOUBLE, 0), (_DOUBLE, 0)]
-    + [(_DOUBLE, 0), (_MAP, 0)]
-)
-#: event_id, ts, source, target, kind (5 symbols), strength, context.
-INTERACTION_EVENT_PROGRAM = Program.of(
-    [(_STRING, 0), (_LONG, 0), (_STRING, 0), (_STRING, 0), (_ENUM, 5), (_DOUBLE, 0), (_MAP, 0)]
-)
 
 
 @dataclass(frozen=True)
@@ -74,7 +43,7 @@ class Columns:
     record_index: Int64s
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _varint(buf: Bytes, pos: int, end: int) -> tuple[int, int]:
     """A zig-zag long at ``pos``: (value, next position), next position -1 when invalid.
 
@@ -94,93 +63,76 @@ def _varint(buf: Bytes, pos: int, end: int) -> tuple[int, int]:
     return 0, -1
 
 
-@njit(cache=True, nogil=True)
-def _string(
-    buf: Bytes, pos: int, end: int, offsets: NDArray[np.int32], data: Bytes, row: int
-) -> int:
+@njit(cache=True, nogil=True, inline="always")
+def _append(buf: Bytes, pos: int, end: int, offsets: Int32s, data: Bytes, row: int) -> int:
     """Append one string to (offsets, data) at ``row``; the next position or -1."""
     length, pos = _varint(buf, pos, end)
     if pos < 0 or length < 0 or pos + length > end:
         return -1
     start = offsets[row]
-    data[start : start + length] = buf[pos : pos + length]
+    for k in range(length):  # ids are short: a loop beats a slice copy's setup
+        data[start + k] = buf[pos + k]
     offsets[row + 1] = start + length
     return pos + length
 
 
-@njit(cache=True, nogil=True)
-def _event(
+@njit(cache=True, nogil=True, inline="always")
+def _id(buf: Bytes, pos: int, end: int, offsets: Int32s, data: Bytes, row: int) -> int:
+    """An id string, which must not be empty."""
+    pos = _append(buf, pos, end, offsets, data, row)
+    return -1 if pos < 0 or offsets[row + 1] == offsets[row] else pos
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _double(buf: Bytes, pos: int, end: int, out: NDArray[np.uint64], row: int, col: int) -> int:
+    """A little-endian double's bits; the float64 view is taken once for the whole column."""
+    if pos + 8 > end:
+        return -1
+    bits = np.uint64(0)
+    for k in range(8):
+        bits |= np.uint64(buf[pos + k]) << np.uint64(8 * k)
+    out[row, col] = bits
+    return pos + 8
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _context(
     buf: Bytes,
     pos: int,
     end: int,
-    ops: NDArray[np.int64],
     row: int,
-    str_off: NDArray[np.int32],
-    str_data: Bytes,
-    longs: Int64s,
-    doubles: NDArray[np.uint64],
-    ctx_off: NDArray[np.int32],
-    key_off: NDArray[np.int32],
-    key_data: Bytes,
-    val_off: NDArray[np.int32],
-    val_data: Bytes,
+    ctx: tuple[Int32s, Int32s, Bytes, Int32s, Bytes],
 ) -> int:
-    """Decode one event into row ``row``; the next position, or -1 to reject the batch."""
-    s = 0
-    n_long = 0
-    d = 0
-    for f in range(ops.shape[0]):
-        op = ops[f, 0]
-        if op == _STRING:
-            pos = _string(buf, pos, end, str_off[s], str_data[s], row)
-            # Every string field of an event is an id that must not be empty.
-            if pos < 0 or str_off[s, row + 1] == str_off[s, row]:
+    """A map of strings, in blocks; a negative block count is followed by its byte size."""
+    ctx_off, key_off, key_data, val_off, val_data = ctx
+    entries = ctx_off[row]
+    while True:
+        count, pos = _varint(buf, pos, end)
+        if pos < 0:
+            return -1
+        if count == 0:
+            break
+        if count < 0:
+            count = -count
+            _, pos = _varint(buf, pos, end)
+            if pos < 0:
                 return -1
-            s += 1
-        elif op == _LONG or op == _ENUM:
-            value, pos = _varint(buf, pos, end)
-            if pos < 0 or (op == _ENUM and not 0 <= value < ops[f, 1]):
+        for _ in range(count):
+            pos = _append(buf, pos, end, key_off, key_data, entries)
+            if pos < 0:
                 return -1
-            longs[n_long, row] = value
-            n_long += 1
-        elif op == _DOUBLE:
-            if pos + 8 > end:
+            pos = _append(buf, pos, end, val_off, val_data, entries)
+            if pos < 0:
                 return -1
-            bits = np.uint64(0)
-            for k in range(8):
-                bits |= np.uint64(buf[pos + k]) << np.uint64(8 * k)
-            doubles[row, d] = bits
-            d += 1
-            pos += 8
-        else:  # _MAP of strings, in blocks
-            entries = ctx_off[row]
-            while True:
-                count, pos = _varint(buf, pos, end)
-                if pos < 0:
-                    return -1
-                if count == 0:
-                    break
-                if count < 0:  # a negative count is followed by the block's byte size
-                    count = -count
-                    _, pos = _varint(buf, pos, end)
-                    if pos < 0:
-                        return -1
-                for _ in range(count):
-                    pos = _string(buf, pos, end, key_off, key_data, entries)
-                    if pos < 0:
-                        return -1
-                    pos = _string(buf, pos, end, val_off, val_data, entries)
-                    if pos < 0:
-                        return -1
-                    entries += 1
-            if _repeats_a_key(key_off, key_data, ctx_off[row], entries):
-                return -1
-            ctx_off[row + 1] = entries
+            entries += 1
+    if _repeats_a_key(key_off, key_data, ctx_off[row], entries):
+        return -1
+    ctx_off[row + 1] = entries
     return pos
 
 
-@njit(cache=True, nogil=True)
-def _repeats_a_key(offsets: NDArray[np.int32], data: Bytes, first: int, end: int) -> bool:
+@njit(cache=True, nogil=True, inline="always")
+def _repeats_a_key(offsets: Int32s, data: Bytes, first: int, end: int) -> bool:
     """Whether a map repeats a key: a dict keeps only the last, so leave those to fastavro."""
     for a in range(first, end):
         for b in range(a + 1, end):
@@ -192,31 +144,58 @@ def _repeats_a_key(offsets: NDArray[np.int32], data: Bytes, first: int, end: int
     return False
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _voice_event(
+    buf: Bytes,
+    pos: int,
+    end: int,
+    row: int,
+    longs: Int64s,
+    doubles: NDArray[np.uint64],
+    ctx: tuple[Int32s, Int32s, Bytes, Int32s, Bytes],
+    id_off: Int32s,
+    id_data: Bytes,
+    voice_off: Int32s,
+    voice_data: Bytes,
+) -> int:
+    """event_id, voice_id, ts, the four metrics, context; the next position or -1."""
+    pos = _id(buf, pos, end, id_off, id_data, row)
+    if pos < 0:
+        return -1
+    pos = _id(buf, pos, end, voice_off, voice_data, row)
+    if pos < 0:
+        return -1
+    longs[0, row], pos = _varint(buf, pos, end)
+    for col in range(4):
+        if pos >= 0:
+            pos = _double(buf, pos, end, doubles, row, col)
+    if pos < 0:
+        return -1
+    return _context(buf, pos, end, row, ctx)
+
+
 @njit(cache=True, nogil=True)
-def _decode(
+def _decode_voice_events(
     buf: Bytes,
     starts: Int64s,
     ends: Int64s,
     modes: Int64s,
-    ops: NDArray[np.int64],
-    str_off: NDArray[np.int32],
-    str_data: Bytes,
     longs: Int64s,
     doubles: NDArray[np.uint64],
     record_index: Int64s,
-    ctx_off: NDArray[np.int32],
-    key_off: NDArray[np.int32],
-    key_data: Bytes,
-    val_off: NDArray[np.int32],
-    val_data: Bytes,
+    ctx: tuple[Int32s, Int32s, Bytes, Int32s, Bytes],
+    id_off: Int32s,
+    id_data: Bytes,
+    voice_off: Int32s,
+    voice_data: Bytes,
 ) -> int:
-    """Decode every record; the number of events, or -1 if any record is not plain-valid."""
+    """Every VoiceEvent and VoiceEventBatch record; the events, or -1 if any is not valid."""
     row = 0
     for r in range(starts.shape[0]):
         pos, end = starts[r], ends[r]
         if modes[r] == ONE:
-            pos = _event(buf, pos, end, ops, row, str_off, str_data, longs, doubles,
-                         ctx_off, key_off, key_data, val_off, val_data)  # fmt: skip
+            pos = _voice_event(buf, pos, end, row, longs, doubles, ctx,
+                               id_off, id_data, voice_off, voice_data)  # fmt: skip
             if pos < 0:
                 return -1
             record_index[row] = r
@@ -229,7 +208,7 @@ def _decode(
                     return -1
                 if count == 0:
                     break
-                if count < 0:
+                if count < 0:  # a negative count is followed by the block's byte size
                     count = -count
                     _, pos = _varint(buf, pos, end)
                     if pos < 0:
@@ -237,8 +216,8 @@ def _decode(
                 if row + count > record_index.shape[0]:
                     return -1
                 for _ in range(count):
-                    pos = _event(buf, pos, end, ops, row, str_off, str_data, longs, doubles,
-                                 ctx_off, key_off, key_data, val_off, val_data)  # fmt: skip
+                    pos = _voice_event(buf, pos, end, row, longs, doubles, ctx,
+                                       id_off, id_data, voice_off, voice_data)  # fmt: skip
                     if pos < 0:
                         return -1
                     record_index[row] = r
@@ -251,53 +230,114 @@ def _decode(
     return row
 
 
+@njit(cache=True, nogil=True)
+def _decode_interactions(
+    buf: Bytes,
+    starts: Int64s,
+    ends: Int64s,
+    modes: Int64s,
+    longs: Int64s,
+    doubles: NDArray[np.uint64],
+    record_index: Int64s,
+    ctx: tuple[Int32s, Int32s, Bytes, Int32s, Bytes],
+    id_off: Int32s,
+    id_data: Bytes,
+    source_off: Int32s,
+    source_data: Bytes,
+    target_off: Int32s,
+    target_data: Bytes,
+) -> int:
+    """Every InteractionEvent record: event_id, ts, source, target, kind, strength, context."""
+    if starts.shape[0] > record_index.shape[0]:  # more records than could be valid
+        return -1
+    for row in range(starts.shape[0]):
+        pos, end = starts[row], ends[row]
+        if modes[row] != ONE:
+            return -1
+        pos = _id(buf, pos, end, id_off, id_data, row)
+        if pos < 0:
+            return -1
+        longs[0, row], pos = _varint(buf, pos, end)
+        if pos >= 0:
+            pos = _id(buf, pos, end, source_off, source_data, row)
+        if pos >= 0:
+            pos = _id(buf, pos, end, target_off, target_data, row)
+        if pos < 0:
+            return -1
+        kind, pos = _varint(buf, pos, end)
+        if pos < 0 or not 0 <= kind < _SYMBOLS:
+            return -1
+        longs[1, row] = kind
+        pos = _double(buf, pos, end, doubles, row, 0)
+        if pos >= 0:
+            pos = _context(buf, pos, end, row, ctx)
+        if pos != end:  # malformed, or trailing bytes
+            return -1
+        record_index[row] = row
+    return len(starts)
+
+
+@dataclass(frozen=True)
+class EventType:
+    """What the decoder of one event type allocates: the shape of its columns."""
+
+    kernel: Any
+    strings: int
+    longs: int
+    doubles: int
+    #: bytes of the smallest valid event (ids take 2), which bounds a batch's events
+    min_bytes: int
+
+
+VOICE_EVENTS = EventType(_decode_voice_events, strings=2, longs=1, doubles=4, min_bytes=38)
+INTERACTION_EVENTS = EventType(_decode_interactions, strings=3, longs=2, doubles=1, min_bytes=17)
+
+
 def decode_columns(
-    buf: Bytes, starts: Int64s, ends: Int64s, modes: Int64s, program: Program
+    buf: Bytes, starts: Int64s, ends: Int64s, modes: Int64s, kind: EventType
 ) -> Columns | None:
     """Decode the records ``buf[starts[r]:ends[r]]`` (payloads after their headers).
 
-    ``None`` when any record is not a valid, plain encoding of the program's schema.
+    ``None`` when any record is not a valid, plain encoding of the event type.
     """
     size = int((ends - starts).sum())
-    rows = size // program.min_bytes + 1
-    str_off = np.zeros((max(program.strings, 1), rows + 1), dtype=np.int32)
-    str_data = np.empty((max(program.strings, 1), size), dtype=np.uint8)
-    longs = np.empty((max(program.longs, 1), rows), dtype=np.int64)
-    doubles = np.empty((rows, max(program.doubles, 1)), dtype=np.uint64)
+    rows = size // kind.min_bytes + 1
+    strings = []
+    for _ in range(kind.strings):
+        strings += [np.zeros(rows + 1, dtype=np.int32), np.empty(size, dtype=np.uint8)]
+    longs = np.empty((kind.longs, rows), dtype=np.int64)
+    doubles = np.empty((rows, kind.doubles), dtype=np.uint64)
     record_index = np.empty(rows, dtype=np.int64)
-    ctx_off = np.zeros(rows + 1, dtype=np.int32)
-    entries = size // 2 + 1
-    key_off = np.zeros(entries + 1, dtype=np.int32)
-    val_off = np.zeros(entries + 1, dtype=np.int32)
-    key_data = np.empty(size, dtype=np.uint8)
-    val_data = np.empty(size, dtype=np.uint8)
-    n = _decode(buf, starts, ends, modes, program.ops, str_off, str_data, longs, doubles,
-                record_index, ctx_off, key_off, key_data, val_off, val_data)  # fmt: skip
+    entries = size // 2 + 1  # a map entry takes at least two bytes
+    ctx = (
+        np.zeros(rows + 1, dtype=np.int32),
+        np.zeros(entries + 1, dtype=np.int32),
+        np.empty(size, dtype=np.uint8),
+        np.zeros(entries + 1, dtype=np.int32),
+        np.empty(size, dtype=np.uint8),
+    )
+    n = kind.kernel(buf, starts, ends, modes, longs, doubles, record_index, ctx, *strings)
     if n < 0:
         return None
-    strings = [
-        _string_array(str_off[s, : n + 1], str_data[s, : str_off[s, n]])
-        for s in range(program.strings)
-    ]
+    arrays = [_string_array(strings[i : i + 2], n) for i in range(0, len(strings), 2)]
+    ctx_off, key_off, key_data, val_off, val_data = ctx
     n_ctx = int(ctx_off[n])
-    keys = _string_array(key_off[: n_ctx + 1], key_data[: key_off[n_ctx]])
-    values = _string_array(val_off[: n_ctx + 1], val_data[: val_off[n_ctx]])
+    keys = _string_array([key_off, key_data], n_ctx)
+    values = _string_array([val_off, val_data], n_ctx)
     try:
-        for array in (*strings, keys, values):
+        for array in (*arrays, keys, values):
             array.validate(full=True)  # UTF-8, as fastavro insists on
     except pa.ArrowInvalid:
         return None
-    context = pa.MapArray.from_arrays(pa.array(ctx_off[: n + 1]), keys, values)
     return Columns(
-        strings=strings,
-        longs=longs[: program.longs, :n],
-        doubles=doubles[:n, : program.doubles].view(np.float64),
-        context=context,
+        strings=arrays,
+        longs=longs[:, :n],
+        doubles=doubles[:n].view(np.float64),
+        context=pa.MapArray.from_arrays(pa.array(ctx_off[: n + 1]), keys, values),
         record_index=record_index[:n],
     )
 
 
-def _string_array(offsets: NDArray[np.int32], data: Bytes) -> pa.StringArray:
-    return pa.StringArray.from_buffers(
-        len(offsets) - 1, pa.py_buffer(np.ascontiguousarray(offsets)), pa.py_buffer(data)
-    )
+def _string_array(buffers: list[Any], n: int) -> pa.StringArray:
+    offsets, data = buffers[0][: n + 1], buffers[1]
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data[: offsets[n]]))

@@ -33,6 +33,13 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+def consume_size(events: int, records: int, max_records: int, max_events: int) -> int:
+    """Records to ask for next, so a batch holds about ``max_events`` at the last ratio."""
+    if events == 0 or records == 0:
+        return max_records
+    return max(1, min(max_records, round(max_events * records / events)))
+
+
 class WindowConsumer(BatchConsumer):
     def __init__(
         self, settings: Settings, topic: str, agent: WindowAgent, outputs: BatchOutputs
@@ -61,12 +68,14 @@ class WindowConsumer(BatchConsumer):
             on_lost=self._on_lost,
         )
         max_records = self.settings.batch_max_records
+        max_events = self.settings.batch_max_events
         within = self.settings.batch_within_seconds
+        size = max_records
         # A batch's landing (insert, flush, commit) overlaps reading and processing the next.
         landing: asyncio.Task[None] | None = None
         try:
             while True:
-                messages = await call(consumer.consume, max_records, within)
+                messages = await call(consumer.consume, size, within)
                 if landing is not None and landing.done():
                     landing.result()  # a failed landing restarts the consumer
                 batch = self._batch(messages)
@@ -75,6 +84,8 @@ class WindowConsumer(BatchConsumer):
                 if self.agent.progress.first_batch_at is None:
                     self.agent.progress.first_batch_at = time.perf_counter()
                 rows = await self.agent.handle(batch)
+                if rows is not None:
+                    size = consume_size(len(rows.columns), len(batch), max_records, max_events)
                 checkpoint = self.agent.store.stage(self.outputs.producer)
                 if landing is not None:
                     await landing  # offsets commit in order, one batch in flight at most

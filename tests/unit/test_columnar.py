@@ -14,10 +14,10 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from deltaomega.schemas import INTERACTION_EVENT, INTERACTION_KINDS, VOICE_EVENT, AvroCodec
 from deltaomega.schemas.columnar import (
     ARRAY,
-    INTERACTION_EVENT_PROGRAM,
+    INTERACTION_EVENTS,
     ONE,
-    VOICE_EVENT_PROGRAM,
-    Program,
+    VOICE_EVENTS,
+    EventType,
     decode_columns,
 )
 from deltaomega.schemas.records import VOICE_EVENT_BATCH
@@ -72,7 +72,7 @@ def assert_same_columns(a: Any, b: Any) -> None:
             np.testing.assert_array_equal(x, y, err_msg=f.name)
 
 
-def fast(codec: AvroCodec, values: list[bytes], modes: dict[str, int], program: Program) -> Any:
+def fast(codec: AvroCodec, values: list[bytes], modes: dict[str, int], program: EventType) -> Any:
     """The columnar decoder alone; None where it leaves the records to fastavro."""
     layout = codec._layout(values, modes)
     return None if layout is None else decode_columns(*layout, program)
@@ -93,7 +93,7 @@ def test_voice_batches_decode_exactly_as_fastavro_does() -> None:
     rng = random.Random(1)
     codec = AvroCodec()
     values = voice_records(codec, rng, 300)
-    assert fast(codec, values, VOICE_MODES, VOICE_EVENT_PROGRAM) is not None
+    assert fast(codec, values, VOICE_MODES, VOICE_EVENTS) is not None
     decoded = codec.decode_voice_events(values)
     reference = codec._decode_voice_events_one_by_one(values)
     assert decoded.errors == reference.errors == []
@@ -111,7 +111,7 @@ def test_interactions_in_both_framings_decode_exactly_as_fastavro_does() -> None
         for n in range(500)
     ]
     assert sum(v[0] == 0 for v in values) == 167
-    assert fast(framed, values, INTERACTION_MODES, INTERACTION_EVENT_PROGRAM) is not None
+    assert fast(framed, values, INTERACTION_MODES, INTERACTION_EVENTS) is not None
     decoded = framed.decode_interactions(values)
     reference = framed._decode_interactions_one_by_one(values)
     assert decoded.errors == reference.errors == []
@@ -140,7 +140,7 @@ def test_blocks_with_byte_sizes_decode_as_fastavro_reads_them() -> None:
     payload = zigzag(-2) + zigzag(len(items[0] + items[1])) + items[0] + items[1]
     payload += zigzag(1) + items[2] + b"\x00"
     values = [header + payload]
-    columns = fast(codec, values, VOICE_MODES, VOICE_EVENT_PROGRAM)
+    columns = fast(codec, values, VOICE_MODES, VOICE_EVENTS)
     assert columns is not None
     assert columns.context.to_pylist() == [[("k1", "v1"), ("k2", "")]] * 3
     decoded = codec.decode_voice_events(values)
@@ -166,7 +166,7 @@ def test_records_it_cannot_take_are_left_to_fastavro(change: Any, why: str) -> N
     good = codec.encode(VOICE_EVENT, event)
     bad = change(good)
     assert bad != good, why
-    assert fast(codec, [good, bad], VOICE_MODES, VOICE_EVENT_PROGRAM) is None
+    assert fast(codec, [good, bad], VOICE_MODES, VOICE_EVENTS) is None
     decoded = codec.decode_voice_events([good, bad])
     assert decoded.columns.record_index.tolist() == ([0, 1] if why == "a repeated map key" else [0])
     if why == "a repeated map key":  # valid Avro: fastavro keeps the last value
@@ -196,13 +196,13 @@ def test_damaged_records_never_decode_to_more_than_fastavro_gives(kind: str) -> 
     codec = AvroCodec()
     if kind == "voice":
         originals = voice_records(codec, rng, 60)
-        modes, program, decode = VOICE_MODES, VOICE_EVENT_PROGRAM, codec.decode_voice_events
+        modes, program, decode = VOICE_MODES, VOICE_EVENTS, codec.decode_voice_events
         reference = codec._decode_voice_events_one_by_one
     else:
         originals = [codec.encode(INTERACTION_EVENT, interaction(rng, n)) for n in range(60)]
         modes, program, decode = (
             INTERACTION_MODES,
-            INTERACTION_EVENT_PROGRAM,
+            INTERACTION_EVENTS,
             codec.decode_interactions,
         )
         reference = codec._decode_interactions_one_by_one

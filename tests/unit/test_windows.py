@@ -7,6 +7,7 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
+from deltaomega.streams.window_consumer import consume_size
 from deltaomega.streams.windows import ClosedWindows, PartitionStore, TumblingWindowAggregator
 
 W, GRACE = 10_000, 5_000
@@ -189,3 +190,17 @@ def test_partial_replay_after_crash_between_entry_and_watermark_writes() -> None
 def test_store_keys_round_trip() -> None:
     raw = TumblingWindowAggregator._entry_key(3, "voice-7", T0)
     assert TumblingWindowAggregator.split_key(raw) == (3, "voice-7", T0)
+
+
+@pytest.mark.parametrize(
+    ("events", "records", "expected"),
+    [
+        (50_000, 50_000, 50_000),  # one event per record: the record cap holds
+        (500_000, 1_000, 200),  # 500 per record: 200 records make 100,000 events
+        (3_000_000, 2_000, 67),  # 1,500 per record, rounded
+        (10_000_000, 10, 1),  # never below one record
+        (0, 0, 50_000),  # an all-rejected or empty batch says nothing about the ratio
+    ],
+)
+def test_consume_size_follows_events_per_record(events: int, records: int, expected: int) -> None:
+    assert consume_size(events, records, max_records=50_000, max_events=100_000) == expected
