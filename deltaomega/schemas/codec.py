@@ -171,10 +171,11 @@ class AvroCodec:
             raise DecodeError(f"schema id {schema_id} is {name!r}, not a record type we read")
         # The same canonical form means the same bytes: read with the bundled schema then,
         # which needs no schema resolution and lets the columnar decoder take the record.
-        if fingerprint_of(writer_json) == schema.fingerprint:
-            writer = schema.parsed_raw
-        else:
-            writer = parse_schema(strip_logical_types(writer_json))
+        try:
+            same = fingerprint_of(writer_json) == schema.fingerprint
+            writer = schema.parsed_raw if same else parse_schema(strip_logical_types(writer_json))
+        except Exception as exc:  # noqa: BLE001 - fastavro raises many types on bad schemas
+            raise DecodeError(f"schema id {schema_id} does not parse: {exc}") from exc
         with self._lock:
             self._writers_by_id[schema_id] = (schema, writer)
         return schema, writer

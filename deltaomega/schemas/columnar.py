@@ -7,10 +7,11 @@ numba-compiled pass, straight into Arrow's buffer layout: offsets and bytes for 
 numbers as arrays, the context map as offsets plus key and value strings.
 
 It decodes only the bundled writer schemas and only valid records. Anything else (an
-unknown or evolved writer schema, a malformed record, an empty id, invalid UTF-8) makes
-:func:`decode_columns` return ``None`` and the caller decodes the batch with fastavro,
-whose per-record errors say what is wrong. So the two paths can never disagree on what
-a good batch holds, and tests/unit/test_columnar.py checks that they agree exactly.
+unknown or evolved writer schema, a malformed record, an empty id, invalid UTF-8, a map
+that repeats a key) makes :func:`decode_columns` return ``None``, and the caller decodes
+the batch with fastavro, whose per-record errors say what is wrong. So the two paths can
+never disagree on what a good batch holds, and tests/unit/test_columnar.py checks that
+they agree exactly.
 """
 
 from __future__ import annotations
