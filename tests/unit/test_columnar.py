@@ -21,6 +21,7 @@ from deltaomega.schemas.columnar import (
     decode_columns,
 )
 from deltaomega.schemas.records import VOICE_EVENT_BATCH
+from tests.unit.test_codec import zigzag_varint as zigzag
 
 VOICE_MODES = {VOICE_EVENT: ONE, VOICE_EVENT_BATCH: ARRAY}
 INTERACTION_MODES = {INTERACTION_EVENT: ONE}
@@ -117,15 +118,6 @@ def test_interactions_in_both_framings_decode_exactly_as_fastavro_does() -> None
     assert decoded.errors == reference.errors == []
     assert len(decoded.columns) == 500
     assert_same_columns(decoded.columns, reference.columns)
-
-
-def zigzag(n: int) -> bytes:
-    z, out = (n << 1) ^ (n >> 63), bytearray()
-    while z > 0x7F:
-        out.append((z & 0x7F) | 0x80)
-        z >>= 7
-    out.append(z)
-    return bytes(out)
 
 
 def test_blocks_with_byte_sizes_decode_as_fastavro_reads_them() -> None:
