@@ -32,6 +32,8 @@ from deltaomega.schemas.columnar import (
     INTERACTION_EVENTS,
     ONE,
     VOICE_EVENTS,
+    Columns,
+    EventType,
     decode_columns,
 )
 from deltaomega.schemas.records import (
@@ -204,8 +206,7 @@ class AvroCodec:
         A batch record is accepted or rejected whole, so a dead-lettered record can be
         replayed later without double-counting the part that had been accepted.
         """
-        layout = self._layout(values, {VOICE_EVENT: ONE, VOICE_EVENT_BATCH: ARRAY})
-        fast = None if layout is None else decode_columns(*layout, VOICE_EVENTS)
+        fast = self._columnar(values, {VOICE_EVENT: ONE, VOICE_EVENT_BATCH: ARRAY}, VOICE_EVENTS)
         if fast is None:
             return self._decode_voice_events_one_by_one(values)
         columns = VoiceEventColumns(
@@ -267,8 +268,7 @@ class AvroCodec:
         return _drop_bad(columns, bad_rows(METRICS, columns.metrics, columns.ts), errors)
 
     def decode_interactions(self, values: Sequence[bytes]) -> DecodedBatch[InteractionEventColumns]:
-        layout = self._layout(values, {INTERACTION_EVENT: ONE})
-        fast = None if layout is None else decode_columns(*layout, INTERACTION_EVENTS)
+        fast = self._columnar(values, {INTERACTION_EVENT: ONE}, INTERACTION_EVENTS)
         if fast is None:
             return self._decode_interactions_one_by_one(values)
         columns = InteractionEventColumns(
@@ -310,6 +310,13 @@ class AvroCodec:
         )
         bad = bad_rows(("strength",), columns.strength.reshape(-1, 1), columns.ts)
         return _drop_bad(columns, bad, errors)
+
+    def _columnar(
+        self, values: Sequence[bytes], modes: dict[str, int], kind: EventType
+    ) -> Columns | None:
+        """The columnar decoder's result, or None where fastavro must decode the batch."""
+        layout = self._layout(values, modes)
+        return None if layout is None else decode_columns(*layout, kind)
 
     def _layout(
         self, values: Sequence[bytes], modes: dict[str, int]

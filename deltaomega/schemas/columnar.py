@@ -71,8 +71,7 @@ def _append(buf: Bytes, pos: int, end: int, offsets: Int32s, data: Bytes, row: i
     if pos < 0 or length < 0 or pos + length > end:
         return -1
     start = offsets[row]
-    for k in range(length):  # ids are short: a loop beats a slice copy's setup
-        data[start + k] = buf[pos + k]
+    data[start : start + length] = buf[pos : pos + length]
     offsets[row + 1] = start + length
     return pos + length
 
@@ -303,7 +302,7 @@ def decode_columns(
     """
     size = int((ends - starts).sum())
     rows = size // kind.min_bytes + 1
-    strings = []
+    strings: list[Any] = []  # (offsets, bytes) per string field
     for _ in range(kind.strings):
         strings += [np.zeros(rows + 1, dtype=np.int32), np.empty(size, dtype=np.uint8)]
     longs = np.empty((kind.longs, rows), dtype=np.int64)
@@ -320,11 +319,11 @@ def decode_columns(
     n = kind.kernel(buf, starts, ends, modes, longs, doubles, record_index, ctx, *strings)
     if n < 0:
         return None
-    arrays = [_string_array(strings[i : i + 2], n) for i in range(0, len(strings), 2)]
+    arrays = [_string_array(strings[i], strings[i + 1], n) for i in range(0, len(strings), 2)]
     ctx_off, key_off, key_data, val_off, val_data = ctx
     n_ctx = int(ctx_off[n])
-    keys = _string_array([key_off, key_data], n_ctx)
-    values = _string_array([val_off, val_data], n_ctx)
+    keys = _string_array(key_off, key_data, n_ctx)
+    values = _string_array(val_off, val_data, n_ctx)
     try:
         for array in (*arrays, keys, values):
             array.validate(full=True)  # UTF-8, as fastavro insists on
@@ -339,6 +338,8 @@ def decode_columns(
     )
 
 
-def _string_array(buffers: list[Any], n: int) -> pa.StringArray:
-    offsets, data = buffers[0][: n + 1], buffers[1]
-    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data[: offsets[n]]))
+def _string_array(offsets: Int32s, data: Bytes, n: int) -> pa.StringArray:
+    """The first ``n`` strings, sharing the decoder's buffers (no copy)."""
+    return pa.StringArray.from_buffers(
+        n, pa.py_buffer(offsets[: n + 1]), pa.py_buffer(data[: offsets[n]])
+    )

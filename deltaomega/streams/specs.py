@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pyarrow.compute as pc
 
 from deltaomega.schemas.records import (
     INTERACTION_KINDS,
@@ -51,9 +50,9 @@ def _voice_states(closed: ClosedWindows) -> list[tuple[bytes, dict[str, Any]]]:
     return out
 
 
-def _count_voices(progress: Progress, cols: VoiceEventColumns) -> None:
-    progress.events += len(cols)
-    progress.voices.update(pc.unique(cols.voice_id).to_pylist())
+def _count_voices(progress: Progress, rows: WindowRows) -> None:
+    progress.events += len(rows.ts)
+    progress.voices.update(rows.names)
 
 
 def _interaction_rows(cols: InteractionEventColumns) -> WindowRows:
@@ -87,8 +86,8 @@ def _interaction_states(closed: ClosedWindows) -> list[tuple[bytes, dict[str, An
     return out
 
 
-def _count_interactions(progress: Progress, cols: InteractionEventColumns) -> None:
-    progress.interactions += len(cols)
+def _count_interactions(progress: Progress, rows: WindowRows) -> None:
+    progress.interactions += len(rows.ts)
 
 
 VOICE_SPEC = WindowStreamSpec(

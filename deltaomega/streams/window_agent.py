@@ -98,7 +98,7 @@ class WindowStreamSpec:
     #: closed windows → (Kafka key, state record) pairs
     states: Callable[[ClosedWindows], list[tuple[bytes, dict[str, Any]]]]
     insert_raw: Callable[[ClickHouseSink, Any, np.ndarray, np.ndarray], int]
-    count_progress: Callable[[Progress, Any], None]
+    count_progress: Callable[[Progress, WindowRows], None]
 
 
 class WindowAgent:
@@ -165,13 +165,14 @@ class WindowAgent:
         self.progress.deadlettered += len(decoded.errors)
         cols = decoded.columns
         EVENTS_DECODED.labels(name).inc(len(cols))
-        self.spec.count_progress(self.progress, cols)
         row_partition = batch.partitions[cols.record_index]
         row_offset = batch.offsets[cols.record_index]
         decoded_at = time.perf_counter()
         BATCH_SECONDS.labels(name, "decode").observe(decoded_at - started)
 
-        keys, names, ts, values = self.spec.rows(cols)
+        window_rows = self.spec.rows(cols)
+        self.spec.count_progress(self.progress, window_rows)
+        keys, names, ts, values = window_rows
         partitions = [int(p) for p in np.unique(batch.partitions)]
         watermark = None
         for partition in partitions:

@@ -18,7 +18,6 @@ from deltaomega.schemas.columnar import (
     ONE,
     VOICE_EVENTS,
     EventType,
-    decode_columns,
 )
 from deltaomega.schemas.records import VOICE_EVENT_BATCH
 from tests.unit.test_codec import zigzag_varint as zigzag
@@ -75,8 +74,7 @@ def assert_same_columns(a: Any, b: Any) -> None:
 
 def fast(codec: AvroCodec, values: list[bytes], modes: dict[str, int], program: EventType) -> Any:
     """The columnar decoder alone; None where it leaves the records to fastavro."""
-    layout = codec._layout(values, modes)
-    return None if layout is None else decode_columns(*layout, program)
+    return codec._columnar(values, modes, program)
 
 
 def voice_records(codec: AvroCodec, rng: random.Random, count: int) -> list[bytes]:
