@@ -36,7 +36,7 @@ from deltaomega.models.features import (
 )
 from deltaomega.models.registry import ModelRegistry
 from deltaomega.models.runtime import ModelRuntime
-from deltaomega.streams.inference import HISTORY, InferenceEngine
+from deltaomega.streams.ticks import HISTORY, ClosedWindow, TickRunner
 
 WINDOW = 10_000
 LINKS_PER_VOICE = 3
@@ -70,7 +70,7 @@ def timed(fn: Any, repeats: int) -> tuple[float, float]:
     return statistics.median(samples), samples[min(len(samples) - 1, int(0.99 * len(samples)))]
 
 
-def tick_states(tick: Tick) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+def tick_states(tick: Tick) -> ClosedWindow:
     names = [f"{m}_{s}" for m in METRICS for s in STAT_NAMES]
     voices = {
         v: {
@@ -92,7 +92,7 @@ def tick_states(tick: Tick) -> tuple[dict[str, dict[str, Any]], list[dict[str, A
             source.tolist(), target.tolist(), kind.tolist(), tick.values.tolist(), strict=True
         )
     ]
-    return voices, links
+    return ClosedWindow(tick.window_start, voices, links)
 
 
 def main() -> None:
@@ -145,13 +145,12 @@ def main() -> None:
         print("| whole tick (features + 4 models + alerts) | voices | median ms | p99 ms |")
         print("| --- | --- | --- | --- |")
         for voices in args.voices:
-            engine = InferenceEngine(settings, runtime)
+            runner = TickRunner(settings, runtime)
             history = synthetic_history(voices, rng)
             for tick in history[:-1]:
-                engine.run_tick(tick.window_start, *tick_states(tick))
-            voice_states, links = tick_states(history[-1])
+                runner.run_tick(tick_states(tick))
             repeats = max(3, args.repeats // (1 if voices <= 64 else 10))
-            tick = functools.partial(engine.run_tick, history[-1].window_start, voice_states, links)
+            tick = functools.partial(runner.run_tick, tick_states(history[-1]))
             median, p99 = timed(tick, repeats)
             print(f"| run_tick | {voices} | {median * 1e3:.1f} | {p99 * 1e3:.1f} |")
             emit(bench="tick", voices=voices, median_ms=median * 1e3, p99_ms=p99 * 1e3)

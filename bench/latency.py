@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import multiprocessing
 import resource
@@ -94,18 +95,33 @@ def read_sse(url: str, grace_ms: int, stop: threading.Event, out: list[float]) -
                 out.append(time.time() - closes)
 
 
-def rss_mib() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
+def rss_mib(pid: int | str = "self") -> float:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except FileNotFoundError:
+        pass
     return float("nan")
 
 
-def sample_rss(stop: threading.Event, out: list[tuple[float, float]]) -> None:
+def children() -> list[int]:
+    """This process's child processes (the worker's model process, once started)."""
+    pids = []
+    for task in Path("/proc/self/task").iterdir():
+        pids += [int(p) for p in (task / "children").read_text().split()]
+    return pids
+
+
+def sample_rss(
+    stop: threading.Event, models: list[int], out: list[tuple[float, float, float]]
+) -> None:
+    """(seconds, worker RSS, model process RSS) every second."""
     begin = time.monotonic()
     while not stop.wait(1.0):
-        out.append((time.monotonic() - begin, rss_mib()))
+        model_rss = sum(rss_mib(pid) for pid in models)
+        out.append((time.monotonic() - begin, rss_mib(), model_rss))
 
 
 def tick_summary() -> tuple[int, float, float]:
@@ -136,6 +152,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     configure_logging("WARNING")
+    logging.getLogger("deltaomega.streams.model_process").setLevel(logging.INFO)  # tick lines
     # The embedded ClickHouse may still be merging parts in there as the directory goes.
     with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         tag = uuid.uuid4().hex[:8]
@@ -169,8 +186,9 @@ def main() -> None:
         )
         reader.start()
         time.sleep(1.0)
-        rss: list[tuple[float, float]] = []
-        sampler = threading.Thread(target=sample_rss, args=(stop, rss), daemon=True)
+        rss: list[tuple[float, float, float]] = []
+        models = children()  # before the producer's process exists
+        sampler = threading.Thread(target=sample_rss, args=(stop, models, rss), daemon=True)
         sampler.start()
         # The producer runs in its own process, as producers do, so it does not share
         # the worker's interpreter.
@@ -212,7 +230,9 @@ def main() -> None:
         )
     print(f"| event → ClickHouse row (ms) | {row_p50:.0f} | {row_p99:.0f} | {rows} of {sent} |")
     print(f"| window close → state row (ms) | {state_p50:.0f} | {state_p99:.0f} | {states} |")
+    model_peak = max((m for _, _, m in rss), default=float("nan"))
     print(f"| peak RSS of the process (MiB) | {peak_mb:.0f} | | |")
+    print(f"| peak RSS of the model process (MiB) | {model_peak:.0f} | | |")
     print(f"| inference tick (s): mean, all under | {tick_mean:.3f} | ≤ {tick_bound} | {ticks} |")
     emit(
         bench="latency",
@@ -227,20 +247,28 @@ def main() -> None:
         rows=int(rows),
         sent=sent,
         peak_rss_mib=peak_mb,
+        model_process_peak_rss_mib=model_peak,
         voices=args.voices,
         interactions=args.interactions,
         ticks=ticks,
         tick_mean_s=tick_mean,
         tick_max_bound_s=tick_bound,
     )
-    at_minute = [m for t, m in rss if t >= 60.0]
+    at_minute = [(w, m) for t, w, m in rss if t >= 60.0]
     if at_minute and args.seconds >= 120:
-        first, last = at_minute[0], rss[-1][1]
-        print(
-            f"| RSS at minute 1 → end (MiB) | {first:.0f} → {last:.0f} "
-            f"| {100 * (last - first) / first:+.1f} % | |"
+        (first, model_first), (_, last, model_last) = at_minute[0], rss[-1]
+        for label, a, b in (("", first, last), (" of the model process", model_first, model_last)):
+            print(
+                f"| RSS{label} at minute 1 → end (MiB) | {a:.0f} → {b:.0f} "
+                f"| {100 * (b - a) / a:+.1f} % | |"
+            )
+        emit(
+            bench="soak",
+            rss_minute_1_mib=first,
+            rss_end_mib=last,
+            model_rss_minute_1_mib=model_first,
+            model_rss_end_mib=model_last,
         )
-        emit(bench="soak", rss_minute_1_mib=first, rss_end_mib=last)
 
 
 if __name__ == "__main__":

@@ -519,14 +519,13 @@ def _breadth_first(
     return out
 
 
-def conflict_graphs(history: Sequence[Tick], max_voices: int) -> ConflictGraphs:
-    """Voices grouped by connected component of the interaction graph, so one call scores
+def conflict_groups(tick: Tick, max_voices: int) -> list[NDArray[np.int64]]:
+    """Voices grouped by connected component of the interaction graph, so one graph scores
     every pair that can interact. A component larger than ``max_voices`` is cut into
     chunks of its breadth-first order, so a chunk is a neighbourhood and keeps most of its
     links (pairs across chunks are not scored). Voices with no links are left out: they
     have no pair to score.
     """
-    tick = history[-1]
     n = len(tick.voice_ids)
     links = linked_pairs(tick)
     groups: list[NDArray[np.int64]] = []
@@ -537,6 +536,54 @@ def conflict_graphs(history: Sequence[Tick], max_voices: int) -> ConflictGraphs:
             groups += [np.sort(c) for c in chunks if len(c) >= 2]
         else:
             groups.append(component)
+    return groups
+
+
+def conflict_graphs(history: Sequence[Tick], max_voices: int) -> ConflictGraphs:
+    """Every group of :func:`conflict_groups` as one batch, padded to the largest."""
+    return _graph_batch(history, conflict_groups(history[-1], max_voices))
+
+
+#: Padded pairs (graphs × size²) per conflict-predictor call.
+PAIRS_PER_CALL = 1 << 18
+
+
+def conflict_batches(history: Sequence[Tick], max_voices: int) -> list[ConflictGraphs]:
+    """The groups of :func:`conflict_groups` in batches of like size (up to twice the
+    smallest), each padded to its own largest and holding at most PAIRS_PER_CALL pairs.
+
+    The model's cost grows with the square of the padded size, so one batch padded to
+    the largest group makes thousands of small components (a sparse or partly active
+    system) cost as many full-size graphs. And one call on every graph of a 10,000-voice
+    system needs 3.7 GB of intermediate tensors; calls of about 250,000 pairs take 1 GB
+    and are no slower (their shapes repeat from tick to tick, so onnxruntime reuses its
+    buffers). Groups share no edges, and the model only passes messages along edges, so
+    batching does not change a score.
+    """
+    groups = conflict_groups(history[-1], max_voices)
+    classes: dict[int, list[NDArray[np.int64]]] = {}
+    for group in groups:
+        classes.setdefault((len(group) - 1).bit_length(), []).append(group)
+    cells = edge_cells(history)
+    batches = []
+    for c in sorted(classes):
+        like = classes[c]
+        per_call = max(1, PAIRS_PER_CALL // max(len(g) for g in like) ** 2)
+        batches += [
+            _graph_batch(history, like[i : i + per_call], cells)
+            for i in range(0, len(like), per_call)
+        ]
+    return batches
+
+
+def _graph_batch(
+    history: Sequence[Tick],
+    groups: list[NDArray[np.int64]],
+    cells: tuple[NDArray[np.int64], F64, F64] | None = None,
+) -> ConflictGraphs:
+    tick = history[-1]
+    n = len(tick.voice_ids)
+    links = linked_pairs(tick)
     size = max((len(g) for g in groups), default=2)
     group_of = np.full(n, -1, dtype=np.int64)
     slot_of = np.zeros(n, dtype=np.int64)
@@ -551,8 +598,8 @@ def conflict_graphs(history: Sequence[Tick], max_voices: int) -> ConflictGraphs:
         members = np.concatenate(groups)
         nodes[group_of[members], slot_of[members]] = voice_features(tick)[members]
         mask[group_of[members], slot_of[members]] = 1.0
-        cells, now, change = edge_cells(history)
-        pair, kind = np.divmod(cells, K)
+        cell, now, change = cells if cells is not None else edge_cells(history)
+        pair, kind = np.divmod(cell, K)
         a, b = np.divmod(pair, n)
         inside = (group_of[a] >= 0) & (group_of[a] == group_of[b])
         g, sa, sb, k = group_of[a[inside]], slot_of[a[inside]], slot_of[b[inside]], kind[inside]

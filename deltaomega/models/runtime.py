@@ -1,6 +1,6 @@
 """onnxruntime serving: sessions made once per version, CUDA first where it exists.
 
-The worker calls :meth:`ModelRuntime.run` from one inference thread; :meth:`refresh`
+The worker's model process calls :meth:`ModelRuntime.run` from one thread; :meth:`refresh`
 swaps in a newly activated version (sessions are built before the swap, so a tick never
 sees a half-loaded version, and a version that fails its checks is refused and logged
 while the old one keeps serving).
@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +26,21 @@ log = logging.getLogger(__name__)
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
+
+
+#: (model, seconds, rows) of one batched call.
+Observe = Callable[[str, float, int], None]
+
+
+def observe_call(model: str, seconds: float, rows: int) -> None:
+    INFERENCE_SECONDS.labels(model).observe(seconds)
+    INFERENCE_BATCH.labels(model).observe(rows)
+
+
+def mark_serving(previous: str | None, current: str) -> None:
+    if previous is not None and previous != current:
+        MODEL_VERSION_INFO.labels(previous).set(0)
+    MODEL_VERSION_INFO.labels(current).set(1)
 
 
 def choose_providers(available: list[str] | None = None) -> list[str]:
@@ -44,9 +60,13 @@ class LoadedVersion:
 
 
 class ModelRuntime:
-    def __init__(self, registry: ModelRegistry, threads: int = 1) -> None:
+    def __init__(
+        self, registry: ModelRegistry, threads: int = 1, observe: Observe = observe_call
+    ) -> None:
         self.registry = registry
         self.threads = threads
+        #: Sees every batched call (Prometheus here; the model process reports them).
+        self.observe = observe
         self.providers = choose_providers()
         self._lock = threading.Lock()
         self._loaded: LoadedVersion | None = None
@@ -92,9 +112,7 @@ class ModelRuntime:
     def _swap(self, loaded: LoadedVersion) -> None:
         with self._lock:
             previous, self._loaded = self._loaded, loaded
-        if previous is not None:
-            MODEL_VERSION_INFO.labels(previous.name).set(0)
-        MODEL_VERSION_INFO.labels(loaded.name).set(1)
+        mark_serving(previous.name if previous is not None else None, loaded.name)
         log.info("serving model version %s", loaded.name)
 
     @property
@@ -127,7 +145,7 @@ class ModelRuntime:
     def run(
         self, name: str, feeds: dict[str, np.ndarray], loaded: LoadedVersion | None = None
     ) -> list[np.ndarray]:
-        """One batched call; latency and batch size go to Prometheus."""
+        """One batched call; its latency and batch size go to ``observe``."""
         loaded = loaded or self.current
         session = loaded.sessions[name]
         first = next(iter(feeds.values()))
@@ -135,8 +153,9 @@ class ModelRuntime:
         outputs = session.run(
             None, {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in feeds.items()}
         )
-        INFERENCE_SECONDS.labels(name).observe(time.perf_counter() - started)
-        INFERENCE_BATCH.labels(name).observe(
-            first.shape[0] * (first.shape[1] if name == "conflict_predictor" else 1)
+        self.observe(
+            name,
+            time.perf_counter() - started,
+            first.shape[0] * (first.shape[1] if name == "conflict_predictor" else 1),
         )
         return [np.asarray(o) for o in outputs]

@@ -2,20 +2,18 @@
 
 The input topics are read by :class:`WindowConsumer` (confluent-kafka batches, open windows
 in a :class:`WindowStore`), the state and model-output topics by one :class:`SinkConsumer`;
-Faust runs them, and the inference engine, as tasks of one app on one event loop.
+Faust runs them, and the inference engine, as tasks of one app on one event loop; the
+models themselves run in a process of their own.
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 
 import faust
 
 from deltaomega.config import Settings
-from deltaomega.models.registry import ModelRegistry
-from deltaomega.models.runtime import ModelRuntime
 from deltaomega.schemas.codec import AvroCodec
 from deltaomega.schemas.records import (
     ALERT,
@@ -32,6 +30,7 @@ from deltaomega.sinks.recent import last_tick, states_since
 from deltaomega.streams.batch_consumer import BatchConsumer
 from deltaomega.streams.deadletter import DeadLetterPublisher
 from deltaomega.streams.inference import InferenceEngine
+from deltaomega.streams.model_process import output_topics
 from deltaomega.streams.outputs import BatchOutputs
 from deltaomega.streams.progress import Progress
 from deltaomega.streams.specs import INTERACTION_SPEC, VOICE_SPEC
@@ -142,15 +141,7 @@ def create_pipeline(
             *states_since(clickhouse, database, last - (windows - 1) * settings.window_ms),
         )
 
-    inference = (
-        InferenceEngine(
-            settings,
-            ModelRuntime(ModelRegistry(settings.resolved_models_dir), settings.inference_threads),
-            recent,
-        )
-        if settings.models_enabled
-        else None
-    )
+    inference = InferenceEngine(settings, recent) if settings.models_enabled else None
     feed = inference.add_states if inference is not None else None
     voice_state_sink = StateSinkAgent(
         VOICE_STATE, "voice_states", codec, sink, deadletter, on_records=feed
@@ -159,40 +150,29 @@ def create_pipeline(
         INTERACTION_STATE, "interaction_states", codec, sink, deadletter, on_records=feed
     )
     # Model outputs: topic → ClickHouse table.
-    outputs = {
-        PREDICTION: (topics.predictions, "predictions"),
-        CONFLICT_PREDICTION: (topics.conflicts, "conflict_predictions"),
-        EMERGENCE: (topics.emergence, "emergence"),
-        PATTERN: (topics.patterns, "patterns"),
-        ALERT: (topics.alerts, "alerts"),
+    tables = {
+        PREDICTION: "predictions",
+        CONFLICT_PREDICTION: "conflict_predictions",
+        EMERGENCE: "emergence",
+        PATTERN: "patterns",
+        ALERT: "alerts",
     }
     sinks = {
         topics.voice_states: voice_state_sink,
         topics.interaction_states: interaction_state_sink,
     }
-    for schema, (name, table) in outputs.items():
-        sinks[name] = StateSinkAgent(schema, table, codec, sink, deadletter)
+    for schema, topic in output_topics(topics).items():
+        sinks[topic] = StateSinkAgent(schema, tables[schema], codec, sink, deadletter)
     _register_consumer(
         app, SinkConsumer(settings, sinks, sink_outputs, _SINK_MAX_ROWS, _SINK_WITHIN_SECONDS)
     )
 
     if inference is not None:
         engine = inference
-        model_outputs = BatchOutputs(settings, "models")
-        emit = {schema: model_outputs.emit_to(name) for schema, (name, _) in outputs.items()}
-
-        async def publish(schema: str, key: bytes, record: dict[str, Any]) -> None:
-            emit[schema](key, codec.encode(schema, record, validate=False))
-
-        async def delivered() -> None:
-            await asyncio.to_thread(model_outputs.flush)
 
         @app.task  # type: ignore[untyped-decorator]
         async def run_inference() -> None:
-            try:
-                await engine.run(publish, delivered)
-            finally:
-                await asyncio.to_thread(model_outputs.close)
+            await engine.run()
 
     return Pipeline(app=app, topics=topics, progress=progress)
 

@@ -21,7 +21,7 @@ from deltaomega.producer import SimulationConfig, run_simulation
 from deltaomega.producer.episodes import Episode, Scenario
 from deltaomega.sinks.clickhouse import ClickHouse
 from deltaomega.sinks.recent import states_since
-from deltaomega.streams.inference import InferenceEngine, TickOutputs
+from deltaomega.streams.ticks import ClosedWindow, TickOutputs, TickRunner
 from deltaomega.topics import Topics
 from tests.api_client import sse_events
 from tests.conftest import RunningService, wait_for
@@ -73,13 +73,15 @@ def offline_outputs(
 ) -> dict[int, TickOutputs]:
     """The stored states of these windows through an engine that never stopped, in order."""
     voices, links = states_since(clickhouse, settings.clickhouse_database, starts[0])
-    engine = InferenceEngine(settings, ModelRuntime(ModelRegistry(settings.resolved_models_dir)))
-    engine.runtime.start()
+    runner = TickRunner(settings, ModelRuntime(ModelRegistry(settings.resolved_models_dir)))
+    runner.runtime.start()
     return {
-        start: engine.run_tick(
-            start,
-            {s["voice_id"]: s for s in voices if s["window_start"] == start},
-            [x for x in links if x["window_start"] == start],
+        start: runner.run_tick(
+            ClosedWindow(
+                start,
+                {s["voice_id"]: s for s in voices if s["window_start"] == start},
+                [x for x in links if x["window_start"] == start],
+            )
         )
         for start in starts
     }
@@ -194,6 +196,8 @@ def test_running_worker_picks_up_an_activated_version(
     t0 = (int(time.time() * 1000) - 600_000) // WINDOW * WINDOW
     service = service_factory(settings)
     registry = ModelRegistry(settings.resolved_models_dir)
+    # The model process installs the shipped version as it starts.
+    wait_for(lambda: registry.active() is not None, timeout=60, what="a model version")
     shipped = registry.active()
     assert shipped is not None
 

@@ -20,7 +20,7 @@ from deltaomega.models.features import ANTAGONISTIC, METRICS, STAT_NAMES, SUPPOR
 from deltaomega.models.registry import ModelRegistry
 from deltaomega.models.runtime import ModelRuntime
 from deltaomega.schemas.records import INTERACTION_KINDS
-from deltaomega.streams.inference import InferenceEngine
+from deltaomega.streams.ticks import TickRunner
 
 Dense = tuple[np.ndarray, np.ndarray, np.ndarray]  # stats, present, strength
 
@@ -256,7 +256,7 @@ def test_unlinked_pairs_are_capped_per_voice(
     n = 6
     tick = ring_tick(list(range(n)))  # 0 → 1 → … → 5 → 0
     settings = Settings(data_dir=tmp_path, conflict_publish_min=0.3, conflict_unlinked_per_voice=1)
-    engine = InferenceEngine(settings, ModelRuntime(ModelRegistry(settings.resolved_models_dir)))
+    engine = TickRunner(settings, ModelRuntime(ModelRegistry(settings.resolved_models_dir)))
     # probability p[a, b] = (a + b) / 10 for every pair (as a model might say)
     scores = np.fromfunction(lambda a, b: (a + b) / 10, (n, n), dtype=np.float32)
     monkeypatch.setattr(engine.runtime, "run", lambda *_args, **_kw: [scores[None]])
@@ -269,3 +269,68 @@ def test_unlinked_pairs_are_capped_per_voice(
     # per source the one most probable unlinked pair at or above 0.3: its highest target
     assert unlinked == {(0, 4), (1, 5), (2, 5), (3, 5), (4, 2), (5, 3)}
     assert pairs[(0, 4)] == pytest.approx(0.4) and pairs[(0, 1)] == pytest.approx(0.1)
+
+
+def scored_pairs(
+    runtime: ModelRuntime, graphs: features.ConflictGraphs
+) -> dict[tuple[int, int], float]:
+    (probability,) = runtime.run(
+        "conflict_predictor", {"nodes": graphs.nodes, "edges": graphs.edges, "mask": graphs.mask}
+    )
+    out = {}
+    for g, members in enumerate(graphs.members):
+        m = len(members)
+        for i, a in enumerate(members.tolist()):
+            for j, b in enumerate(members.tolist()[:m]):
+                if a != b:
+                    out[(a, b)] = float(probability[g, i, j])
+    return out
+
+
+def test_batches_of_like_size_score_every_pair_as_one_padded_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(3)
+    # components of 2 to 40 voices, a ring of 150 cut into chunks of 64, lone voices
+    sizes = [int(s) for s in rng.integers(2, 41, 25)]
+    n = sum(sizes) + 150 + 10
+    voices = rng.permutation(n)
+    cells, start = [], 0
+    for size in [*sizes, 150]:
+        members = voices[start : start + size]
+        start += size
+        links = size if size == 150 else size - 1  # the ring closes, the others are chains
+        for a, b in zip(members[:links], np.roll(members, -1)[:links], strict=True):
+            cells.append((int(a) * n + int(b)) * K + int(rng.integers(0, K)))
+    cells_array = np.unique(np.array(cells, dtype=np.int64))
+    ticks = [
+        Tick.from_cells(
+            w * 10_000,
+            tuple(f"v{i:04d}" for i in range(n)),
+            rng.uniform(0.1, 0.9, (n, 16)),
+            np.ones(n, dtype=bool),
+            cells_array,
+            rng.uniform(0.2, 0.9, len(cells_array)),
+        )
+        for w in range(3)
+    ]
+    monkeypatch.setattr(features, "PAIRS_PER_CALL", 64 * 64 * 2)
+    one = features.conflict_graphs(ticks, max_voices=64)
+    batches = features.conflict_batches(ticks, max_voices=64)
+    assert [len(b.members) for b in batches if b.mask.shape[1] == 64] == [2]
+    grouped = sorted(g.tolist() for b in batches for g in b.members)
+    assert grouped == sorted(g.tolist() for g in one.members)
+    assert len(grouped) == 25 + 3  # the ring: 64 + 64 + 22
+    for batch in batches:  # like sizes: all in one (2^(c-1), 2^c] class
+        classes = {(len(g) - 1).bit_length() for g in batch.members}
+        assert len(classes) == 1 and batch.mask.shape[1] == max(len(g) for g in batch.members)
+        assert batch.mask.size * batch.mask.shape[1] <= 64 * 64 * 2  # PAIRS_PER_CALL
+    assert sum(b.edges.size for b in batches) < one.edges.size / 2
+    runtime = ModelRuntime(ModelRegistry(tmp_path / "models"))
+    runtime.start()
+    expected = scored_pairs(runtime, one)
+    got: dict[tuple[int, int], float] = {}
+    for batch in batches:
+        got |= scored_pairs(runtime, batch)
+    assert got.keys() == expected.keys()
+    assert max(abs(got[k] - expected[k]) for k in got) < 1e-5

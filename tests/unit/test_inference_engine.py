@@ -13,6 +13,7 @@ from deltaomega.models.registry import ModelRegistry
 from deltaomega.models.runtime import ModelRuntime
 from deltaomega.schemas.records import INTERACTION_STATE, METRICS, STAT_NAMES, VOICE_STATE
 from deltaomega.streams.inference import InferenceEngine
+from deltaomega.streams.ticks import TickRunner
 
 W = 10_000
 
@@ -34,8 +35,7 @@ def link(start: int) -> dict[str, Any]:
 
 
 def engine(tmp_path: Path, **overrides: Any) -> InferenceEngine:
-    settings = Settings(data_dir=tmp_path, partitions=2, **overrides)
-    return InferenceEngine(settings, ModelRuntime(ModelRegistry(settings.resolved_models_dir)))
+    return InferenceEngine(Settings(data_dir=tmp_path, partitions=2, **overrides))
 
 
 def test_window_is_ready_once_every_partition_moved_past_it(tmp_path: Path) -> None:
@@ -73,14 +73,11 @@ def test_states_after_their_tick_are_late_and_ignored(tmp_path: Path) -> None:
 
 def test_no_usable_model_turns_inference_off_not_the_worker(tmp_path: Path) -> None:
     e = engine(tmp_path)
-    registry = e.runtime.registry
+    registry = ModelRegistry(e.settings.resolved_models_dir)
     registry.ensure_installed()
     registry.active_file.write_text(json.dumps({"active": "missing", "history": []}))
-
-    async def never(*_: Any) -> None:
-        raise AssertionError("nothing may be published")
-
-    asyncio.run(asyncio.wait_for(e.run(never), timeout=30))
+    # The model process refuses to start; run() returns instead of ticking.
+    asyncio.run(asyncio.wait_for(e.run(), timeout=60))
     assert e.disabled
     e.add_states(VOICE_STATE, [state("a", 0)], [0])
     assert e._pending == {}
@@ -90,28 +87,65 @@ def test_restore_rebuilds_history_and_files_windows_whose_tick_never_ran(tmp_pat
     e = engine(tmp_path)
     voices = [state(v, w * W) for w in range(10) for v in ("a", "b")]
     links = [link(w * W) for w in range(10)]
-    e.restore(6 * W, voices, links)
-    history = list(e._history)
-    assert [t.window_start for t in history] == [w * W for w in range(7)]
-    assert history[-1].voice_ids == ("a", "b") and history[-1].present.tolist() == [True, True]
-    assert float(history[-1].dense_strength()[0, 1, 0]) == 0.5
+    history = e.restore(6 * W, voices, links)
+    assert [w.start for w in history] == [w * W for w in range(7)]
+    assert sorted(history[-1].voices) == ["a", "b"] and len(history[-1].interactions) == 1
     assert sorted(e._pending) == [7 * W, 8 * W, 9 * W]
     assert sorted(e._pending[9 * W].voices) == ["a", "b"]
     assert e._done_until == 6 * W
     e.add_states(VOICE_STATE, [state("a", 6 * W)], [0])  # redelivered: its tick already ran
     assert sorted(e._pending) == [7 * W, 8 * W, 9 * W]
+    # The model process turns those windows into its tick history.
+    settings = e.settings
+    runner = TickRunner(settings, ModelRuntime(ModelRegistry(settings.resolved_models_dir)))
+    runner.restore(history)
+    ticks = list(runner.history)
+    assert [t.window_start for t in ticks] == [w * W for w in range(7)]
+    assert ticks[-1].voice_ids == ("a", "b") and ticks[-1].present.tolist() == [True, True]
+    assert float(ticks[-1].dense_strength()[0, 1, 0]) == 0.5
+
+
+def test_restore_after_the_model_process_died_does_not_run_a_window_twice(
+    tmp_path: Path,
+) -> None:
+    e = engine(tmp_path)
+    # Ticks up to 3 ran, the process died on 4; storage has ticks up to 2.
+    e._ran_until, e._done_until = 3 * W, 4 * W
+    history = e.restore(2 * W, [state("a", w * W) for w in range(6)], [])
+    assert [w.start for w in history] == [w * W for w in range(4)]
+    assert sorted(e._pending) == [5 * W] and e._done_until == 4 * W
 
 
 def test_restore_without_a_completed_tick_changes_nothing(tmp_path: Path) -> None:
     e = engine(tmp_path)
-    e.restore(None, [state("a", 0)], [])
-    assert list(e._history) == [] and e._pending == {} and e._done_until == -1
+    assert e.restore(None, [state("a", 0)], []) == []
+    assert e._pending == {} and e._done_until == -1
 
 
 def test_restore_merges_with_states_that_arrived_while_loading(tmp_path: Path) -> None:
     e = engine(tmp_path)
     e.add_states(VOICE_STATE, [state("a", 2 * W), state("c", 4 * W)], [0, 1])
-    e.restore(3 * W, [state(v, w * W) for w in range(5) for v in ("a", "b")], [])
+    history = e.restore(3 * W, [state(v, w * W) for w in range(5) for v in ("a", "b")], [])
     assert sorted(e._pending) == [4 * W]  # window 2 already ran before the restart
     assert sorted(e._pending[4 * W].voices) == ["a", "b", "c"]
-    assert [t.window_start for t in e._history] == [0, W, 2 * W, 3 * W]
+    assert [w.start for w in history] == [0, W, 2 * W, 3 * W]
+
+
+def test_live_window_waits_for_a_partition_that_is_behind(tmp_path: Path) -> None:
+    e = engine(tmp_path, inference_settle_seconds=0.5)
+    live = int(time.time() * 1000) // W * W - W
+    e._done_until = live - W
+    e.add_states(VOICE_STATE, [state("a", live - W), state("b", live - W)], [0, 1])  # late
+    e.add_states(INTERACTION_STATE, [link(live)], [0])
+    now = time.monotonic()
+    # The voice partitions delivered the window before and not this one yet.
+    ready, wait = e._ready(now + 0.5)
+    assert ready == [] and wait is not None and 14.4 < wait < 14.6
+    assert e._ready(now + 15.0)[0] == [live]  # but not for ever
+    e.add_states(VOICE_STATE, [state("a", live)], [0])
+    assert e._ready(now + 0.5)[0] == []  # partition 1 still behind
+    e.add_states(VOICE_STATE, [state("b", live)], [1])
+    arrived = time.monotonic()
+    assert e._ready(arrived + 0.4)[0] == []  # settles after the last state
+    assert e._ready(arrived + 0.5)[0] == [live]
+    assert sorted(e._pending[live].voices) == ["a", "b"]

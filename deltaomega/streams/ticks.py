@@ -1,0 +1,238 @@
+"""The models' side of a tick: the history of closed windows, four batched model calls and
+the alert rules, from one window's voice and interaction states to its output records.
+
+:class:`TickRunner` runs in the worker's model process (see
+:mod:`deltaomega.streams.model_process`); tests and benchmarks use it directly.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from deltaomega.config import Settings
+from deltaomega.models import alerts as rules
+from deltaomega.models.features import (
+    CONFLICT_HORIZON,
+    EMERGENCE_TYPES,
+    INTERVAL_LEVEL,
+    INTERVAL_Z,
+    PATTERN_WINDOWS,
+    SEQUENCE_WINDOWS,
+    ConflictGraphs,
+    Tick,
+    conflict_batches,
+    pattern_input,
+    predictor_input,
+    system_vector,
+    tick_from_states,
+)
+from deltaomega.models.runtime import LoadedVersion, ModelRuntime
+from deltaomega.producer.episodes import REGIMES
+from deltaomega.schemas.records import (
+    ALERT,
+    CONFLICT_PREDICTION,
+    EMERGENCE,
+    METRICS,
+    PATTERN,
+    PREDICTION,
+)
+
+HISTORY = max(SEQUENCE_WINDOWS, PATTERN_WINDOWS, 4)
+
+
+@dataclass
+class ClosedWindow:
+    """One window's states as the tick takes them: voice id → state, and the links."""
+
+    start: int
+    voices: dict[str, dict[str, Any]]
+    interactions: list[dict[str, Any]]
+
+
+@dataclass
+class TickOutputs:
+    window_start: int
+    predictions: list[dict[str, Any]]
+    conflicts: list[dict[str, Any]]
+    emergence: dict[str, Any]
+    pattern: dict[str, Any]
+    alerts: list[dict[str, Any]]
+
+    def records(self) -> list[tuple[str, bytes, dict[str, Any]]]:
+        out: list[tuple[str, bytes, dict[str, Any]]] = []
+        out += [(PREDICTION, p["voice_id"].encode(), p) for p in self.predictions]
+        out += [(CONFLICT_PREDICTION, c["source"].encode(), c) for c in self.conflicts]
+        out.append((EMERGENCE, b"system", self.emergence))
+        out.append((PATTERN, b"system", self.pattern))
+        out += [(ALERT, a["subject"].encode(), a) for a in self.alerts]
+        return out
+
+
+def _normal_tail(level: float, mean: float, std: float) -> float:
+    """P(X > level) for X ~ N(mean, std²)."""
+    return 0.5 * math.erfc((level - mean) / (max(std, 1e-9) * math.sqrt(2)))
+
+
+class TickRunner:
+    def __init__(self, settings: Settings, runtime: ModelRuntime) -> None:
+        self.settings = settings
+        self.runtime = runtime
+        self.rules = rules.AlertRules.from_settings(settings)
+        self.window_ms = settings.window_ms
+        self.history: deque[Tick] = deque(maxlen=HISTORY)
+        self._last_predictions: dict[str, dict[str, Any]] = {}
+
+    def restore(self, windows: Sequence[ClosedWindow]) -> None:
+        """Windows whose ticks ran before the worker (or this process) last stopped."""
+        for window in windows:
+            self.history.append(
+                tick_from_states(window.start, list(window.voices.values()), window.interactions)
+            )
+
+    def run_tick(self, window: ClosedWindow) -> TickOutputs:
+        models = self.runtime.current
+        window_start, voice_states = window.start, window.voices
+        tick = tick_from_states(window_start, list(voice_states.values()), window.interactions)
+        self.history.append(tick)
+        history = list(self.history)
+        now_ms = int(time.time() * 1000)
+        version = models.name
+        observed = {v: {m: float(s[f"{m}_mean"]) for m in METRICS} for v, s in voice_states.items()}
+        alerts = rules.breach_alerts(
+            self.rules, self._last_predictions, observed, window_start, version, now_ms
+        )
+        predictions = self._predict(models, history, now_ms)
+        conflicts = self._conflicts(models, history, now_ms)
+        emergence = self._emergence(models, history, now_ms)
+        pattern = self._pattern(models, history, tick, now_ms)
+        current_stress = {v: m["stress"] for v, m in observed.items()}
+        alerts += rules.stress_alerts(self.rules, predictions, current_stress, version, now_ms)
+        alerts += rules.conflict_alerts(self.rules, conflicts, version, now_ms)
+        alerts += rules.emergence_alerts(self.rules, emergence, version, now_ms)
+        self._last_predictions = {p["voice_id"]: p for p in predictions}
+        return TickOutputs(window_start, predictions, conflicts, emergence, pattern, alerts)
+
+    def _predict(
+        self, models: LoadedVersion, history: list[Tick], now_ms: int
+    ) -> list[dict[str, Any]]:
+        tick = history[-1]
+        rows = np.flatnonzero(tick.present)
+        if len(rows) == 0:
+            return []
+        x = predictor_input(history)[rows]
+        mean, std = self.runtime.run("voice_state_predictor", {"history": x}, models)
+        mu, sd = mean.astype(np.float64), std.astype(np.float64)
+        # Per metric: pred, std, low, high; one row per voice.
+        columns = np.stack([mu, sd, mu - INTERVAL_Z * sd, mu + INTERVAL_Z * sd], axis=2)
+        names = [f"{m}_{part}" for m in METRICS for part in ("pred", "std", "low", "high")]
+        stress = METRICS.index("stress")
+        level = self.rules.stress_level
+        risk = [
+            _normal_tail(level, m, s)
+            for m, s in zip(mu[:, stress].tolist(), sd[:, stress].tolist(), strict=True)
+        ]
+        fixed = {
+            "window_start": tick.window_start,
+            "target_window_start": tick.window_start + self.window_ms,
+            "interval_level": INTERVAL_LEVEL,
+            "model_version": models.name,
+            "produced_at": now_ms,
+        }
+        ids = tick.voice_ids
+        return [
+            {"voice_id": ids[i], **fixed, **dict(zip(names, values, strict=True)), "risk": r}
+            for i, values, r in zip(
+                rows.tolist(), columns.reshape(len(rows), -1).tolist(), risk, strict=True
+            )
+        ]
+
+    def _conflicts(
+        self, models: LoadedVersion, history: list[Tick], now_ms: int
+    ) -> list[dict[str, Any]]:
+        tick = history[-1]
+        ids = tick.voice_ids
+        out: list[dict[str, Any]] = []
+        for graphs in conflict_batches(history, self.settings.conflict_max_graph_voices):
+            out += [
+                {
+                    "window_start": tick.window_start,
+                    "source": ids[source],
+                    "target": ids[target],
+                    "probability": p,
+                    "horizon_windows": CONFLICT_HORIZON,
+                    "model_version": models.name,
+                    "produced_at": now_ms,
+                }
+                for source, target, p in zip(*self._pairs(models, graphs), strict=True)
+            ]
+        return out
+
+    def _pairs(
+        self, models: LoadedVersion, graphs: ConflictGraphs
+    ) -> tuple[list[int], list[int], list[float]]:
+        """(source voice, target voice, probability) of the pairs to publish: every linked
+        pair, and the most probable unlinked ones per source."""
+        (probability,) = self.runtime.run(
+            "conflict_predictor",
+            {"nodes": graphs.nodes, "edges": graphs.edges, "mask": graphs.mask},
+            models,
+        )
+        valid = (graphs.mask[:, :, None] * graphs.mask[:, None, :]) > 0
+        valid &= ~np.eye(graphs.mask.shape[1], dtype=bool)[None]
+        linked = graphs.linked & valid
+        unlinked = valid & ~linked & (probability >= self.settings.conflict_publish_min)
+        cap = self.settings.conflict_unlinked_per_voice
+        if cap < unlinked.shape[2]:
+            score = np.where(unlinked, probability, -1.0)
+            top = np.zeros_like(unlinked)
+            if cap > 0:
+                best = np.argpartition(-score, cap - 1, axis=2)[:, :, :cap]
+                np.put_along_axis(top, best, True, axis=2)
+            unlinked &= top
+        g, a, b = np.nonzero(linked | unlinked)
+        voice = np.zeros(graphs.mask.shape, dtype=np.int64)
+        for i, members in enumerate(graphs.members):
+            voice[i, : len(members)] = members
+        return voice[g, a].tolist(), voice[g, b].tolist(), probability[g, a, b].tolist()
+
+    def _emergence(self, models: LoadedVersion, history: list[Tick], now_ms: int) -> dict[str, Any]:
+        probability, types, error = self.runtime.run(
+            "emergence_detector", {"system": system_vector(history)[None]}, models
+        )
+        kind = int(types[0].argmax())
+        p = float(probability[0])
+        return {
+            "window_start": history[-1].window_start,
+            "probability": p,
+            "detected": p >= self.rules.emergence_threshold,
+            "type": EMERGENCE_TYPES[kind],
+            "type_probability": float(types[0, kind]),
+            "reconstruction_error": float(error[0]),
+            "voices": len(history[-1].voice_ids),
+            "model_version": models.name,
+            "produced_at": now_ms,
+        }
+
+    def _pattern(
+        self, models: LoadedVersion, history: list[Tick], tick: Tick, now_ms: int
+    ) -> dict[str, Any]:
+        probability, learned_complexity, novelty = self.runtime.run(
+            "pattern_classifier", {"matrices": pattern_input(history)[None]}, models
+        )
+        kind = int(probability[0].argmax())
+        return {
+            "window_start": tick.window_start,
+            "pattern": REGIMES[kind],
+            "confidence": float(probability[0, kind]),
+            "complexity": float(np.clip(learned_complexity[0], 0.0, 1.0)),
+            "novelty": float(novelty[0]),
+            "model_version": models.name,
+            "produced_at": now_ms,
+        }
