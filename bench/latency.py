@@ -27,6 +27,7 @@ import time
 import uuid
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -83,16 +84,23 @@ def produce(settings: Settings, rate: int, seconds: float, voices: int, interact
     return sent
 
 
-def read_sse(url: str, grace_ms: int, stop: threading.Event, out: list[float]) -> None:
-    with httpx.stream("GET", url, timeout=httpx.Timeout(5.0, read=30.0)) as response:
-        for line in response.iter_lines():
-            if stop.is_set():
-                return
-            if line.startswith("data:"):
-                state = json.loads(line[5:])
-                end = state["window_end"].replace("Z", "+00:00")
-                closes = datetime.fromisoformat(end).timestamp() + grace_ms / 1000
-                out.append(time.time() - closes)
+def read_sse(url: str, grace_ms: int, connected: Any, stop: Any, out: Any) -> None:
+    """In a process of its own (a client's parsing must not take the worker's GIL): the
+    close → SSE latency of every state, put on ``out`` once ``stop`` is set."""
+    latencies: list[float] = []
+    try:
+        with httpx.stream("GET", url, timeout=httpx.Timeout(5.0, read=30.0)) as response:
+            connected.set()
+            for line in response.iter_lines():
+                if stop.is_set():
+                    return
+                if line.startswith("data:"):
+                    state = json.loads(line[5:])
+                    end = state["window_end"].replace("Z", "+00:00")
+                    closes = datetime.fromisoformat(end).timestamp() + grace_ms / 1000
+                    latencies.append(time.time() - closes)
+    finally:
+        out.put(latencies)
 
 
 def rss_mib(pid: int | str = "self") -> float:
@@ -106,11 +114,13 @@ def rss_mib(pid: int | str = "self") -> float:
     return float("nan")
 
 
-def children() -> list[int]:
-    """This process's child processes (the worker's model process, once started)."""
+def spawned_children() -> list[int]:
+    """This process's spawned child processes (the worker's model process, once started)."""
     pids = []
     for task in Path("/proc/self/task").iterdir():
-        pids += [int(p) for p in (task / "children").read_text().split()]
+        for pid in (task / "children").read_text().split():
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                pids.append(int(pid))
     return pids
 
 
@@ -177,27 +187,42 @@ def main() -> None:
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        latencies: list[float] = []
-        stop = threading.Event()
-        reader = threading.Thread(
+        models: list[int] = []
+        for _ in range(150):  # the model process, before the reader's and the producer's
+            models = spawned_children()
+            if models:
+                break
+            time.sleep(0.2)
+        spawn = multiprocessing.get_context("spawn")
+        connected, stop_reading, latencies_out = spawn.Event(), spawn.Event(), spawn.Queue()
+        reader = spawn.Process(
             target=read_sse,
-            args=(f"{base}/api/v1/stream/voice-states", settings.grace_ms, stop, latencies),
-            daemon=True,
+            args=(
+                f"{base}/api/v1/stream/voice-states",
+                settings.grace_ms,
+                connected,
+                stop_reading,
+                latencies_out,
+            ),
         )
         reader.start()
+        connected.wait(60)
         time.sleep(1.0)
+        stop = threading.Event()
         rss: list[tuple[float, float, float]] = []
-        models = children()  # before the producer's process exists
         sampler = threading.Thread(target=sample_rss, args=(stop, models, rss), daemon=True)
         sampler.start()
         # The producer runs in its own process, as producers do, so it does not share
         # the worker's interpreter.
-        with multiprocessing.get_context("spawn").Pool(1) as pool:
+        with spawn.Pool(1) as pool:
             sent = pool.apply(
                 produce, (settings, args.rate, args.seconds, args.voices, args.interactions)
             )
         time.sleep(5.0)
         stop.set()
+        stop_reading.set()
+        latencies: list[float] = latencies_out.get(timeout=60)
+        reader.join(timeout=30)
         db = settings.clickhouse_database
         result = clickhouse.call(
             lambda c: c.query(

@@ -89,11 +89,15 @@ class KafkaTail:
     def cursor(self) -> str:
         return format_cursor(self.position)
 
-    async def records(self) -> AsyncIterator[Any]:
-        """Yield records as they come; ``position`` already includes each yielded one."""
+    async def batches(self) -> AsyncIterator[list[tuple[str, Any]]]:
+        """Records a fetch at a time, each with the cursor just past it; ``position``
+        already includes the whole batch."""
         while True:
-            batches = await self._consumer.getmany(timeout_ms=1000, max_records=500)
-            for tp in sorted(batches, key=lambda t: t.partition):
-                for record in batches[tp]:
+            fetched = await self._consumer.getmany(timeout_ms=1000, max_records=500)
+            batch = []
+            for tp in sorted(fetched, key=lambda t: t.partition):
+                for record in fetched[tp]:
                     self.position[tp.partition] = record.offset
-                    yield record
+                    batch.append((self.cursor(), record))
+            if batch:
+                yield batch

@@ -77,6 +77,8 @@ class ModelRuntime:
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
+        # The worker's consumers need the cores the pool's idle threads would spin on.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         return ort.InferenceSession(path, sess_options=options, providers=self.providers)
 
