@@ -36,7 +36,7 @@ import uvicorn
 from bench._common import bench_event, emit, local_broker
 from deltaomega.config import Settings
 from deltaomega.logs import configure_logging
-from deltaomega.metrics import TICK_SECONDS
+from deltaomega.metrics import BATCH_SECONDS, TICK_SECONDS
 from deltaomega.producer import VoiceProducer
 from deltaomega.schemas.records import INTERACTION_KINDS
 from deltaomega.service import build_app
@@ -145,6 +145,18 @@ def tick_summary() -> tuple[int, float, float]:
         if s.name.endswith("_bucket") and int(s.value) == count
     ]
     return count, total / max(1, count), min(bounds, default=math.inf)
+
+
+def stage_seconds() -> str:
+    """Seconds the window consumers spent per stage (their batches, summed)."""
+    parts = []
+    for metric in BATCH_SECONDS.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_sum"):
+                parts.append(
+                    f"{sample.labels['stream']} {sample.labels['stage']} {sample.value:.1f}"
+                )
+    return ", ".join(parts)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -259,6 +271,7 @@ def main() -> None:
     print(f"| peak RSS of the process (MiB) | {peak_mb:.0f} | | |")
     print(f"| peak RSS of the model process (MiB) | {model_peak:.0f} | | |")
     print(f"| inference tick (s): mean, all under | {tick_mean:.3f} | ≤ {tick_bound} | {ticks} |")
+    print(f"\nworker batch seconds by stage: {stage_seconds()}")
     emit(
         bench="latency",
         rate=args.rate,

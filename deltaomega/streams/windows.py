@@ -235,9 +235,14 @@ class TumblingWindowAggregator:
             self._entry_key(partition, names[key_code[i]], int(start[i])) for i in first.tolist()
         ]
         existing = [store.get(k) for k in group_keys]
-        entries = [None if raw is None else _Entry.decode(raw) for raw in existing]
+        held = np.array([raw is not None for raw in existing], dtype=bool)
+        width = 3 + 4 * self._m
+        old = np.frombuffer(
+            b"".join(raw for raw in existing if raw is not None), dtype=np.float64
+        ).reshape(-1, width)
         # Skip rows already folded into an entry (a partial replay after a crash).
-        seen_offset = np.array([-1.0 if e is None else e.values[1] for e in entries])
+        seen_offset = np.full(len(uniq), -1.0)
+        seen_offset[held] = old[:, 1]
         keep = offsets > seen_offset[inv]
         if not keep.all():
             rows = np.flatnonzero(keep)
@@ -260,43 +265,39 @@ class TumblingWindowAggregator:
         starts = np.concatenate(([0], bounds))
         ends = np.concatenate((bounds, [len(g)])) - 1
         v = values[order]
-        count = np.diff(np.concatenate((starts, [len(g)])))
-        sums = np.add.reduceat(v, starts, axis=0)
-        mins = np.minimum.reduceat(v, starts, axis=0)
-        maxs = np.maximum.reduceat(v, starts, axis=0)
-        lasts = v[ends]
-        last_ts = ts[order][ends]
-        max_off = np.maximum.reduceat(offsets[order], starts)
         m = self._m
-        for j in range(len(uniq)):
-            new = np.empty(3 + 4 * m)
-            new[0], new[1], new[2] = count[j], max_off[j], last_ts[j]
-            new[3 : 3 + m] = sums[j]
-            new[3 + m : 3 + 2 * m] = mins[j]
-            new[3 + 2 * m : 3 + 3 * m] = maxs[j]
-            new[3 + 3 * m :] = lasts[j]
-            old = entries[j]
-            if old is not None:
-                new = self._merge(old.values, new)
-            else:
-                index.add(int(start[first[j]]) + self.window_ms, group_keys[j])
-            store.set(group_keys[j], new.tobytes())
+        # One entry row per (key, window), then merged with the stored ones at once.
+        new = np.empty((len(uniq), width))
+        new[:, 0] = np.diff(np.concatenate((starts, [len(g)])))
+        new[:, 1] = np.maximum.reduceat(offsets[order], starts)
+        new[:, 2] = ts[order][ends]
+        new[:, 3 : 3 + m] = np.add.reduceat(v, starts, axis=0)
+        new[:, 3 + m : 3 + 2 * m] = np.minimum.reduceat(v, starts, axis=0)
+        new[:, 3 + 2 * m : 3 + 3 * m] = np.maximum.reduceat(v, starts, axis=0)
+        new[:, 3 + 3 * m :] = v[ends]
+        if held.any():
+            new[held] = self._merge(old, new[held])
+        for j in np.flatnonzero(~held).tolist():
+            index.add(int(start[first[j]]) + self.window_ms, group_keys[j])
+        for key, row in zip(group_keys, new, strict=True):
+            store.set(key, row.tobytes())
         return len(key_code), len(uniq)
 
     def _merge(self, old: FloatArray, new: FloatArray) -> FloatArray:
+        """Stored entries (rows) with the batch's rows for the same (key, window)."""
         m = self._m
         out = old.copy()
-        out[0] += new[0]
-        out[1] = max(old[1], new[1])
-        out[3 : 3 + m] += new[3 : 3 + m]
-        out[3 + m : 3 + 2 * m] = np.minimum(old[3 + m : 3 + 2 * m], new[3 + m : 3 + 2 * m])
-        out[3 + 2 * m : 3 + 3 * m] = np.maximum(
-            old[3 + 2 * m : 3 + 3 * m], new[3 + 2 * m : 3 + 3 * m]
+        out[:, 0] += new[:, 0]
+        out[:, 1] = np.maximum(old[:, 1], new[:, 1])
+        out[:, 3 : 3 + m] += new[:, 3 : 3 + m]
+        out[:, 3 + m : 3 + 2 * m] = np.minimum(old[:, 3 + m : 3 + 2 * m], new[:, 3 + m : 3 + 2 * m])
+        out[:, 3 + 2 * m : 3 + 3 * m] = np.maximum(
+            old[:, 3 + 2 * m : 3 + 3 * m], new[:, 3 + 2 * m : 3 + 3 * m]
         )
         # New rows have higher offsets, so on equal event time the new value is the later one.
-        if new[2] >= old[2]:
-            out[2] = new[2]
-            out[3 + 3 * m :] = new[3 + 3 * m :]
+        later = new[:, 2] >= old[:, 2]
+        out[later, 2] = new[later, 2]
+        out[later, 3 + 3 * m :] = new[later, 3 + 3 * m :]
         return out
 
     def _close(
