@@ -165,6 +165,9 @@ def table(results: list[dict[str, Any]]) -> str:
                 )
             )
             rows.append(("peak RSS (worker process)", f"{r['peak_rss_mib']:.0f} MiB", ""))
+            model_rss = r.get("model_process_peak_rss_mib")
+            if model_rss is not None:
+                rows.append(("peak RSS (model process)", f"{model_rss:.0f} MiB", ""))
     lines = ["| measure | result | against |", "| --- | --- | --- |"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     return "\n".join(lines)

@@ -77,6 +77,10 @@ def main() -> None:
         data_dir=work,
         clickhouse_database=f"bench_{tag}",
         kafka_bootstrap=local_broker(),
+        # Like the ceiling and the peers: the aggregation alone. Starting the model process
+        # took a core for the first seconds of a 3-second run; ticks are measured by
+        # bench.inference and bench.latency.
+        models_enabled=False,
     )
     ensure_topics(settings)
     produce_s = preload(settings, args.events, args.voices, args.batch)

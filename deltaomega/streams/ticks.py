@@ -7,6 +7,7 @@ the alert rules, from one window's voice and interaction states to its output re
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 from collections import deque
@@ -97,6 +98,17 @@ class TickRunner:
             )
 
     def run_tick(self, window: ClosedWindow) -> TickOutputs:
+        # A tick at 10,000 voices makes some 100,000 dicts (records, alerts), none in a
+        # reference cycle; the collector's passes over them took a fifth of the tick.
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._run_tick(window)
+        finally:
+            if enabled:
+                gc.enable()
+
+    def _run_tick(self, window: ClosedWindow) -> TickOutputs:
         models = self.runtime.current
         window_start, voice_states = window.start, window.voices
         tick = tick_from_states(window_start, list(voice_states.values()), window.interactions)
