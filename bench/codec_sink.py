@@ -64,7 +64,8 @@ def main() -> None:
         )
     )
 
-    with tempfile.TemporaryDirectory() as tmp:
+    # The embedded ClickHouse may still be merging parts in there as the directory goes.
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         settings = Settings(data_dir=Path(tmp))
         clickhouse = connect(settings)
         apply_migrations(clickhouse.client, settings.clickhouse_database)
