@@ -19,6 +19,7 @@ import gc
 import logging
 import multiprocessing
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -78,7 +79,8 @@ class _Models:
     runner: TickRunner
     codec: AvroCodec
     outputs: BatchOutputs
-    topics: dict[str, str]
+    #: output schema → send to its topic
+    emit: dict[str, Callable[..., None]]
     calls: list[tuple[str, float, int]]
 
 
@@ -102,11 +104,15 @@ def _start(settings: Settings, log_level: int, json_lines: bool) -> str:
         observe=lambda model, seconds, rows: calls.append((model, seconds, rows)),
     )
     loaded = runtime.start()
+    outputs = BatchOutputs(settings, "models")
     _models = _Models(
         TickRunner(settings, runtime),
         AvroCodec.from_settings(settings),
-        BatchOutputs(settings, "models"),
-        output_topics(Topics.from_settings(settings)),
+        outputs,
+        {
+            schema: outputs.emit_to(topic)
+            for schema, topic in output_topics(Topics.from_settings(settings)).items()
+        },
         calls,
     )
     gc.freeze()  # what is loaded now stays: later collections need not look at it
@@ -130,11 +136,11 @@ def _tick(window: ClosedWindow) -> TickReport:
         time.process_time() - cpu,
         models.runner.runtime.current.name,
     )
-    emit = models.outputs.emit_to
-    for schema, key, record in outputs.records():
-        emit(models.topics[schema])(key, models.codec.encode(schema, record, validate=False))
-        kind = schema.rsplit(".", 1)[-1]
-        report.outputs[kind] = report.outputs.get(kind, 0) + 1
+    records = outputs.records()
+    for schema, key, record in records:
+        models.emit[schema](key, models.codec.encode(schema, record, validate=False))
+    for schema, count in Counter(schema for schema, _, _ in records).items():
+        report.outputs[schema.rsplit(".", 1)[-1]] = count
     try:
         models.outputs.flush()
     except DeliveryError as exc:
