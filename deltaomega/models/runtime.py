@@ -31,6 +31,9 @@ CPU = "CPUExecutionProvider"
 #: (model, seconds, rows) of one batched call.
 Observe = Callable[[str, float, int], None]
 
+#: model → its inputs' symbolic dimension (``voices``, ``graphs``…) → size to warm up at.
+WarmUp = dict[str, dict[str, int]]
+
 
 def observe_call(model: str, seconds: float, rows: int) -> None:
     INFERENCE_SECONDS.labels(model).observe(seconds)
@@ -49,6 +52,20 @@ def choose_providers(available: list[str] | None = None) -> list[str]:
     return [CUDA, CPU] if CUDA in available else [CPU]
 
 
+def _warm(session: ort.InferenceSession, dims: dict[str, int]) -> None:
+    """Two calls on zeros, each symbolic dimension at its size in ``dims`` (else 1): the
+    first plans the memory for the shape, the second allocates the arena it then reuses
+    for every shape up to that size."""
+    feeds = {
+        i.name: np.zeros(
+            [d if isinstance(d, int) else dims.get(d, 1) for d in i.shape], dtype=np.float32
+        )
+        for i in session.get_inputs()
+    }
+    session.run(None, feeds)
+    session.run(None, feeds)
+
+
 @dataclass
 class LoadedVersion:
     version: ModelVersion
@@ -61,12 +78,20 @@ class LoadedVersion:
 
 class ModelRuntime:
     def __init__(
-        self, registry: ModelRegistry, threads: int = 1, observe: Observe = observe_call
+        self,
+        registry: ModelRegistry,
+        threads: int = 1,
+        observe: Observe = observe_call,
+        warm_up: WarmUp | None = None,
     ) -> None:
         self.registry = registry
         self.threads = threads
         #: Sees every batched call (Prometheus here; the model process reports them).
         self.observe = observe
+        #: Each version's sessions run once at these sizes before they serve: a session's
+        #: first calls at a large shape grow its memory arena, page by page, and took a
+        #: 10,000-voice tick from 0.5 to 1.4 s of CPU.
+        self.warm_up = warm_up or {}
         self.providers = choose_providers()
         self._lock = threading.Lock()
         self._loaded: LoadedVersion | None = None
@@ -100,6 +125,13 @@ class ModelRuntime:
                     f"serving needs {expected_inputs} and {expected_outputs}"
                 )
             sessions[name] = session
+        for name, dims in self.warm_up.items():
+            if name not in sessions:
+                continue
+            try:
+                _warm(sessions[name], dims)
+            except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own bare types
+                raise ModelError(f"{version}/{name}: fails on zeros of {dims}: {exc}") from exc
         return LoadedVersion(checked, sessions)
 
     def start(self) -> LoadedVersion:

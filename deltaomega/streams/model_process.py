@@ -35,7 +35,7 @@ from deltaomega.models.runtime import ModelRuntime, mark_serving, observe_call
 from deltaomega.schemas.codec import AvroCodec
 from deltaomega.schemas.records import ALERT, CONFLICT_PREDICTION, EMERGENCE, PATTERN, PREDICTION
 from deltaomega.streams.outputs import BatchOutputs
-from deltaomega.streams.ticks import ClosedWindow, TickRunner
+from deltaomega.streams.ticks import ClosedWindow, TickRunner, warm_up_sizes
 from deltaomega.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,10 @@ class TickReport:
     calls: list[tuple[str, float, int]] = field(default_factory=list)
     undelivered: str | None = None
 
+    @property
+    def model_seconds(self) -> float:
+        return sum(seconds for _, seconds, _ in self.calls)
+
 
 # ------------------------------------------------------------------ the child's side
 
@@ -102,6 +106,7 @@ def _start(settings: Settings, log_level: int, json_lines: bool) -> str:
         ModelRegistry(settings.resolved_models_dir),
         settings.inference_threads,
         observe=lambda model, seconds, rows: calls.append((model, seconds, rows)),
+        warm_up=warm_up_sizes(settings),
     )
     loaded = runtime.start()
     outputs = BatchOutputs(settings, "models")
@@ -206,12 +211,14 @@ class ModelProcess:
         TICKS.inc()
         TICK_SECONDS.observe(report.seconds)
         log.info(
-            "tick %d: %d voices, %d links, %.3f s (%.3f s of CPU), %d records",
+            "tick %d: %d voices, %d links, %.3f s (%.3f s of CPU, %.3f s in model calls), "
+            "%d records",
             window.start,
             len(window.voices),
             len(window.interactions),
             report.seconds,
             report.cpu_seconds,
+            report.model_seconds,
             sum(report.outputs.values()),
         )
         if report.undelivered is not None:

@@ -24,6 +24,7 @@ from deltaomega.models.features import (
     EMERGENCE_TYPES,
     INTERVAL_LEVEL,
     INTERVAL_Z,
+    PAIRS_PER_CALL,
     PATTERN_WINDOWS,
     SEQUENCE_WINDOWS,
     ConflictGraphs,
@@ -34,7 +35,7 @@ from deltaomega.models.features import (
     system_vector,
     tick_from_states,
 )
-from deltaomega.models.runtime import LoadedVersion, ModelRuntime
+from deltaomega.models.runtime import LoadedVersion, ModelRuntime, WarmUp
 from deltaomega.producer.episodes import REGIMES
 from deltaomega.schemas.records import (
     ALERT,
@@ -46,6 +47,21 @@ from deltaomega.schemas.records import (
 )
 
 HISTORY = max(SEQUENCE_WINDOWS, PATTERN_WINDOWS, 4)
+
+#: Voices the state predictor is warmed up for (a few MB of its arena).
+WARM_UP_VOICES = 10_000
+
+
+def warm_up_sizes(settings: Settings) -> WarmUp:
+    """The largest calls a tick makes: a full conflict batch of the largest graphs."""
+    largest = settings.conflict_max_graph_voices
+    return {
+        "voice_state_predictor": {"voices": WARM_UP_VOICES},
+        "conflict_predictor": {
+            "graphs": max(1, PAIRS_PER_CALL // largest**2),
+            "voices": largest,
+        },
+    }
 
 
 @dataclass

@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 
+from deltaomega.config import Settings
 from deltaomega.errors import ModelError
 from deltaomega.models.export import random_inputs
 from deltaomega.models.features import MODEL_NAMES
 from deltaomega.models.registry import ModelRegistry, shipped_versions_dir
 from deltaomega.models.runtime import CPU, CUDA, ModelRuntime, choose_providers
+from deltaomega.streams.ticks import WARM_UP_VOICES, warm_up_sizes
 
 SHIPPED = sorted(p.name for p in shipped_versions_dir().iterdir() if p.is_dir())
 
@@ -138,3 +142,32 @@ def test_models_cli(
     assert main(["models", "rollback"]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == f"rolled back to {SHIPPED[0]}"
     assert main(["models", "rollback"]) == 2
+
+
+def test_runtime_warms_each_session_at_the_ticks_largest_shapes(
+    registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shapes: list[tuple[str, tuple[int, ...]]] = []
+    real_run = ort.InferenceSession.run
+
+    def recording_run(self: ort.InferenceSession, *args: Any, **kwargs: Any) -> Any:
+        feeds = args[1]
+        shapes.extend((name, feed.shape) for name, feed in feeds.items())
+        return real_run(self, *args, **kwargs)
+
+    monkeypatch.setattr(ort.InferenceSession, "run", recording_run)
+    sizes = warm_up_sizes(Settings(conflict_max_graph_voices=128))
+    assert sizes == {
+        "voice_state_predictor": {"voices": WARM_UP_VOICES},
+        "conflict_predictor": {"graphs": 16, "voices": 128},
+    }
+    ModelRuntime(registry, warm_up=sizes).start()
+    predictor = ("history", (WARM_UP_VOICES, 8, 22))
+    conflict = [("nodes", (16, 128, 22)), ("edges", (16, 128, 128, 10)), ("mask", (16, 128))]
+    assert shapes == [predictor, predictor, *conflict, *conflict]
+
+
+def test_runtime_refuses_a_version_that_fails_its_warm_up(registry: ModelRegistry) -> None:
+    runtime = ModelRuntime(registry, warm_up={"conflict_predictor": {"graphs": 0}})
+    with pytest.raises(ModelError, match=r"conflict_predictor: fails on zeros of \{'graphs': 0\}"):
+        runtime.start()
