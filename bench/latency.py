@@ -184,6 +184,7 @@ def main() -> None:
             app_id=f"latency-{tag}",
             data_dir=Path(tmp),
             grace_seconds=1.0,
+            inference_warm_up_voices=args.voices,
         )
         clickhouse = connect(settings)
         app = build_app(settings, clickhouse)

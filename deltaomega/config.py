@@ -63,6 +63,13 @@ class Settings(BaseSettings):
     )
     models_poll_seconds: float = Field(default=2.0, gt=0)
     inference_threads: int = Field(default=1, ge=1, le=64)
+    inference_warm_up_voices: int = Field(
+        default=1_000,
+        ge=0,
+        description="System size the model sessions are warmed up for before they serve "
+        "(0: no warm-up); larger systems' first ticks are slower and smaller ones hold "
+        "memory they do not need.",
+    )
     inference_settle_seconds: float = Field(
         default=1.0, ge=0, description="Wait for late partitions' states before a tick runs."
     )

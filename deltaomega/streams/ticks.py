@@ -48,17 +48,18 @@ from deltaomega.schemas.records import (
 
 HISTORY = max(SEQUENCE_WINDOWS, PATTERN_WINDOWS, 4)
 
-#: Voices the state predictor is warmed up for (a few MB of its arena).
-WARM_UP_VOICES = 10_000
-
 
 def warm_up_sizes(settings: Settings) -> WarmUp:
-    """The largest calls a tick makes: a full conflict batch of the largest graphs."""
-    largest = settings.conflict_max_graph_voices
+    """The largest calls a tick of ``inference_warm_up_voices`` voices can make: the state
+    predictor on all of them, and a full conflict batch of the largest graphs."""
+    voices = settings.inference_warm_up_voices
+    if voices < 2:
+        return {}
+    largest = min(settings.conflict_max_graph_voices, voices)
     return {
-        "voice_state_predictor": {"voices": WARM_UP_VOICES},
+        "voice_state_predictor": {"voices": voices},
         "conflict_predictor": {
-            "graphs": max(1, PAIRS_PER_CALL // largest**2),
+            "graphs": max(1, min(PAIRS_PER_CALL // largest**2, voices // largest)),
             "voices": largest,
         },
     }

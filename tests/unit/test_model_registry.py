@@ -17,7 +17,7 @@ from deltaomega.models.export import random_inputs
 from deltaomega.models.features import MODEL_NAMES
 from deltaomega.models.registry import ModelRegistry, shipped_versions_dir
 from deltaomega.models.runtime import CPU, CUDA, ModelRuntime, choose_providers
-from deltaomega.streams.ticks import WARM_UP_VOICES, warm_up_sizes
+from deltaomega.streams.ticks import warm_up_sizes
 
 SHIPPED = sorted(p.name for p in shipped_versions_dir().iterdir() if p.is_dir())
 
@@ -156,13 +156,18 @@ def test_runtime_warms_each_session_at_the_ticks_largest_shapes(
         return real_run(self, *args, **kwargs)
 
     monkeypatch.setattr(ort.InferenceSession, "run", recording_run)
-    sizes = warm_up_sizes(Settings(conflict_max_graph_voices=128))
+    sizes = warm_up_sizes(Settings(conflict_max_graph_voices=128, inference_warm_up_voices=5000))
     assert sizes == {
-        "voice_state_predictor": {"voices": WARM_UP_VOICES},
+        "voice_state_predictor": {"voices": 5000},
         "conflict_predictor": {"graphs": 16, "voices": 128},
     }
+    assert warm_up_sizes(Settings(inference_warm_up_voices=300)) == {
+        "voice_state_predictor": {"voices": 300},
+        "conflict_predictor": {"graphs": 1, "voices": 256},
+    }
+    assert warm_up_sizes(Settings(inference_warm_up_voices=0)) == {}
     ModelRuntime(registry, warm_up=sizes).start()
-    predictor = ("history", (WARM_UP_VOICES, 8, 22))
+    predictor = ("history", (5000, 8, 22))
     conflict = [("nodes", (16, 128, 22)), ("edges", (16, 128, 128, 10)), ("mask", (16, 128))]
     assert shapes == [predictor, predictor, *conflict, *conflict]
 
