@@ -88,9 +88,9 @@ class ModelRuntime:
         self.threads = threads
         #: Sees every batched call (Prometheus here; the model process reports them).
         self.observe = observe
-        #: Each version's sessions run once at these sizes before they serve: a session's
-        #: first calls at a large shape grow its memory arena, page by page, and took a
-        #: 10,000-voice tick from 0.5 to 1.4 s of CPU.
+        #: Each version's sessions run at these sizes before they serve: a session's first
+        #: calls at a large shape plan and grow its memory arena, page by page; the first
+        #: 10,000-voice ticks of a model process took up to 1.4 s of CPU, later ones 0.5 s.
         self.warm_up = warm_up or {}
         self.providers = choose_providers()
         self._lock = threading.Lock()
