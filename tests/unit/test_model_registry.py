@@ -159,7 +159,7 @@ def test_runtime_warms_each_session_at_the_ticks_largest_shapes(
     sizes = warm_up_sizes(Settings(conflict_max_graph_voices=128, inference_warm_up_voices=5000))
     assert sizes == {
         "voice_state_predictor": {"voices": 5000},
-        "conflict_predictor": {"graphs": 16, "voices": 128},
+        "conflict_predictor": {"graphs": 8, "voices": 128},
     }
     assert warm_up_sizes(Settings(inference_warm_up_voices=300)) == {
         "voice_state_predictor": {"voices": 300},
@@ -168,7 +168,7 @@ def test_runtime_warms_each_session_at_the_ticks_largest_shapes(
     assert warm_up_sizes(Settings(inference_warm_up_voices=0)) == {}
     ModelRuntime(registry, warm_up=sizes).start()
     predictor = ("history", (5000, 8, 22))
-    conflict = [("nodes", (16, 128, 22)), ("edges", (16, 128, 128, 10)), ("mask", (16, 128))]
+    conflict = [("nodes", (8, 128, 22)), ("edges", (8, 128, 128, 10)), ("mask", (8, 128))]
     assert shapes == [predictor, predictor, *conflict, *conflict]
 
 
