@@ -18,44 +18,33 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnxruntime as ort
 
 from bench._common import emit
 from deltaomega.config import Settings
 from deltaomega.logs import configure_logging
 from deltaomega.models.features import (
-    INTERACTION_KINDS,
-    METRICS,
-    STAT_NAMES,
     Tick,
     conflict_graphs,
     pattern_input,
     predictor_input,
     system_vector,
+    tick_from_states,
 )
 from deltaomega.models.registry import ModelRegistry
 from deltaomega.models.runtime import ModelRuntime
-from deltaomega.streams.ticks import HISTORY, ClosedWindow, TickRunner
+from deltaomega.streams.ticks import HISTORY, ClosedWindow, TickRunner, synthetic_windows
 
 WINDOW = 10_000
-LINKS_PER_VOICE = 3
 
 
-def synthetic_history(voices: int, rng: np.random.Generator) -> list[Tick]:
-    """HISTORY windows of a system with about LINKS_PER_VOICE outgoing links per voice."""
-    ids = tuple(f"voice-{i:05d}" for i in range(voices))
-    source = np.repeat(np.arange(voices), LINKS_PER_VOICE)
-    target = (source + rng.integers(1, voices, len(source))) % voices
-    kind = rng.integers(0, len(INTERACTION_KINDS), len(source))
-    ticks = []
-    for w in range(HISTORY):
-        stats = np.repeat(rng.uniform(0.1, 0.9, (voices, len(METRICS))), len(STAT_NAMES), axis=1)
-        cells = (source * voices + target) * len(INTERACTION_KINDS) + kind
-        strength = rng.uniform(0.2, 0.9, len(source))
-        present = np.ones(voices, dtype=bool)
-        ticks.append(Tick.from_cells(w * WINDOW, ids, stats, present, cells, strength))
-    return ticks
+def synthetic_history(voices: int, seed: int) -> list[ClosedWindow]:
+    """HISTORY windows of a random system (the one the model process warms up on)."""
+    return synthetic_windows(voices, HISTORY, WINDOW, seed)
+
+
+def as_ticks(windows: list[ClosedWindow]) -> list[Tick]:
+    return [tick_from_states(w.start, list(w.voices.values()), w.interactions) for w in windows]
 
 
 def timed(fn: Any, repeats: int) -> tuple[float, float]:
@@ -70,31 +59,6 @@ def timed(fn: Any, repeats: int) -> tuple[float, float]:
     return statistics.median(samples), samples[min(len(samples) - 1, int(0.99 * len(samples)))]
 
 
-def tick_states(tick: Tick) -> ClosedWindow:
-    names = [f"{m}_{s}" for m in METRICS for s in STAT_NAMES]
-    voices = {
-        v: {
-            "voice_id": v,
-            "window_start": tick.window_start,
-            **dict(zip(names, tick.stats[i], strict=True)),
-        }
-        for i, v in enumerate(tick.voice_ids)
-    }
-    source, target, kind = tick.edges()
-    links = [
-        {
-            "source": tick.voice_ids[a],
-            "target": tick.voice_ids[b],
-            "kind": INTERACTION_KINDS[k],
-            "strength_mean": float(value),
-        }
-        for a, b, k, value in zip(
-            source.tolist(), target.tolist(), kind.tolist(), tick.values.tolist(), strict=True
-        )
-    ]
-    return ClosedWindow(tick.window_start, voices, links)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--voices", type=int, nargs="+", default=[8, 64, 1000, 10000])
@@ -107,7 +71,6 @@ def main() -> None:
             ModelRegistry(settings.resolved_models_dir), settings.inference_threads
         )
         loaded = runtime.start()
-        rng = np.random.default_rng(0)
         print(
             f"# inference: model version {loaded.name}, onnxruntime {ort.__version__}, "
             f"providers {runtime.providers}, {platform.processor() or platform.machine()}"
@@ -115,7 +78,7 @@ def main() -> None:
         print("| model | voices | rows per call | median ms | p99 ms | rows/s |")
         print("| --- | --- | --- | --- | --- | --- |")
         for voices in args.voices:
-            history = synthetic_history(voices, rng)
+            history = as_ticks(synthetic_history(voices, seed=voices))
             nodes, edges, mask, _, _ = conflict_graphs(history, settings.conflict_max_graph_voices)
             calls = {
                 "voice_state_predictor": {"history": predictor_input(history)},
@@ -146,11 +109,11 @@ def main() -> None:
         print("| --- | --- | --- | --- |")
         for voices in args.voices:
             runner = TickRunner(settings, runtime)
-            history = synthetic_history(voices, rng)
-            for tick in history[:-1]:
-                runner.run_tick(tick_states(tick))
+            windows = synthetic_history(voices, seed=voices)
+            for window in windows[:-1]:
+                runner.run_tick(window)
             repeats = max(3, args.repeats // (1 if voices <= 64 else 10))
-            tick = functools.partial(runner.run_tick, tick_states(history[-1]))
+            tick = functools.partial(runner.run_tick, windows[-1])
             median, p99 = timed(tick, repeats)
             print(f"| run_tick | {voices} | {median * 1e3:.1f} | {p99 * 1e3:.1f} |")
             emit(bench="tick", voices=voices, median_ms=median * 1e3, p99_ms=p99 * 1e3)

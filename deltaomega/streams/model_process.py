@@ -35,7 +35,7 @@ from deltaomega.models.runtime import ModelRuntime, mark_serving, observe_call
 from deltaomega.schemas.codec import AvroCodec
 from deltaomega.schemas.records import ALERT, CONFLICT_PREDICTION, EMERGENCE, PATTERN, PREDICTION
 from deltaomega.streams.outputs import BatchOutputs
-from deltaomega.streams.ticks import ClosedWindow, TickRunner, warm_up_sizes
+from deltaomega.streams.ticks import ClosedWindow, TickRunner, warm_up_sizes, warm_up_ticks
 from deltaomega.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,8 @@ def _start(settings: Settings, log_level: int, json_lines: bool) -> str:
         warm_up=warm_up_sizes(settings),
     )
     loaded = runtime.start()
+    warm_up_ticks(settings, runtime)
+    calls.clear()
     outputs = BatchOutputs(settings, "models")
     _models = _Models(
         TickRunner(settings, runtime),
