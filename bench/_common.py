@@ -10,9 +10,24 @@ from pathlib import Path
 from deltaomega import localkafka
 from deltaomega.config import Settings
 from deltaomega.logs import configure_logging
+from deltaomega.metrics import BATCH_SECONDS
 from deltaomega.producer import VoiceProducer
 
 T0 = 1_800_000_000_000
+
+
+def batch_seconds() -> tuple[dict[tuple[str, str], float], dict[tuple[str, str], int]]:
+    """The window consumers' seconds and batch counts, by (stream, stage), summed."""
+    sums: dict[tuple[str, str], float] = {}
+    counts: dict[tuple[str, str], int] = {}
+    for metric in BATCH_SECONDS.collect():
+        for sample in metric.samples:
+            key = (sample.labels["stream"], sample.labels["stage"])
+            if sample.name.endswith("_sum"):
+                sums[key] = sample.value
+            elif sample.name.endswith("_count"):
+                counts[key] = int(sample.value)
+    return sums, counts
 
 
 def emit(**result: object) -> None:

@@ -33,10 +33,10 @@ import httpx
 import numpy as np
 import uvicorn
 
-from bench._common import bench_event, emit, local_broker
+from bench._common import batch_seconds, bench_event, emit, local_broker
 from deltaomega.config import Settings
 from deltaomega.logs import configure_logging
-from deltaomega.metrics import BATCH_SECONDS, TICK_SECONDS
+from deltaomega.metrics import TICK_SECONDS
 from deltaomega.producer import VoiceProducer
 from deltaomega.schemas.records import INTERACTION_KINDS
 from deltaomega.service import build_app
@@ -149,14 +149,8 @@ def tick_summary() -> tuple[int, float, float]:
 
 def stage_seconds() -> str:
     """Seconds the window consumers spent per stage (their batches, summed)."""
-    parts = []
-    for metric in BATCH_SECONDS.collect():
-        for sample in metric.samples:
-            if sample.name.endswith("_sum"):
-                parts.append(
-                    f"{sample.labels['stream']} {sample.labels['stage']} {sample.value:.1f}"
-                )
-    return ", ".join(parts)
+    sums, _ = batch_seconds()
+    return ", ".join(f"{stream} {stage} {value:.1f}" for (stream, stage), value in sums.items())
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -17,9 +17,8 @@ from pathlib import Path
 
 from faust.contrib.asgi import faust_app_running
 
-from bench._common import emit, local_broker, parse_arguments, preload
+from bench._common import batch_seconds, emit, local_broker, parse_arguments, preload
 from deltaomega.config import Settings
-from deltaomega.metrics import BATCH_SECONDS
 from deltaomega.sinks.clickhouse import connect
 from deltaomega.sinks.migrate import apply_migrations
 from deltaomega.streams.app import create_pipeline
@@ -53,18 +52,11 @@ async def consume(settings: Settings, events: int) -> tuple[float, int]:
 def stage_seconds() -> str:
     """The worker's own per-stage timings (decode and aggregate on the event loop; the
     sink runs in a thread while the next batch is processed, so stages overlap)."""
-    sums: dict[str, float] = {}
-    batches = 0
-    for metric in BATCH_SECONDS.collect():
-        for sample in metric.samples:
-            if sample.labels.get("stream") != "voice":
-                continue
-            if sample.name.endswith("_sum"):
-                sums[sample.labels["stage"]] = sample.value
-            elif sample.name.endswith("_count") and sample.labels["stage"] == "decode":
-                batches = int(sample.value)
-    stages = ", ".join(f"{stage} {value:.2f}" for stage, value in sums.items())
-    return f"{stages} ({batches} batches)"
+    sums, counts = batch_seconds()
+    stages = ", ".join(
+        f"{stage} {value:.2f}" for (stream, stage), value in sums.items() if stream == "voice"
+    )
+    return f"{stages} ({counts.get(('voice', 'decode'), 0)} batches)"
 
 
 def main() -> None:

@@ -550,6 +550,11 @@ def conflict_graphs(history: Sequence[Tick], max_voices: int) -> ConflictGraphs:
 PAIRS_PER_CALL = 1 << 17
 
 
+def graphs_per_call(size: int) -> int:
+    """Graphs of ``size`` voices (padded) in one conflict-predictor call."""
+    return max(1, PAIRS_PER_CALL // size**2)
+
+
 def conflict_batches(history: Sequence[Tick], max_voices: int) -> list[ConflictGraphs]:
     """The groups of :func:`conflict_groups` in batches of like size (up to twice the
     smallest), each padded to its own largest and holding at most PAIRS_PER_CALL pairs.
@@ -558,8 +563,8 @@ def conflict_batches(history: Sequence[Tick], max_voices: int) -> list[ConflictG
     the largest group makes thousands of small components (a sparse or partly active
     system) cost as many full-size graphs. And one call on every graph of a 10,000-voice
     system needs 3.7 GB of intermediate tensors; calls of about 130,000 pairs take less
-    than 0.5 GB and are no slower (their shapes repeat from tick to tick, so onnxruntime reuses its
-    buffers). Groups share no edges, and the model only passes messages along edges, so
+    than 0.5 GB and are no slower (their shapes repeat from tick to tick, so onnxruntime
+    reuses its buffers). Groups share no edges, and the model only passes messages along edges, so
     batching does not change a score.
     """
     groups = conflict_groups(history[-1], max_voices)
@@ -570,7 +575,7 @@ def conflict_batches(history: Sequence[Tick], max_voices: int) -> list[ConflictG
     batches = []
     for c in sorted(classes):
         like = classes[c]
-        per_call = max(1, PAIRS_PER_CALL // max(len(g) for g in like) ** 2)
+        per_call = graphs_per_call(max(len(g) for g in like))
         batches += [
             _graph_batch(history, like[i : i + per_call], cells)
             for i in range(0, len(like), per_call)

@@ -24,12 +24,12 @@ from deltaomega.models.features import (
     EMERGENCE_TYPES,
     INTERVAL_LEVEL,
     INTERVAL_Z,
-    PAIRS_PER_CALL,
     PATTERN_WINDOWS,
     SEQUENCE_WINDOWS,
     ConflictGraphs,
     Tick,
     conflict_batches,
+    graphs_per_call,
     pattern_input,
     predictor_input,
     system_vector,
@@ -61,7 +61,7 @@ def warm_up_sizes(settings: Settings) -> WarmUp:
     return {
         "voice_state_predictor": {"voices": voices},
         "conflict_predictor": {
-            "graphs": max(1, min(PAIRS_PER_CALL // largest**2, voices // largest)),
+            "graphs": max(1, min(graphs_per_call(largest), voices // largest)),
             "voices": largest,
         },
     }

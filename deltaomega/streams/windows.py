@@ -72,15 +72,9 @@ class BatchOutcome:
     watermark: int = int(_NO_TIME)
 
 
-@dataclass(slots=True)
-class _Entry:
-    """Decoded store value: [count, offset, last_ts, sum*m, min*m, max*m, last*m]."""
-
-    values: FloatArray
-
-    @classmethod
-    def decode(cls, raw: bytes) -> _Entry:
-        return cls(np.frombuffer(raw, dtype=np.float64).copy())
+def _entries(raws: Sequence[bytes], width: int) -> FloatArray:
+    """Stored entries as rows: [count, offset, last_ts, sum*m, min*m, max*m, last*m]."""
+    return np.frombuffer(b"".join(raws), dtype=np.float64).reshape(-1, width)
 
 
 @dataclass
@@ -107,6 +101,7 @@ class TumblingWindowAggregator:
         self.window_ms = window_ms
         self.grace_ms = grace_ms
         self._m = len(metrics)
+        self._width = 3 + 4 * self._m
         self._indexes: dict[int, _PartitionIndex] = {}
 
     # -- keys ------------------------------------------------------------------------------
@@ -236,10 +231,7 @@ class TumblingWindowAggregator:
         ]
         existing = [store.get(k) for k in group_keys]
         held = np.array([raw is not None for raw in existing], dtype=bool)
-        width = 3 + 4 * self._m
-        old = np.frombuffer(
-            b"".join(raw for raw in existing if raw is not None), dtype=np.float64
-        ).reshape(-1, width)
+        old = _entries([raw for raw in existing if raw is not None], self._width)
         # Skip rows already folded into an entry (a partial replay after a crash).
         seen_offset = np.full(len(uniq), -1.0)
         seen_offset[held] = old[:, 1]
@@ -267,7 +259,7 @@ class TumblingWindowAggregator:
         v = values[order]
         m = self._m
         # One entry row per (key, window), then merged with the stored ones at once.
-        new = np.empty((len(uniq), width))
+        new = np.empty((len(uniq), self._width))
         new[:, 0] = np.diff(np.concatenate((starts, [len(g)])))
         new[:, 1] = np.maximum.reduceat(offsets[order], starts)
         new[:, 2] = ts[order][ends]
@@ -307,7 +299,7 @@ class TumblingWindowAggregator:
         if not due:
             return self._empty_closed()
         m = self._m
-        rows: list[FloatArray] = []
+        raws: list[bytes] = []
         keys: list[str] = []
         starts: list[int] = []
         for _, raw_key in due:
@@ -317,12 +309,12 @@ class TumblingWindowAggregator:
             _, key, start = self.split_key(raw_key)
             keys.append(key)
             starts.append(start)
-            rows.append(_Entry.decode(raw).values)
+            raws.append(raw)
         for _, raw_key in due:
             store.delete(raw_key)
-        if not rows:
+        if not raws:
             return self._empty_closed()
-        table = np.vstack(rows)
+        table = _entries(raws, self._width)
         count = table[:, 0]
         start_arr = np.array(starts, dtype=np.int64)
         return ClosedWindows(
