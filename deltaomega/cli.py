@@ -7,6 +7,9 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError as PydanticValidationError
 
 from deltaomega import __version__
 from deltaomega.config import Settings
@@ -82,10 +85,11 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from deltaomega.sinks.clickhouse import create_client
+    from deltaomega.sinks.clickhouse import connect
     from deltaomega.sinks.migrate import apply_migrations
 
-    applied = apply_migrations(create_client(settings), settings.clickhouse_database)
+    database = settings.clickhouse_database
+    applied = connect(settings).call(lambda client: apply_migrations(client, database))
     print(f"applied {len(applied)} migration(s) to {settings.clickhouse_database}: {applied}")
     return 0
 
@@ -144,6 +148,42 @@ def _cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    value = int(_number(int, text))
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(_number(int, text))
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 0, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(_number(float, text))
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number above 0, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(_number(float, text))
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of at least 0, got {text}")
+    return value
+
+
+def _number(kind: type[int] | type[float], text: str) -> Any:
+    try:
+        return kind(text)
+    except ValueError:
+        name = "a whole number" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"must be {name}, got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deltaomega", description=__doc__)
     parser.add_argument("--version", action="version", version=f"deltaomega {__version__}")
@@ -154,14 +194,18 @@ def build_parser() -> argparse.ArgumentParser:
     kafka.set_defaults(func=_cmd_kafka)
 
     sim = sub.add_parser("simulate", help="publish simulated voice telemetry")
-    sim.add_argument("--voices", type=int, default=8)
-    sim.add_argument("--rate", type=float, default=200.0, help="voice events per second")
-    sim.add_argument("--interaction-rate", type=float, default=None)
-    sim.add_argument("--duration", type=float, default=60.0, help="simulated seconds")
-    sim.add_argument("--seed", type=int, default=0)
-    sim.add_argument("--batch-size", type=int, default=1, help=">1 packs VoiceEventBatch records")
+    sim.add_argument("--voices", type=_positive_int, default=8)
+    sim.add_argument("--rate", type=_positive_float, default=200.0, help="voice events per second")
+    sim.add_argument("--interaction-rate", type=_non_negative_float, default=None)
+    sim.add_argument("--duration", type=_positive_float, default=60.0, help="simulated seconds")
+    sim.add_argument("--seed", type=_non_negative_int, default=0)
+    sim.add_argument(
+        "--batch-size", type=_positive_int, default=1, help=">1 packs VoiceEventBatch records"
+    )
     sim.add_argument("--fast", action="store_true", help="do not pace to the wall clock")
-    sim.add_argument("--start-ms", type=int, default=None, help="event time of the first tick")
+    sim.add_argument(
+        "--start-ms", type=_non_negative_int, default=None, help="event time of the first tick"
+    )
     sim.add_argument(
         "--labels", type=Path, default=None, help="write the episodes (JSON Lines) to this file"
     )
@@ -170,14 +214,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="worker + API in one process (the embedded default)")
     run.add_argument("--simulate", action="store_true", help="also run the simulator")
-    run.add_argument("--voices", type=int, default=8)
-    run.add_argument("--rate", type=float, default=200.0)
+    run.add_argument("--voices", type=_positive_int, default=8)
+    run.add_argument("--rate", type=_positive_float, default=200.0)
     run.set_defaults(func=_cmd_run)
     for name, text in (("worker", "stream worker only"), ("api", "API only")):
         sub.add_parser(name, help=text).set_defaults(func=_cmd_run)
 
     train = sub.add_parser("train", help="train, evaluate and export the four models (torch)")
-    train.add_argument("--seed", type=int, default=7)
+    train.add_argument("--seed", type=_non_negative_int, default=7)
     train.add_argument("--out", type=Path, default=None, help="default: the model registry")
     train.add_argument("--activate", action="store_true", help="make the new version active")
     train.set_defaults(func=_cmd_train)
@@ -192,17 +236,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Commands that run until stopped; the others do one thing and report how it went.
+_SERVICES = ("run", "worker", "api")
+
+
+def _fail(message: str) -> int:
+    """A failed command: one line on stderr, exit code 1."""
+    line = " ".join(message.split())
+    if len(line) > 500:
+        line = line[:497] + "..."
+    print(f"deltaomega: error: {line}", file=sys.stderr)
+    return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except PydanticValidationError as exc:
+        first = exc.errors()[0]
+        field = "DELTAOMEGA_" + "_".join(str(p) for p in first["loc"]).upper()
+        return _fail(f"{field}: {first['msg']}")
     configure_logging(settings.log_level, settings.log_json)
+    if args.command not in _SERVICES:
+        # A one-shot command reports a service it cannot reach in its own error line.
+        logging.getLogger("deltaomega.outages").setLevel(logging.CRITICAL)
     try:
         return int(args.func(args, settings))
     except DeltaOmegaError as exc:
-        log.error("%s", exc)
-        return 2
+        return _fail(str(exc))
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:
+        return _fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
+    except Exception as exc:  # noqa: BLE001 - one line, not a traceback; details at DEBUG
+        log.debug("unexpected error", exc_info=True)
+        return _fail(
+            f"unexpected {type(exc).__name__}: {exc} (set DELTAOMEGA_LOG_LEVEL=DEBUG for details)"
+        )
 
 
 if __name__ == "__main__":

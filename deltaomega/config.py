@@ -55,6 +55,48 @@ class Settings(BaseSettings):
         " of consecutive batches overlap instead of one huge batch doing each in turn.",
     )
     batch_within_seconds: float = Field(default=0.2, gt=0)
+    batch_retries: int = Field(
+        default=3,
+        ge=1,
+        le=20,
+        description="Attempts at a batch whose processing fails (each rolled back) before"
+        " its failing records are isolated and dead-lettered.",
+    )
+    deadletter_max_bytes: int = Field(
+        default=512 * 1024,
+        ge=1024,
+        description="A dead letter's value is cut to this size (headers say so): a record"
+        " the source topic took may be too large for the dead-letter topic.",
+    )
+    instance_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9._-]{1,100}$",
+        description="This worker's static consumer-group member name; unset = host name and"
+        " state directory. A restarted worker with the same name resumes at once.",
+    )
+    consumer_session_timeout_seconds: float = Field(
+        default=15.0,
+        ge=6,
+        le=300,
+        description="How long the group waits for a silent worker before another takes its"
+        " partitions.",
+    )
+    shutdown_seconds: float = Field(
+        default=8.0,
+        gt=0,
+        le=60,
+        description="A stop signal ends the process within this time, whatever it waits on.",
+    )
+    outage_summary_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="While Kafka or ClickHouse is away, one summary line per this period.",
+    )
+    faults: str = Field(
+        default="",
+        description="Test-only: fault points to arm (deltaomega.faults), e.g."
+        " 'voice.before_commit=kill@3'. Empty in any real deployment.",
+    )
 
     # Models and alerts
     models_enabled: bool = Field(default=True, description="Run the models on every tick.")
@@ -99,6 +141,12 @@ class Settings(BaseSettings):
     clickhouse_database: str = Field(default="deltaomega", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     clickhouse_user: str = "default"
     clickhouse_password: SecretStr = SecretStr("")
+    clickhouse_read_connections: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Connections the API reads with, apart from the worker's inserts.",
+    )
 
     # API
     api_host: str = "127.0.0.1"

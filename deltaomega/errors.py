@@ -50,3 +50,32 @@ class ModelError(DeltaOmegaError):
 
 class DeliveryError(DeltaOmegaError):
     """Kafka did not take a batch's outputs; its source offsets must not be committed."""
+
+
+class ServiceUnavailableError(DeltaOmegaError):
+    """A service the pipeline depends on did not answer; the caller may retry later."""
+
+    def __init__(self, service: str, message: str, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.service = service
+        self.retry_after = retry_after
+
+
+class KafkaUnavailableError(ServiceUnavailableError):
+    """No Kafka broker answered at the configured bootstrap address."""
+
+    def __init__(self, bootstrap: str, detail: str) -> None:
+        super().__init__(
+            "kafka",
+            f"Kafka is not reachable at {bootstrap} ({detail}); start the local broker with "
+            "`deltaomega kafka start`, or set DELTAOMEGA_KAFKA_BOOTSTRAP to a running one",
+        )
+        self.bootstrap = bootstrap
+
+
+class ClickHouseUnavailableError(ServiceUnavailableError):
+    """ClickHouse did not answer (connection refused, timed out, overloaded)."""
+
+    def __init__(self, where: str, detail: str) -> None:
+        super().__init__("clickhouse", f"ClickHouse is not reachable at {where} ({detail})")
+        self.where = where

@@ -80,3 +80,24 @@ MODEL_OUTPUTS = Counter(
 MODEL_VERSION_INFO = Gauge(
     "deltaomega_model_version_active", "1 for the model version being served", ["version"]
 )
+DEPENDENCY_UP = Gauge(
+    "deltaomega_dependency_up", "1 while a service answers, 0 during an outage", ["service"]
+)
+BATCH_FAILURES = Counter(
+    "deltaomega_batch_failures_total",
+    "Consumer batches whose processing failed (rolled back and retried)",
+    ["consumer"],
+)
+POISON_RECORDS = Counter(
+    "deltaomega_poison_records_total",
+    "Records isolated from a batch that failed every retry, and dead-lettered",
+    ["consumer"],
+)
+CONSUMER_LAG = Gauge(
+    "deltaomega_consumer_lag_records",
+    "Records behind the log end, over assigned partitions",
+    ["consumer"],
+)
+CONSUMER_RESTARTS = Counter(
+    "deltaomega_consumer_restarts_total", "Consumers restarted after an error", ["consumer"]
+)

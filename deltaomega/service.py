@@ -1,8 +1,14 @@
-"""One process for the embedded default: the Faust worker and the API on one event loop.
+"""One process for the embedded default: the worker and the API on one event loop.
 
 chdb lets only one process own the ClickHouse data path, so with the embedded engine the
 worker (which writes) and the API (which reads) must share a process; at scale they run
 apart (`deltaomega worker`, `deltaomega api`) against a ClickHouse server.
+
+The API answers from the first moment: topics and tables are prepared in the background
+(retried while Kafka or ClickHouse is away, the outage logged once), and the worker starts
+once they exist; until then, and while the worker restores its windows, readiness says
+why it is not ready. A stop (Ctrl-C, SIGTERM) cancels everything and waits a bounded time;
+a watchdog ends the process if anything still holds it after ``shutdown_seconds``.
 """
 
 from __future__ import annotations
@@ -10,28 +16,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from types import FrameType
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
-from faust.contrib.asgi import faust_app_running
 
+from deltaomega import faults
 from deltaomega.api.app import create_api
 from deltaomega.api.deps import ApiContext
 from deltaomega.api.queries import Queries
 from deltaomega.config import Settings
+from deltaomega.errors import ConfigurationError, DeltaOmegaError, ServiceUnavailableError
+from deltaomega.outages import configure_outages
 from deltaomega.producer import SimulationConfig, run_simulation
 from deltaomega.schemas.codec import AvroCodec
 from deltaomega.sinks.clickhouse import ClickHouse, connect
 from deltaomega.sinks.migrate import apply_migrations
-from deltaomega.streams.app import create_pipeline
+from deltaomega.streams.app import Pipeline, create_pipeline
 from deltaomega.topics import Topics, ensure_topics
 
 log = logging.getLogger(__name__)
 
 PROGRESS_SECONDS = 5.0
+_PREPARE_MAX_DELAY_SECONDS = 10.0
+#: ClickHouse settings of the API's reads: one core each, so reads never starve ingestion.
+_READ_OPTIONS = {"max_threads": 1}
 
 
 def build_app(
@@ -43,63 +56,134 @@ def build_app(
     simulation: SimulationConfig | None = None,
 ) -> FastAPI:
     """The ASGI app; its lifespan prepares topics and tables and starts what was asked."""
+    configure_outages(settings.outage_summary_seconds)
+    if settings.faults:
+        faults.arm(settings.faults)
     clickhouse = clickhouse or connect(settings)
+    # The API reads on connections of its own (same engine or server as the worker's).
+    reads = connect(clickhouse.settings, settings.clickhouse_read_connections, **_READ_OPTIONS)
     codec = AvroCodec.from_settings(settings)
     pipeline = create_pipeline(settings, clickhouse, codec) if worker else None
     context = ApiContext(
         settings=settings,
-        queries=Queries(clickhouse, settings.clickhouse_database),
+        queries=Queries(reads, settings.clickhouse_database),
         codec=codec,
         topics=Topics.from_settings(settings),
-        worker=pipeline.app if pipeline else None,
+        worker=pipeline.worker if pipeline else None,
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await asyncio.to_thread(ensure_topics, settings)
-        await clickhouse.acall(lambda c: apply_migrations(c, settings.clickhouse_database))
-        async with contextlib.AsyncExitStack() as stack:
-            if pipeline is not None:
-                await stack.enter_async_context(faust_app_running(pipeline.app))
-                stack.enter_context(_progress_reporter(pipeline.progress))
-            if simulation is not None:
-                stack.enter_context(_simulator(settings, simulation))
+        stop = threading.Event()
+        starting = asyncio.get_running_loop().create_task(
+            _prepare_and_start(settings, clickhouse, context, pipeline, simulation, stop)
+        )
+        try:
             yield
+        finally:
+            stop.set()
+            starting.cancel()
+            await asyncio.wait({starting}, timeout=1.0)
+            if pipeline is not None:
+                await pipeline.worker.stop(settings.shutdown_seconds / 2)
 
     return create_api(context, lifespan, serve_api=api)
 
 
-@contextlib.contextmanager
-def _progress_reporter(progress: Any) -> Any:
-    async def report() -> None:
-        while True:
-            await asyncio.sleep(PROGRESS_SECONDS)
-            log.info("%s", progress.line())
-
-    task = asyncio.get_running_loop().create_task(report())
+async def _prepare_and_start(
+    settings: Settings,
+    clickhouse: ClickHouse,
+    context: ApiContext,
+    pipeline: Pipeline | None,
+    simulation: SimulationConfig | None,
+    stop: threading.Event,
+) -> None:
+    """Create topics and tables (retrying while a service is away), then start the worker
+    and the simulator; runs until cancelled."""
+    delay = 0.5
+    while True:
+        try:
+            await asyncio.to_thread(ensure_topics, settings)
+            await clickhouse.acall(lambda c: apply_migrations(c, settings.clickhouse_database))
+            break
+        except ServiceUnavailableError:
+            pass  # the outage tracker logged it
+        except ConfigurationError as exc:
+            context.setup_problem = "topics do not match the settings"
+            log.error("cannot start: %s", exc)
+            return
+        except DeltaOmegaError as exc:
+            log.error("preparing topics and tables failed (%s); retrying in %.1fs", exc, delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, _PREPARE_MAX_DELAY_SECONDS)
+    context.prepared = True
+    tasks: list[asyncio.Task[None]] = []
+    if pipeline is not None:
+        pipeline.worker.start()
+        tasks.append(asyncio.create_task(_report_progress(pipeline)))
+    simulator = None
+    if simulation is not None:
+        simulator = threading.Thread(
+            target=run_simulation,
+            args=(settings, simulation, None),
+            kwargs={"realtime": True, "stop": stop},
+            name="simulator",
+            daemon=True,
+        )
+        simulator.start()
+        log.info("simulating %d voices at %.0f events/s", simulation.voices, simulation.rate)
     try:
-        yield
+        await asyncio.gather(*tasks)
+        await asyncio.Event().wait()
     finally:
-        task.cancel()
-
-
-@contextlib.contextmanager
-def _simulator(settings: Settings, config: SimulationConfig) -> Any:
-    stop = threading.Event()
-    thread = threading.Thread(
-        target=run_simulation,
-        args=(settings, config, None),
-        kwargs={"realtime": True, "stop": stop},
-        name="simulator",
-        daemon=True,
-    )
-    thread.start()
-    log.info("simulating %d voices at %.0f events/s", config.voices, config.rate)
-    try:
-        yield
-    finally:
+        for task in tasks:
+            task.cancel()
         stop.set()
-        thread.join(timeout=10)
+        if simulator is not None:
+            await asyncio.to_thread(simulator.join, 2.0)
+
+
+async def _report_progress(pipeline: Pipeline) -> None:
+    while True:
+        await asyncio.sleep(PROGRESS_SECONDS)
+        log.info("%s", pipeline.progress.line())
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, with a watchdog armed by the first stop signal."""
+
+    def __init__(self, config: uvicorn.Config, deadline_seconds: float) -> None:
+        super().__init__(config)
+        self.deadline_seconds = deadline_seconds
+        self._watchdog: threading.Thread | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._watchdog is None:
+            log.info("stopping (signal %d)", sig)
+            self._watchdog = threading.Thread(
+                target=_exit_after, args=(self.deadline_seconds,), name="watchdog", daemon=True
+            )
+            self._watchdog.start()
+        super().handle_exit(sig, frame)
+
+
+def _exit_after(seconds: float) -> None:
+    """End the process if a clean stop has not done so within ``seconds``."""
+    threading.Event().wait(seconds)
+    log.error("still not stopped %.0f s after the signal; exiting now", seconds)
+    for handler in logging.getLogger().handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
+    os._exit(1)
+
+
+@contextlib.contextmanager
+def _no_stray_threads() -> Iterator[None]:
+    """After a clean stop, do not wait on threads still blocked in a client call."""
+    try:
+        yield
+    finally:
+        threading.Thread(target=_exit_after, args=(2.0,), daemon=True).start()
 
 
 def run_service(
@@ -126,4 +210,14 @@ def run_service(
     else:
         # `deltaomega worker`: the same app, serving only health and metrics.
         log.info("worker health and metrics on http://%s:%d/readyz", host, port)
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=max(1, int(settings.shutdown_seconds / 4)),
+    )
+    server: Any = _Server(config, settings.shutdown_seconds)
+    with _no_stray_threads():
+        server.run()

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
 from deltaomega.config import Settings
 from deltaomega.errors import ConfigurationError
+from deltaomega.kafka_clients import UNREACHABLE, admin_client, unavailable
+from deltaomega.outages import outage
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +79,20 @@ class Topics:
         return [self.voice_windows_changelog, self.interaction_windows_changelog]
 
 
-def ensure_topics(settings: Settings, timeout: float = 30.0) -> Topics:
+def ensure_topics(settings: Settings, timeout: float = 10.0) -> Topics:
     """Create missing topics with the configured partition count; check existing ones match.
 
     A window changelog's partition *p* holds the open windows of source partition *p*, so
-    a mismatch here is an error rather than something to discover during recovery.
+    a mismatch here is an error rather than something to discover during recovery. No
+    broker answering within ``timeout`` is a :class:`KafkaUnavailableError`.
     """
     topics = Topics.from_settings(settings)
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    existing = admin.list_topics(timeout=timeout).topics
+    admin = admin_client(settings)
+    try:
+        existing = admin.list_topics(timeout=timeout).topics
+    except KafkaException as exc:
+        raise unavailable(settings, exc) from exc
+    outage("kafka").recovered()
     missing = [name for name in topics.all() if name not in existing]
     for name in topics.all():
         if name in existing and len(existing[name].partitions) != settings.partitions:
@@ -113,8 +120,14 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> Topics:
         for name, future in futures.items():
             try:
                 future.result(timeout=timeout)
+            except TimeoutError as exc:
+                raise unavailable(settings, exc) from exc
             except KafkaException as exc:
-                if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                    raise
+                error = exc.args[0]
+                if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                    continue
+                if error.code() in UNREACHABLE or error.retriable():
+                    raise unavailable(settings, exc) from exc
+                raise ConfigurationError(f"could not create topic {name}: {error.str()}") from exc
             log.info("created topic %s (%d partitions)", name, settings.partitions)
     return topics

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 
 from deltaomega.api.queries import Queries
 from deltaomega.config import Settings
 from deltaomega.schemas.codec import AvroCodec
+from deltaomega.streams.worker import Worker
 from deltaomega.topics import Topics
 
 
@@ -19,8 +20,12 @@ class ApiContext:
     queries: Queries
     codec: AvroCodec
     topics: Topics
-    #: The Faust app when the worker runs in this process (for readiness), else None.
-    worker: Any | None = None
+    #: The worker when it runs in this process (for readiness), else None.
+    worker: Worker | None = None
+    #: Topics and tables exist (the lifespan prepares them in the background).
+    prepared: bool = False
+    #: Why preparing stopped for good (topics that do not match the settings), if it did.
+    setup_problem: str | None = None
 
 
 def _context(request: Request) -> ApiContext:

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Query
 
 from deltaomega.errors import ValidationError
-from deltaomega.schemas.records import SEVERITIES
+from deltaomega.schemas.records import ID_RULE, MAX_ID_LENGTH, SEVERITIES
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -17,7 +17,10 @@ Start = Annotated[
     datetime | None, Query(description="Window start ≥ this (ISO 8601; no zone means UTC).")
 ]
 End = Annotated[datetime | None, Query(description="Window start < this.")]
-Name = Annotated[str | None, Query(min_length=1, max_length=200)]
+Name = Annotated[
+    str | None,
+    Query(min_length=1, max_length=MAX_ID_LENGTH, description=f"An id: {ID_RULE}."),
+]
 Severity = Annotated[str | None, Query(description=f"One of {', '.join(SEVERITIES)}, in any case.")]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -9,9 +10,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from deltaomega.errors import DeltaOmegaError, NotFoundError, ValidationError
+from deltaomega.errors import (
+    DeltaOmegaError,
+    NotFoundError,
+    ServiceUnavailableError,
+    ValidationError,
+)
+
+log = logging.getLogger(__name__)
 
 PROBLEM = "application/problem+json"
+_SERVICES = {"kafka": "Kafka", "clickhouse": "ClickHouse", "schema-registry": "The schema registry"}
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
@@ -49,8 +58,25 @@ async def _invalid(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceUnavailableError)
+    # The text names the service, not the driver's message: that stays in the server log.
+    response = problem(
+        503,
+        "Service unavailable",
+        f"{_SERVICES.get(exc.service, exc.service)} is unavailable; try again later",
+        service=exc.service,
+    )
+    response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
 async def _internal(request: Request, exc: Exception) -> JSONResponse:
-    return problem(500, "Internal error", type(exc).__name__)
+    """Any other failure: a problem body without internals (the server log has them;
+    Starlette re-raises an exception that is not ours to its server, which logs it)."""
+    if isinstance(exc, DeltaOmegaError):
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return problem(500, "Internal error", "the server could not answer this request")
 
 
 def install(app: FastAPI) -> None:
@@ -58,4 +84,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(NotFoundError, _not_found)
     app.add_exception_handler(ValidationError, _invalid)
+    app.add_exception_handler(ServiceUnavailableError, _unavailable)
     app.add_exception_handler(DeltaOmegaError, _internal)
+    app.add_exception_handler(Exception, _internal)

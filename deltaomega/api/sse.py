@@ -15,25 +15,41 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from confluent_kafka.admin import AdminClient
+from aiokafka.errors import KafkaError
+from confluent_kafka import KafkaException
 
-from deltaomega.errors import DeltaOmegaError, ValidationError
+from deltaomega.config import Settings
+from deltaomega.errors import ServiceUnavailableError, ValidationError
+from deltaomega.kafka_clients import admin_client, aiokafka_config, unavailable
 
-_CURSOR = re.compile(r"^\d+:-?\d+(,\d+:-?\d+)*$")
+_OPEN_TIMEOUT_SECONDS = 10.0
+
+_CURSOR = re.compile(r"^\d{1,9}:(-1|\d{1,19})(,\d{1,9}:(-1|\d{1,19}))*$")
+#: A cursor names each partition once; no topic here has more partitions than this.
+MAX_CURSOR_PARTITIONS = 1024
+MAX_CURSOR_LENGTH = MAX_CURSOR_PARTITIONS * 30
 
 
 def parse_cursor(text: str | None, field: str = "Last-Event-ID") -> dict[int, int] | None:
+    """``partition:offset`` pairs; an offset is the last one sent, or -1 for none yet."""
     if text is None or text == "":
         return None
     text = text.strip()
+    if len(text) > MAX_CURSOR_LENGTH:
+        raise ValidationError(field, f"is {len(text)} characters long, more than a cursor can be")
     if not _CURSOR.match(text):
         raise ValidationError(
-            field, f"must be 'partition:offset' pairs joined by ',', got {text!r}"
+            field,
+            f"must be 'partition:offset' pairs joined by ',' (offset -1 or more), got {text!r}"
+            if len(text) <= 100
+            else "must be 'partition:offset' pairs joined by ',' (offset -1 or more)",
         )
     cursor: dict[int, int] = {}
     for pair in text.split(","):
-        partition, offset = pair.split(":")
-        cursor[int(partition)] = int(offset)
+        partition, offset = (int(part) for part in pair.split(":"))
+        if partition in cursor:
+            raise ValidationError(field, f"names partition {partition} twice")
+        cursor[partition] = offset
     return cursor
 
 
@@ -42,45 +58,81 @@ def format_cursor(cursor: dict[int, int]) -> str:
 
 
 class KafkaTail:
-    """Follows every partition of ``topic`` from a cursor (or from now) and tracks position."""
+    """Follows every partition of ``topic`` from a cursor (or from now) and tracks position.
 
-    def __init__(self, bootstrap: str, topic: str, cursor: dict[int, int] | None) -> None:
+    Opening checks the cursor against the topic: a partition it does not have, or an
+    offset past a partition's end (a cursor from another topic or cluster), is a 422 that
+    names ``field``; a broker that does not answer is a 503. Either way nothing stays open.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        topic: str,
+        cursor: dict[int, int] | None,
+        field: str = "Last-Event-ID",
+    ) -> None:
         self.topic = topic
-        self._bootstrap = bootstrap
+        self._settings = settings
         self.position: dict[int, int] = {}
         self._start_cursor = cursor
+        self._field = field
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
+            **aiokafka_config(settings),
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
         )
 
     async def __aenter__(self) -> KafkaTail:
-        consumer = self._consumer
         partitions = await asyncio.to_thread(self._partitions)
-        await consumer.start()
-        tps = [TopicPartition(self.topic, p) for p in partitions]
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        for tp in tps:
-            if self._start_cursor is not None and tp.partition in self._start_cursor:
-                last = self._start_cursor[tp.partition]
-            elif self._start_cursor is not None:
-                last = -1  # a partition the client never had a position on: from its start
-            else:
-                last = ends[tp] - 1  # a new client: from now on
-            consumer.seek(tp, last + 1)
-            self.position[tp.partition] = last
+        consumer = self._consumer
+        try:
+            try:
+                await asyncio.wait_for(consumer.start(), _OPEN_TIMEOUT_SECONDS)
+                tps = [TopicPartition(self.topic, p) for p in partitions]
+                consumer.assign(tps)
+                ends = await asyncio.wait_for(consumer.end_offsets(tps), _OPEN_TIMEOUT_SECONDS)
+            except (KafkaError, OSError, TimeoutError) as exc:
+                raise unavailable(self._settings, exc) from exc
+            self._position_at(ends)
+        except BaseException:
+            await consumer.stop()
+            raise
         return self
 
+    def _position_at(self, ends: dict[TopicPartition, int]) -> None:
+        cursor = self._start_cursor
+        if cursor is not None:
+            unknown = sorted(set(cursor) - {tp.partition for tp in ends})
+            if unknown:
+                raise ValidationError(
+                    self._field, f"names partition {unknown[0]}, which {self.topic} does not have"
+                )
+        for tp, end in ends.items():
+            if cursor is not None and tp.partition in cursor:
+                last = cursor[tp.partition]
+                if last >= end:
+                    raise ValidationError(
+                        self._field,
+                        f"offset {last} of partition {tp.partition} is past its end ({end - 1});"
+                        " the cursor is not from this feed",
+                    )
+            elif cursor is not None:
+                last = -1  # a partition the client never had a position on: from its start
+            else:
+                last = end - 1  # a new client: from now on
+            self._consumer.seek(tp, last + 1)
+            self.position[tp.partition] = last
+
     def _partitions(self) -> list[int]:
-        metadata = AdminClient({"bootstrap.servers": self._bootstrap}).list_topics(
-            self.topic, timeout=10
-        )
+        try:
+            metadata = admin_client(self._settings).list_topics(self.topic, timeout=5)
+        except KafkaException as exc:
+            raise unavailable(self._settings, exc) from exc
         topic = metadata.topics.get(self.topic)
         if topic is None or topic.error is not None or not topic.partitions:
-            raise DeltaOmegaError(f"topic {self.topic} is not available")
+            raise ServiceUnavailableError("kafka", f"topic {self.topic} is not available")
         return sorted(topic.partitions)
 
     async def __aexit__(self, *exc: object) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 from confluent_kafka import KafkaError, Message, Producer
 
 from deltaomega.config import Settings
+from deltaomega.kafka_clients import client_config
 from deltaomega.schemas.codec import AvroCodec
 from deltaomega.schemas.records import (
     INTERACTION_EVENT,
@@ -58,7 +59,7 @@ class VoiceProducer:
         self._user_callback = on_delivery
         self._pending: dict[str, list[dict[str, Any]]] = defaultdict(list)
         conf: dict[str, Any] = {
-            "bootstrap.servers": settings.kafka_bootstrap,
+            **client_config(settings, f"{settings.app_id}-producer"),
             "partitioner": "murmur2_random",
             "linger.ms": 20,
             "compression.type": "lz4",

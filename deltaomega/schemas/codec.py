@@ -12,7 +12,7 @@ import logging
 import re
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import pyarrow as pa
@@ -20,7 +20,14 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from numpy.typing import NDArray
 
 from deltaomega.config import Settings
-from deltaomega.errors import DecodeError, SchemaError, ValidationError
+from deltaomega.errors import (
+    DecodeError,
+    DeltaOmegaError,
+    SchemaError,
+    ServiceUnavailableError,
+    ValidationError,
+)
+from deltaomega.outages import outage
 from deltaomega.schemas._loader import (
     BundledSchema,
     bundled_schemas,
@@ -49,6 +56,7 @@ from deltaomega.schemas.records import (
     context_array,
 )
 from deltaomega.schemas.validation import (
+    bad_ids,
     bad_rows,
     validate_interaction_event,
     validate_voice_event,
@@ -74,10 +82,11 @@ class AvroCodec:
     schema serves every topic it appears on.
     """
 
-    def __init__(self, registry: Any | None = None) -> None:
+    def __init__(self, registry: Any | None = None, registry_url: str = "") -> None:
         self._schemas = bundled_schemas()
         self._by_fingerprint = {s.fingerprint: s for s in self._schemas.values()}
         self._registry = registry
+        self._registry_url = registry_url
         self._lock = threading.Lock()
         self._ids_by_name: dict[str, int] = {}
         # registry id → (bundled schema it maps to, parsed writer schema)
@@ -89,7 +98,8 @@ class AvroCodec:
             return cls()
         from confluent_kafka.schema_registry import SchemaRegistryClient
 
-        return cls(SchemaRegistryClient.new_client({"url": settings.schema_registry_url}))
+        url = settings.schema_registry_url
+        return cls(SchemaRegistryClient.new_client({"url": url}), url)
 
     def schema(self, name: str) -> BundledSchema:
         try:
@@ -128,11 +138,25 @@ class AvroCodec:
             from confluent_kafka.schema_registry import Schema
 
             with self._lock:
-                schema_id = self._registry.register_schema(
-                    schema.name, Schema(json.dumps(schema.expanded), "AVRO")
-                )
+                try:
+                    schema_id = self._registry.register_schema(
+                        schema.name, Schema(json.dumps(schema.expanded), "AVRO")
+                    )
+                except Exception as exc:  # noqa: BLE001 - the registry client raises many types
+                    raise self._unreachable(exc) from exc
                 self._ids_by_name[schema.name] = schema_id
         return CONFLUENT_MAGIC + int(schema_id).to_bytes(4, "big")
+
+    def _unreachable(self, exc: Exception) -> DeltaOmegaError:
+        """A registry call that failed: unreachable (retry later) or refused (a bug)."""
+        code = getattr(exc, "http_status_code", None)
+        if isinstance(code, int) and 400 <= code < 500:
+            return SchemaError(f"the schema registry refused the request: {exc}")
+        outage("schema-registry").failed(f"{type(exc).__name__}: {exc}"[:300])
+        return ServiceUnavailableError(
+            "schema-registry",
+            f"the schema registry at {self._registry_url} is not reachable ({type(exc).__name__})",
+        )
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -162,9 +186,16 @@ class AvroCodec:
             raise DecodeError(f"Confluent-framed record (schema id {schema_id}) but no registry")
         try:
             registered = self._registry.get_schema(schema_id)
-            writer_json = json.loads(registered.schema_str)
         except Exception as exc:  # noqa: BLE001 - registry client raises many types
+            error = self._unreachable(exc)
+            if isinstance(error, ServiceUnavailableError):
+                raise error from exc  # not the record's fault: the batch waits, not rejected
             raise DecodeError(f"schema id {schema_id} not found in the registry: {exc}") from exc
+        outage("schema-registry").recovered()
+        try:
+            writer_json = json.loads(registered.schema_str)
+        except ValueError as exc:
+            raise DecodeError(f"schema id {schema_id} is not JSON: {exc}") from exc
         name = writer_json.get("name", "")
         if "." not in name and writer_json.get("namespace"):
             name = f"{writer_json['namespace']}.{name}"
@@ -183,12 +214,17 @@ class AvroCodec:
         return schema, writer
 
     def decode_many(
-        self, values: Sequence[bytes], expected: str
+        self, values: Sequence[bytes | None], expected: str
     ) -> tuple[list[tuple[int, dict[str, Any]]], list[RecordError]]:
         """Decode records that should all be ``expected``; (index, record) pairs and errors."""
         good: list[tuple[int, dict[str, Any]]] = []
         errors: list[RecordError] = []
         for index, value in enumerate(values):
+            if value is None:
+                errors.append(
+                    RecordError(index, "record has no value (a tombstone)", "DecodeError")
+                )
+                continue
             try:
                 name, record = self.decode(value)
             except DecodeError as exc:
@@ -200,12 +236,20 @@ class AvroCodec:
             good.append((index, record))
         return good, errors
 
-    def decode_voice_events(self, values: Sequence[bytes]) -> DecodedBatch[VoiceEventColumns]:
+    def decode_voice_events(
+        self, values: Sequence[bytes | None]
+    ) -> DecodedBatch[VoiceEventColumns]:
         """A consumer batch of VoiceEvent and VoiceEventBatch records → columns + rejects.
 
         A batch record is accepted or rejected whole, so a dead-lettered record can be
         replayed later without double-counting the part that had been accepted.
         """
+        present, kept, tombstones = _without_tombstones(values)
+        return _with_tombstones(self._decode_voice_events(present), kept, tombstones)
+
+    def _decode_voice_events(self, values: Sequence[bytes]) -> DecodedBatch[VoiceEventColumns]:
+        if not values:
+            return self._decode_voice_events_one_by_one(values)
         fast = self._columnar(values, {VOICE_EVENT: ONE, VOICE_EVENT_BATCH: ARRAY}, VOICE_EVENTS)
         if fast is None:
             return self._decode_voice_events_one_by_one(values)
@@ -217,7 +261,7 @@ class AvroCodec:
             context=fast.context,
             record_index=fast.record_index,
         )
-        return _drop_bad(columns, bad_rows(METRICS, columns.metrics, columns.ts), [])
+        return _drop_bad(columns, _bad_voice_rows(columns), [])
 
     def _decode_voice_events_one_by_one(
         self, values: Sequence[bytes]
@@ -265,9 +309,19 @@ class AvroCodec:
             context=context_array(contexts),
             record_index=np.array(record_index, dtype=np.int64),
         )
-        return _drop_bad(columns, bad_rows(METRICS, columns.metrics, columns.ts), errors)
+        return _drop_bad(columns, _bad_voice_rows(columns), errors)
 
-    def decode_interactions(self, values: Sequence[bytes]) -> DecodedBatch[InteractionEventColumns]:
+    def decode_interactions(
+        self, values: Sequence[bytes | None]
+    ) -> DecodedBatch[InteractionEventColumns]:
+        present, kept, tombstones = _without_tombstones(values)
+        return _with_tombstones(self._decode_interactions(present), kept, tombstones)
+
+    def _decode_interactions(
+        self, values: Sequence[bytes]
+    ) -> DecodedBatch[InteractionEventColumns]:
+        if not values:
+            return self._decode_interactions_one_by_one(values)
         fast = self._columnar(values, {INTERACTION_EVENT: ONE}, INTERACTION_EVENTS)
         if fast is None:
             return self._decode_interactions_one_by_one(values)
@@ -281,8 +335,7 @@ class AvroCodec:
             context=fast.context,
             record_index=fast.record_index,
         )
-        bad = bad_rows(("strength",), columns.strength.reshape(-1, 1), columns.ts)
-        return _drop_bad(columns, bad, [])
+        return _drop_bad(columns, _bad_interaction_rows(columns), [])
 
     def _decode_interactions_one_by_one(
         self, values: Sequence[bytes]
@@ -308,8 +361,7 @@ class AvroCodec:
             context=context_array([r["context"] for r in records]),
             record_index=np.array([i for i, _ in kept], dtype=np.int64),
         )
-        bad = bad_rows(("strength",), columns.strength.reshape(-1, 1), columns.ts)
-        return _drop_bad(columns, bad, errors)
+        return _drop_bad(columns, _bad_interaction_rows(columns), errors)
 
     def _columnar(
         self, values: Sequence[bytes], modes: dict[str, int], kind: EventType
@@ -384,6 +436,53 @@ def _read(data: bytes, offset: int, writer: Any, reader: Any) -> dict[str, Any]:
     if not isinstance(record, dict):
         raise DecodeError("payload is not a record")
     return record
+
+
+def _bad_voice_rows(columns: VoiceEventColumns) -> dict[int, str]:
+    bad = bad_ids({"event_id": columns.event_id, "voice_id": columns.voice_id})
+    for row, reason in bad_rows(METRICS, columns.metrics, columns.ts).items():
+        bad.setdefault(row, reason)
+    return bad
+
+
+def _bad_interaction_rows(columns: InteractionEventColumns) -> dict[int, str]:
+    bad = bad_ids(
+        {"event_id": columns.event_id, "source": columns.source, "target": columns.target}
+    )
+    strength = columns.strength.reshape(-1, 1)
+    for row, reason in bad_rows(("strength",), strength, columns.ts).items():
+        bad.setdefault(row, reason)
+    return bad
+
+
+def _without_tombstones(
+    values: Sequence[bytes | None],
+) -> tuple[Sequence[bytes], NDArray[np.int64] | None, list[RecordError]]:
+    """(the records that have a value, their indices or None when all do, the rejects).
+
+    A record with no value (a tombstone, as a compacting producer writes) is not an event;
+    it is rejected on its own, and the rest of the batch decodes as if it were not there.
+    """
+    if all(value is not None for value in values):
+        return cast(Sequence[bytes], values), None, []
+    kept = [i for i, value in enumerate(values) if value is not None]
+    errors = [
+        RecordError(i, "record has no value (a tombstone), so it holds no event", "DecodeError")
+        for i, value in enumerate(values)
+        if value is None
+    ]
+    return [cast(bytes, values[i]) for i in kept], np.array(kept, dtype=np.int64), errors
+
+
+def _with_tombstones(
+    decoded: DecodedBatch[C], kept: NDArray[np.int64] | None, rejected: list[RecordError]
+) -> DecodedBatch[C]:
+    """Map a batch decoded without its tombstones back to the original record indices."""
+    if kept is None:
+        return decoded
+    decoded.columns.record_index = kept[decoded.columns.record_index]
+    errors = [RecordError(int(kept[e.index]), e.reason, e.error_type) for e in decoded.errors]
+    return DecodedBatch(decoded.columns, sorted(errors + rejected, key=lambda e: e.index))
 
 
 def _drop_bad(columns: C, bad: dict[int, str], errors: list[RecordError]) -> DecodedBatch[C]:

@@ -40,6 +40,14 @@ INTERACTION_KINDS: tuple[str, ...] = (
 KIND_CODE: dict[str, int] = {kind: i for i, kind in enumerate(INTERACTION_KINDS)}
 STAT_NAMES: tuple[str, ...] = ("mean", "min", "max", "last")
 
+#: The one length limit of an id (event, voice, source, target), in characters: what the
+#: pipeline accepts, it stores, and the API reads back.
+MAX_ID_LENGTH = 256
+#: What an id may not hold: control characters (C0 and DEL). They are never meaningful in
+#: a name, and the window keys and logs must be able to show and separate every id.
+ID_FORBIDDEN = "[\\x00-\\x1f\\x7f]"
+ID_RULE = f"1 to {MAX_ID_LENGTH} characters, not only spaces, no control characters"
+
 T = TypeVar("T")
 
 Int64Array = NDArray[np.int64]

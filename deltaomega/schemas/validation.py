@@ -3,24 +3,67 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from numpy.typing import NDArray
 
 from deltaomega.errors import ValidationError
-from deltaomega.schemas.records import INTERACTION_KINDS, METRIC_RANGES, METRICS
+from deltaomega.schemas.records import (
+    ID_FORBIDDEN,
+    INTERACTION_KINDS,
+    MAX_ID_LENGTH,
+    METRIC_RANGES,
+    METRICS,
+)
 
 #: Event times outside [2000-01-01, 2200-01-01) are certainly wrong units (s vs ms) or garbage.
 TS_MIN_MS = 946_684_800_000
 TS_MAX_MS = 7_258_118_400_000
 
 
+_FORBIDDEN = re.compile(ID_FORBIDDEN)
+
+
+def id_problem(value: str) -> str | None:
+    """Why ``value`` is not a valid id, or None (the rule of :data:`ID_RULE`)."""
+    if not value.strip():
+        return "is missing or empty"
+    if len(value) > MAX_ID_LENGTH:
+        return f"is {len(value)} characters long, more than {MAX_ID_LENGTH}"
+    found = _FORBIDDEN.search(value)
+    if found is not None:
+        return f"holds the control character 0x{ord(found.group()):02x} at {found.start()}"
+    return None
+
+
 def _check_id(record: Mapping[str, Any], name: str) -> None:
     value = record.get(name)
-    if not isinstance(value, str) or not value.strip():
-        raise ValidationError(name, "is missing or empty")
+    problem = id_problem(value) if isinstance(value, str) else "is missing or empty"
+    if problem is not None:
+        raise ValidationError(name, problem)
+
+
+def bad_ids(columns: Mapping[str, pa.StringArray]) -> dict[int, str]:
+    """Rows (index → reason) whose id columns break the id rule; vectorised, so a clean
+    batch costs a few Arrow kernels."""
+    reasons: dict[int, str] = {}
+    for name, strings in columns.items():
+        ok = pc.and_(
+            pc.less_equal(pc.utf8_length(strings), MAX_ID_LENGTH),
+            pc.invert(pc.match_substring_regex(strings, ID_FORBIDDEN)),
+        )
+        ok = pc.and_(ok, pc.invert(pc.match_substring_regex(strings, r"^\s*$")))
+        failed = np.flatnonzero(~ok.to_numpy(zero_copy_only=False))
+        for row in failed.tolist():
+            if row not in reasons:
+                problem = id_problem(strings[row].as_py()) or "is not a valid id"
+                reasons[row] = f"{name}: {problem}"
+    return reasons
 
 
 def _check_ts(ts: Any) -> None:

@@ -1,13 +1,18 @@
-"""ClickHouse access: the client factory and the column-batch writer.
+"""ClickHouse access: the connection pool, error mapping, and the column-batch writer.
 
-chdb runs one engine per process and one process owns a data path, so clients for a
-``chdb://`` DSN are shared process-wide and every call on them is serialised.
+The embedded engine (chdb) hosts one database path per process, but any number of
+connections to it run queries in parallel; a client serialises the calls made on it. So
+the worker's inserts and the API's reads use connections of their own and never wait on
+each other's locks. A failure to reach the engine or server is a
+:class:`ClickHouseUnavailableError`, reported to the ``clickhouse`` outage tracker; callers
+retry (the sink) or answer 503 (the API).
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
+import functools
+import queue
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -15,9 +20,13 @@ from typing import Any, TypeVar
 import clickhouse_connect
 import numpy as np
 import pyarrow as pa
+from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
+from deltaomega import faults
 from deltaomega.config import Settings
+from deltaomega.errors import ClickHouseUnavailableError
 from deltaomega.metrics import SINK_ROWS, SINK_SECONDS
+from deltaomega.outages import outage
 from deltaomega.schemas.records import (
     INTERACTION_KINDS,
     METRICS,
@@ -27,8 +36,6 @@ from deltaomega.schemas.records import (
 
 T = TypeVar("T")
 
-_SHARED: dict[str, Any] = {}
-_SHARED_LOCK = threading.Lock()
 _CONTEXT = pa.map_(pa.string(), pa.string())
 _TS = pa.timestamp("ms", tz="UTC")
 _STRINGS = pa.list_(pa.string())
@@ -36,20 +43,57 @@ _KINDS = pa.array(INTERACTION_KINDS, pa.string())
 #: Every ``timestamp-millis`` field of the record types stored through ``insert_states``
 #: (decoded as epoch-millis ints); a unit test keeps this in step with the schemas.
 TIMESTAMP_FIELDS = frozenset({"window_start", "window_end", "target_window_start", "produced_at"})
+#: Server errors that mean "try again later", not "this query is wrong": network and
+#: socket errors, timeouts, too many queries, memory limits, read-only replicas.
+_UNAVAILABLE_CODES = frozenset({159, 202, 209, 210, 241, 242, 425})
+
+
+def _unavailable(exc: Exception) -> bool:
+    if isinstance(exc, faults.InjectedFaultError | OperationalError):
+        return True
+    return isinstance(exc, DatabaseError) and getattr(exc, "code", None) in _UNAVAILABLE_CODES
 
 
 class ClickHouse:
-    """A clickhouse-connect client plus the lock that chdb needs; run calls off the loop."""
+    """A pool of clickhouse-connect clients on one DSN; call it from threads, or ``acall``.
 
-    def __init__(self, client: Any, serialise: bool) -> None:
-        self.client = client
-        self._lock: threading.Lock | None = threading.Lock() if serialise else None
+    Clients are made when first needed, so a process starts while ClickHouse is away.
+    """
+
+    def __init__(self, settings: Settings, size: int = 1, **options: Any) -> None:
+        self.settings = settings
+        self._factory = functools.partial(create_client, settings, **options)
+        self._where = settings.clickhouse_url or "the embedded engine"
+        self._idle: queue.LifoQueue[Any] = queue.LifoQueue()
+        self._slots = queue.Queue[None]()
+        for _ in range(size):
+            self._slots.put(None)
+
+    @property
+    def client(self) -> Any:
+        """One client, for code that drives clickhouse-connect itself (migrations, tests)."""
+        return self.call(lambda client: client)
 
     def call(self, fn: Callable[[Any], T]) -> T:
-        if self._lock is None:
-            return fn(self.client)
-        with self._lock:
-            return fn(self.client)
+        self._slots.get()
+        client = None
+        try:
+            faults.hit("clickhouse.call")
+            client = self._idle.get_nowait() if not self._idle.empty() else self._factory()
+            result = fn(client)
+        except Exception as exc:
+            if not _unavailable(exc):
+                raise
+            # A client that lost its server is dropped; the next call makes a new one.
+            client = None
+            outage("clickhouse").failed(f"{type(exc).__name__}: {exc}"[:300])
+            raise ClickHouseUnavailableError(self._where, type(exc).__name__) from exc
+        finally:
+            if client is not None:
+                self._idle.put(client)
+            self._slots.put(None)
+        outage("clickhouse").recovered()
+        return result
 
     async def acall(self, fn: Callable[[Any], T]) -> T:
         return await asyncio.to_thread(self.call, fn)
@@ -64,25 +108,24 @@ class ClickHouse:
         return await asyncio.to_thread(self.rows, sql, **parameters)
 
 
-def create_client(settings: Settings) -> Any:
-    """A raw clickhouse-connect client for ``settings.clickhouse_dsn``."""
+def create_client(settings: Settings, **options: Any) -> Any:
+    """A new clickhouse-connect client for ``settings.clickhouse_dsn`` (raises if it is away)."""
     dsn = settings.clickhouse_dsn
     if dsn.startswith("chdb:"):
-        with _SHARED_LOCK:
-            if dsn not in _SHARED:
-                _SHARED[dsn] = clickhouse_connect.get_client(dsn=dsn)
-            return _SHARED[dsn]
+        return clickhouse_connect.get_client(dsn=dsn, settings=options or None)
     return clickhouse_connect.get_client(
         dsn=dsn,
         username=settings.clickhouse_user,
         password=settings.clickhouse_password.get_secret_value(),
         # Concurrent queries from the API would collide on one server session.
         autogenerate_session_id=False,
+        settings=options or None,
     )
 
 
-def connect(settings: Settings) -> ClickHouse:
-    return ClickHouse(create_client(settings), settings.clickhouse_dsn.startswith("chdb:"))
+def connect(settings: Settings, size: int = 1, **options: Any) -> ClickHouse:
+    """A pool of ``size`` clients; ``options`` are ClickHouse settings for their queries."""
+    return ClickHouse(settings, size, **options)
 
 
 class ClickHouseSink:
@@ -97,7 +140,13 @@ class ClickHouseSink:
         if arrow.num_rows == 0:
             return 0
         started = time.perf_counter()
-        self.clickhouse.call(lambda c: c.insert_arrow(table, arrow, database=self.database))
+
+        def insert(client: Any) -> None:
+            faults.hit("clickhouse.insert")
+            client.insert_arrow(table, arrow, database=self.database)
+            faults.hit("clickhouse.inserted")
+
+        self.clickhouse.call(insert)
         SINK_SECONDS.labels(table).observe(time.perf_counter() - started)
         SINK_ROWS.labels(table).inc(arrow.num_rows)
         return int(arrow.num_rows)

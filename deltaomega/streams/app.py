@@ -2,7 +2,7 @@
 
 The input topics are read by :class:`WindowConsumer` (confluent-kafka batches, open windows
 in a :class:`WindowStore`), the state and model-output topics by one :class:`SinkConsumer`;
-Faust runs them, and the inference engine, as tasks of one app on one event loop; the
+a :class:`Worker` runs them, and the inference engine, as tasks of one event loop; the
 models themselves run in a process of their own.
 """
 
@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import faust
-
 from deltaomega.config import Settings
+from deltaomega.kafka_clients import client_config
 from deltaomega.schemas.codec import AvroCodec
 from deltaomega.schemas.records import (
     ALERT,
@@ -39,6 +38,7 @@ from deltaomega.streams.window_agent import WindowAgent, WindowStreamSpec
 from deltaomega.streams.window_consumer import WindowConsumer
 from deltaomega.streams.window_store import WindowStore
 from deltaomega.streams.windows import TumblingWindowAggregator
+from deltaomega.streams.worker import Worker
 from deltaomega.topics import Topics
 
 _SINK_MAX_ROWS = 50_000
@@ -47,42 +47,27 @@ _SINK_WITHIN_SECONDS = 1.0
 
 @dataclass
 class Pipeline:
-    app: faust.App
+    worker: Worker
     topics: Topics
     progress: Progress
-
-
-def create_faust_app(settings: Settings) -> faust.App:
-    datadir = (settings.data_dir / "faust").resolve()
-    datadir.mkdir(parents=True, exist_ok=True)
-    return faust.App(
-        settings.app_id,
-        broker=f"kafka://{settings.kafka_bootstrap}",
-        datadir=str(datadir),
-        topic_partitions=settings.partitions,
-        topic_replication_factor=settings.replication_factor,
-        topic_allow_declare=True,
-        consumer_auto_offset_reset="earliest",
-        key_serializer="raw",
-        value_serializer="raw",
-        web_enabled=False,
-        autodiscover=False,
-        broker_commit_interval=1.0,
-    )
 
 
 def create_pipeline(
     settings: Settings, clickhouse: ClickHouse, codec: AvroCodec | None = None
 ) -> Pipeline:
-    """Build the app and register its agents (nothing runs until the app starts)."""
+    """Build the worker (nothing runs until it starts)."""
     codec = codec or AvroCodec.from_settings(settings)
-    app = create_faust_app(settings)
     topics = Topics.from_settings(settings)
     sink = ClickHouseSink(clickhouse, settings.clickhouse_database)
     progress = Progress()
 
+    def deadletters(outputs: BatchOutputs) -> DeadLetterPublisher:
+        return DeadLetterPublisher(
+            outputs.emit_to(topics.deadletter), settings.deadletter_max_bytes
+        )
+
     sink_outputs = BatchOutputs(settings, "sinks")
-    deadletter = DeadLetterPublisher(sink_outputs.sender(topics.deadletter))
+    deadletter = deadletters(sink_outputs)
 
     def window_consumer(
         spec: WindowStreamSpec,
@@ -95,22 +80,13 @@ def create_pipeline(
         store = WindowStore(
             (settings.data_dir / "windows" / spec.name).resolve(),
             changelog,
-            settings.kafka_bootstrap,
+            client_config(settings, f"{settings.app_id}-{spec.name}-restore"),
             aggregator.is_watermark_key,
         )
-        agent = WindowAgent(
-            spec,
-            store,
-            aggregator,
-            codec,
-            sink,
-            DeadLetterPublisher(outputs.sender(topics.deadletter)),
-            progress,
-            outputs.emit_to(states),
-        )
-        return WindowConsumer(settings, source, agent, outputs)
+        agent = WindowAgent(spec, store, aggregator, codec, sink, progress)
+        return WindowConsumer(settings, source, agent, outputs, states, deadletters(outputs))
 
-    consumers = [
+    consumers: list[BatchConsumer] = [
         window_consumer(
             VOICE_SPEC,
             topics.voice_events,
@@ -128,8 +104,6 @@ def create_pipeline(
             ),
         ),
     ]
-    for consumer in consumers:
-        _register_consumer(app, consumer)
 
     def recent(windows: int) -> tuple[int | None, list[dict[str, Any]], list[dict[str, Any]]]:
         database = settings.clickhouse_database
@@ -163,23 +137,9 @@ def create_pipeline(
     }
     for schema, topic in output_topics(topics).items():
         sinks[topic] = StateSinkAgent(schema, tables[schema], codec, sink, deadletter)
-    _register_consumer(
-        app, SinkConsumer(settings, sinks, sink_outputs, _SINK_MAX_ROWS, _SINK_WITHIN_SECONDS)
+    consumers.append(
+        SinkConsumer(settings, sinks, sink_outputs, _SINK_MAX_ROWS, _SINK_WITHIN_SECONDS)
     )
-
-    if inference is not None:
-        engine = inference
-
-        @app.task  # type: ignore[untyped-decorator]
-        async def run_inference() -> None:
-            await engine.run()
-
-    return Pipeline(app=app, topics=topics, progress=progress)
-
-
-def _register_consumer(app: faust.App, consumer: BatchConsumer) -> None:
-    async def consume() -> None:
-        await consumer.run()
-
-    consume.__name__ = f"consume_{consumer.name}"
-    app.task(consume)
+    tasks = {} if inference is None else {"inference": inference.run}
+    status = None if inference is None else inference.status
+    return Pipeline(Worker(consumers, tasks, status), topics, progress)

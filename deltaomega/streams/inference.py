@@ -182,6 +182,15 @@ class InferenceEngine:
         )
         return history
 
+    def status(self) -> dict[str, str]:
+        """Readiness of inference: models serving, starting, or off (which is no failure:
+        the stream goes on without them)."""
+        if self.disabled:
+            return {"inference": "ok (off: no usable model version)"}
+        if self.models.version is None:
+            return {"inference": "starting the model process"}
+        return {"inference": "ok"}
+
     # ------------------------------------------------------------ the loop
 
     async def _start_models(self) -> bool:

@@ -14,10 +14,15 @@ The functions prefixed ``_`` run in the child; :class:`ModelProcess` is the work
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import functools
 import gc
 import logging
 import multiprocessing
+import os
+import signal
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -41,6 +46,8 @@ from deltaomega.topics import Topics
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+_PR_SET_PDEATHSIG = 1
 
 
 def output_topics(topics: Topics) -> dict[str, str]:
@@ -95,6 +102,17 @@ def _loaded() -> _Models:
     if _models is None:
         raise RuntimeError("the model process has not been started")
     return _models
+
+
+def _bind_to_parent(parent: int) -> None:
+    """Die with the worker (PR_SET_PDEATHSIG), even a worker killed by SIGKILL, and leave
+    Ctrl-C to it: the worker stops this process in order."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the worker died before the request took hold
+        os._exit(1)
 
 
 def _start(settings: Settings, log_level: int, json_lines: bool) -> str:
@@ -192,7 +210,12 @@ class ModelProcess:
     async def start(self) -> str:
         """Spawn the process and load the active version (raises ModelError if none fits)."""
         self.close()
-        self._executor = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        self._executor = ProcessPoolExecutor(
+            1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_bind_to_parent,
+            initargs=(os.getpid(),),
+        )
         root = logging.getLogger()
         json_lines = any(isinstance(h.formatter, JsonFormatter) for h in root.handlers)
         version = await self._call(_start, self.settings, root.level, json_lines)

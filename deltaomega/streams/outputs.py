@@ -3,7 +3,6 @@ confluent-kafka producer that is flushed before the batch's offsets commit."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -11,27 +10,23 @@ from confluent_kafka import KafkaError, Producer
 
 from deltaomega.config import Settings
 from deltaomega.errors import DeliveryError
-from deltaomega.streams.deadletter import Send
+from deltaomega.kafka_clients import client_config
+from deltaomega.outages import outage
 from deltaomega.streams.window_store import produce
 
-#: librdkafka's own log lines (connection errors and the like), through our handler
-KAFKA_LOG = logging.getLogger("deltaomega.kafka")
-
 _FLUSH_TIMEOUT_SECONDS = 60.0
-_CLOSE_FLUSH_SECONDS = 5.0
+_CLOSE_FLUSH_SECONDS = 3.0
 
 
 def producer_config(settings: Settings, client_id: str) -> dict[str, Any]:
     return {
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "client.id": client_id,
+        **client_config(settings, client_id),
         "enable.idempotence": True,
         "linger.ms": 5,
         "compression.type": "lz4",
         # Java's and aiokafka's default, so a key lands where other clients put it.
         "partitioner": "murmur2_random",
         "queue.buffering.max.messages": 1_000_000,
-        "logger": KAFKA_LOG,
     }
 
 
@@ -65,15 +60,6 @@ class BatchOutputs:
 
         return emit
 
-    def sender(self, topic: str) -> Send:
-        """A dead-letter sender into ``topic``."""
-        emit = self.emit_to(topic)
-
-        async def send(key: bytes | None, value: bytes | None, headers: list[Any]) -> None:
-            emit(key, value, headers=headers)
-
-        return send
-
     def flush(self) -> None:
         remaining = self.producer.flush(_FLUSH_TIMEOUT_SECONDS)
         if remaining:
@@ -81,3 +67,4 @@ class BatchOutputs:
         if self.failed:
             failed, self.failed = self.failed, []
             raise DeliveryError(f"{len(failed)} records failed: {failed[0]}")
+        outage("kafka").recovered()

@@ -25,7 +25,7 @@ from deltaomega.sinks.retry import insert_until_acknowledged
 from deltaomega.streams.batch_consumer import BatchConsumer
 from deltaomega.streams.deadletter import DeadLetterPublisher
 from deltaomega.streams.outputs import BatchOutputs
-from deltaomega.streams.window_agent import SourceBatch, deadletter_record
+from deltaomega.streams.window_agent import SourceBatch
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +51,7 @@ class StateSinkAgent:
     async def process(self, batch: SourceBatch) -> None:
         RECORDS_CONSUMED.labels(batch.topic).inc(len(batch))
         good, errors = self.codec.decode_many(batch.values, self.schema)
-        for error in errors:
-            await deadletter_record(
-                self.deadletter, batch, error.index, error.reason, error.error_type
-            )
+        self.deadletter.publish([batch.deadletter(e.index, e.reason, e.error_type) for e in errors])
         records = [record for _, record in good]
         partitions = [int(batch.partitions[i]) for i, _ in good]
         if self.on_records is not None and records:
@@ -90,7 +87,7 @@ class SinkConsumer(BatchConsumer):
         consumer.subscribe(list(self.agents))
         try:
             while True:
-                messages = await call(consumer.consume, self.max_records, self.within)
+                messages = await call(self.poll, consumer, self.max_records, self.within)
                 batches = self.batches(messages)
                 if not batches:
                     continue
@@ -99,6 +96,8 @@ class SinkConsumer(BatchConsumer):
                 await call(self.commit, consumer, list(batches.values()))
         finally:
             try:
-                await asyncio.shield(call(consumer.close))
+                await asyncio.wait_for(asyncio.shield(call(consumer.close)), 3.0)
+            except TimeoutError:
+                log.warning("sinks: the consumer did not close in time")
             finally:
                 executor.shutdown(wait=False)

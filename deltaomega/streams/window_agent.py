@@ -1,21 +1,24 @@
 """One consumer batch of the voice-state or interaction-state stream, start to end.
 
-Decode all records at once, dead-letter the bad ones, fold each partition's rows into its
-open windows (one store write per key), emit the windows the watermark closed and insert
-the raw rows into ClickHouse. The caller then checkpoints the store and commits offsets.
+Decode all records at once, fold each partition's rows into its open windows (one store
+write per key) and encode the states of the windows the watermark closed. Nothing leaves
+the process here: the states and dead letters come back in a :class:`BatchResult` for
+the consumer to send, and the store notes what the batch changed, so a batch that fails
+at any step is rolled back whole (:meth:`WindowAgent.handle`) and the store, the
+changelog and the offsets stay as they were before it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from deltaomega import faults
 from deltaomega.metrics import (
     BATCH_SECONDS,
     BATCH_SIZE,
@@ -32,7 +35,7 @@ from deltaomega.schemas.codec import AvroCodec
 from deltaomega.schemas.records import DecodedBatch
 from deltaomega.sinks.clickhouse import ClickHouseSink
 from deltaomega.sinks.retry import insert_until_acknowledged
-from deltaomega.streams.deadletter import DeadLetterPublisher
+from deltaomega.streams.deadletter import DeadLetter
 from deltaomega.streams.progress import Progress
 from deltaomega.streams.window_store import WindowStore
 from deltaomega.streams.windows import ClosedWindows, TumblingWindowAggregator
@@ -46,27 +49,41 @@ class SourceBatch:
 
     topic: str
     keys: list[bytes | None]
-    values: list[bytes]
+    values: list[bytes | None]
     partitions: np.ndarray
     offsets: np.ndarray
 
     def __len__(self) -> int:
         return len(self.values)
 
+    def slice(self, start: int, stop: int) -> SourceBatch:
+        """Records ``start`` to ``stop``: still each partition in offset order."""
+        return SourceBatch(
+            self.topic,
+            self.keys[start:stop],
+            self.values[start:stop],
+            self.partitions[start:stop],
+            self.offsets[start:stop],
+        )
 
-async def deadletter_record(
-    publisher: DeadLetterPublisher, batch: SourceBatch, i: int, reason: str, error_type: str
-) -> None:
-    """Dead-letter the batch's ``i``-th record, as it came, with where it came from."""
-    await publisher.publish(
-        batch.topic,
-        int(batch.partitions[i]),
-        int(batch.offsets[i]),
-        batch.keys[i],
-        batch.values[i],
-        reason,
-        error_type,
-    )
+    def last_offsets(self) -> dict[int, int]:
+        """Partition → the batch's last offset on it."""
+        out: dict[int, int] = {}
+        for partition, offset in zip(self.partitions.tolist(), self.offsets.tolist(), strict=True):
+            out[partition] = max(offset, out.get(partition, -1))
+        return out
+
+    def deadletter(self, i: int, reason: str, error_type: str) -> DeadLetter:
+        """The ``i``-th record, as it came, with why and where it came from."""
+        return DeadLetter(
+            self.topic,
+            int(self.partitions[i]),
+            int(self.offsets[i]),
+            self.keys[i],
+            self.values[i],
+            reason,
+            error_type,
+        )
 
 
 @dataclass(frozen=True)
@@ -76,6 +93,22 @@ class RawRows:
     columns: Any
     partitions: np.ndarray
     offsets: np.ndarray
+
+
+@dataclass
+class BatchResult:
+    """What a processed batch sends on: closed windows' states, dead letters, raw rows."""
+
+    states: list[tuple[bytes, bytes]] = field(default_factory=list)
+    deadletters: list[DeadLetter] = field(default_factory=list)
+    rows: list[RawRows] = field(default_factory=list)
+    events: int = 0
+
+    def extend(self, other: BatchResult) -> None:
+        self.states += other.states
+        self.deadletters += other.deadletters
+        self.rows += other.rows
+        self.events += other.events
 
 
 class WindowRows(NamedTuple):
@@ -93,7 +126,7 @@ class WindowStreamSpec:
 
     name: str
     state_schema: str
-    decode: Callable[[AvroCodec, Sequence[bytes]], DecodedBatch[Any]]
+    decode: Callable[[AvroCodec, Sequence[bytes | None]], DecodedBatch[Any]]
     rows: Callable[[Any], WindowRows]
     #: closed windows → (Kafka key, state record) pairs
     states: Callable[[ClosedWindows], list[tuple[bytes, dict[str, Any]]]]
@@ -109,19 +142,14 @@ class WindowAgent:
         aggregator: TumblingWindowAggregator,
         codec: AvroCodec,
         sink: ClickHouseSink,
-        deadletter: DeadLetterPublisher,
         progress: Progress,
-        emit: Callable[[bytes, bytes], None],
     ) -> None:
         self.spec = spec
         self.store = store
         self.aggregator = aggregator
         self.codec = codec
         self.sink = sink
-        self.deadletter = deadletter
         self.progress = progress
-        #: (key, encoded state) → the state topic
-        self.emit = emit
 
     # -- partitions ------------------------------------------------------------------------
 
@@ -134,35 +162,53 @@ class WindowAgent:
         self.store.revoke(partitions)
         self.aggregator.forget(partitions)
 
+    def covered(self) -> dict[int, int]:
+        """Partition → last source offset a landed batch dealt with (its marker)."""
+        return {p: self.aggregator.covered(s, p) for p, s in self.store.partitions.items()}
+
     # -- batches ---------------------------------------------------------------------------
 
-    async def handle(self, batch: SourceBatch) -> RawRows | None:
-        """:meth:`process`, dead-lettering the whole batch if it fails unexpectedly."""
+    def handle(self, batch: SourceBatch, covered: Mapping[int, int]) -> BatchResult:
+        """:meth:`process` as one unit: if it raises, every store change it made is undone.
+
+        ``covered`` is each partition's marker before the consumer batch: records at or
+        below it were dealt with by a batch that landed, so they are not dead-lettered
+        again when a crash makes them come back.
+        """
+        self.store.begin()
         try:
-            return await self.process(batch)
-        except asyncio.CancelledError:
+            result = self.process(batch, covered)
+        except BaseException:
+            self.store.rollback()
+            for partition in self.store.partitions:
+                self.aggregator.load_index(partition, self.store.partitions[partition].keys())
             raise
-        except Exception as exc:  # noqa: BLE001 - the worker must outlive a bad batch
-            log.exception("%s batch of %d records failed", self.spec.name, len(batch))
-            reason = f"processing failed: {type(exc).__name__}: {exc}"
-            for i in range(len(batch)):
-                await self._deadletter(batch, i, reason, "ProcessingError")
-            self.progress.deadlettered += len(batch)
-            return None
+        self.store.commit()
+        return result
 
-    async def _deadletter(self, batch: SourceBatch, i: int, reason: str, error_type: str) -> None:
-        await deadletter_record(self.deadletter, batch, i, reason, error_type)
+    def cover(self, batch: SourceBatch) -> None:
+        """Move each partition's marker past the whole batch (after records were isolated,
+        the last of which may have been taken out)."""
+        for partition, last in batch.last_offsets().items():
+            state = self.store.partitions.get(partition)
+            if state is not None:
+                self.aggregator.cover(state, partition, last)
 
-    async def process(self, batch: SourceBatch) -> RawRows:
-        """Decode, dead-letter, aggregate and emit; the raw rows are left to :meth:`insert`."""
+    def process(self, batch: SourceBatch, covered: Mapping[int, int]) -> BatchResult:
+        """Decode, aggregate and encode; the raw rows are left to :meth:`insert`."""
         name = self.spec.name
         started = time.perf_counter()
         RECORDS_CONSUMED.labels(batch.topic).inc(len(batch))
         BATCH_SIZE.labels(name).observe(len(batch))
         decoded = self.spec.decode(self.codec, batch.values)
+        result = BatchResult()
         for error in decoded.errors:
-            await self._deadletter(batch, error.index, error.reason, error.error_type)
-        self.progress.deadlettered += len(decoded.errors)
+            if int(batch.offsets[error.index]) > covered.get(
+                int(batch.partitions[error.index]), -1
+            ):
+                result.deadletters.append(
+                    batch.deadletter(error.index, error.reason, error.error_type)
+                )
         cols = decoded.columns
         EVENTS_DECODED.labels(name).inc(len(cols))
         row_partition = batch.partitions[cols.record_index]
@@ -171,11 +217,11 @@ class WindowAgent:
         BATCH_SECONDS.labels(name, "decode").observe(decoded_at - started)
 
         window_rows = self.spec.rows(cols)
-        self.spec.count_progress(self.progress, window_rows)
         keys, names, ts, values = window_rows
-        partitions = [int(p) for p in np.unique(batch.partitions)]
+        last_offsets = batch.last_offsets()
         watermark = None
-        for partition in partitions:
+        late = replayed = written = windows_closed = 0
+        for partition in sorted(last_offsets):
             rows = np.flatnonzero(row_partition == partition)
             outcome = self.aggregator.process(
                 partition,
@@ -185,23 +231,37 @@ class WindowAgent:
                 ts[rows],
                 values[rows],
                 row_offset[rows],
+                last_offsets[partition],
             )
-            LATE_EVENTS.labels(name).inc(outcome.late)
-            REPLAYED_EVENTS.labels(name).inc(outcome.replayed)
-            TABLE_WRITES.labels(name).inc(outcome.keys_written)
-            self.progress.late += outcome.late
+            late += outcome.late
+            replayed += outcome.replayed
+            written += outcome.keys_written
             for key, record in self.spec.states(outcome.closed):
-                self.emit(key, self.codec.encode(self.spec.state_schema, record, validate=False))
-            WINDOWS_CLOSED.labels(name).inc(len(outcome.closed))
-            self.progress.windows_closed += len(outcome.closed)
+                encoded = self.codec.encode(self.spec.state_schema, record, validate=False)
+                result.states.append((key, encoded))
+            windows_closed += len(outcome.closed)
             watermark = (
                 outcome.watermark if watermark is None else min(watermark, outcome.watermark)
             )
-        OPEN_WINDOWS.labels(name).set(sum(self.aggregator.open_windows(p) for p in partitions))
+        faults.hit(f"{name}.after_aggregate")
+        # Counted only once nothing can fail any more: a retried batch counts once.
+        WINDOWS_CLOSED.labels(name).inc(windows_closed)
+        LATE_EVENTS.labels(name).inc(late)
+        REPLAYED_EVENTS.labels(name).inc(replayed)
+        TABLE_WRITES.labels(name).inc(written)
+        self.spec.count_progress(self.progress, window_rows)
+        self.progress.late += late
+        self.progress.windows_closed += windows_closed
+        self.progress.deadlettered += len(result.deadletters)
+        OPEN_WINDOWS.labels(name).set(
+            sum(self.aggregator.open_windows(p) for p in self.store.partitions)
+        )
         if watermark is not None and watermark > 0:
             WATERMARK_LAG.labels(name).set(time.time() - watermark / 1000)
         BATCH_SECONDS.labels(name, "aggregate").observe(time.perf_counter() - decoded_at)
-        return RawRows(cols, row_partition, row_offset)
+        result.rows.append(RawRows(cols, row_partition, row_offset))
+        result.events = len(cols)
+        return result
 
     async def insert(self, rows: RawRows) -> None:
         started = time.perf_counter()

@@ -3,10 +3,17 @@
 Faust hands its agents one event at a time; at tens of thousands of events per second that
 per-record path, not the batch code, bounded the worker (bench/RESULTS.md). Here one
 ``consume`` call returns up to ``batch_max_records`` messages and the agent's batch code
-runs on them directly. Per batch: process → produce the store's changes → flush the
-producer (states, dead letters, changelog) → produce closed windows' tombstones → flush →
-checkpoint RocksDB → commit offsets (the landing overlaps the next batch's processing). A crash
-anywhere replays the batch, and the source offsets kept in the store make the replay exact.
+runs on them directly. Per batch: process (all or nothing) → produce its states and dead
+letters (the dead letters flushed first, so a replay never sends them twice) → produce the
+store's changes → flush the producer (states, changelog) → produce closed windows'
+tombstones → flush → checkpoint RocksDB → commit offsets (the landing overlaps the next
+batch's processing). A crash anywhere replays the batch, and the source offsets kept in
+the store make the replay exact.
+
+A batch whose processing fails is rolled back and retried; one that fails
+``batch_retries`` times is split in halves until the records that fail alone are found,
+and those are dead-lettered (``deltaomega_poison_records_total``): one bad record costs
+its own place, not its partition's progress.
 """
 
 from __future__ import annotations
@@ -15,22 +22,28 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
+from deltaomega import faults
 from deltaomega.config import Settings
-from deltaomega.errors import DeliveryError
+from deltaomega.errors import ServiceUnavailableError
+from deltaomega.metrics import BATCH_FAILURES, POISON_RECORDS
 from deltaomega.streams.batch_consumer import BatchConsumer
+from deltaomega.streams.deadletter import DeadLetterPublisher
 from deltaomega.streams.outputs import BatchOutputs
-from deltaomega.streams.window_agent import RawRows, SourceBatch, WindowAgent
+from deltaomega.streams.window_agent import BatchResult, RawRows, SourceBatch, WindowAgent
 from deltaomega.streams.window_store import Checkpoint
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: How long a stopping consumer lets its last batch land before leaving it to a replay.
+_LAND_GRACE_SECONDS = 3.0
 
 
 def consume_size(events: int, records: int, max_records: int, max_events: int) -> int:
@@ -42,12 +55,21 @@ def consume_size(events: int, records: int, max_records: int, max_events: int) -
 
 class WindowConsumer(BatchConsumer):
     def __init__(
-        self, settings: Settings, topic: str, agent: WindowAgent, outputs: BatchOutputs
+        self,
+        settings: Settings,
+        topic: str,
+        agent: WindowAgent,
+        outputs: BatchOutputs,
+        states_topic: str,
+        deadletters: DeadLetterPublisher,
     ) -> None:
         name = agent.spec.name
         super().__init__(settings, name, f"{settings.app_id}-{name}-windows", outputs)
         self.topic = topic
         self.agent = agent
+        self.emit_state = outputs.emit_to(states_topic)
+        self.deadletters = deadletters
+        self._persisting: asyncio.Future[None] | None = None
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -75,7 +97,7 @@ class WindowConsumer(BatchConsumer):
         landing: asyncio.Task[None] | None = None
         try:
             while True:
-                messages = await call(consumer.consume, size, within)
+                messages = await call(self.poll, consumer, size, within)
                 if landing is not None and landing.done():
                     landing.result()  # a failed landing restarts the consumer
                 batch = self._batch(messages)
@@ -83,40 +105,151 @@ class WindowConsumer(BatchConsumer):
                     continue
                 if self.agent.progress.first_batch_at is None:
                     self.agent.progress.first_batch_at = time.perf_counter()
-                rows = await self.agent.handle(batch)
-                if rows is not None:
-                    size = consume_size(len(rows.columns), len(batch), max_records, max_events)
+                result = await self._process(batch)
+                if result.events:
+                    size = consume_size(result.events, len(batch), max_records, max_events)
+                for key, value in result.states:
+                    self.emit_state(key, value)
+                if result.deadletters:
+                    # Delivered before the changelog marker that covers their records, so a
+                    # replay (which skips what the marker covers) never sends them again.
+                    self.deadletters.publish(result.deadletters)
+                    await asyncio.to_thread(self.outputs.flush)
                 checkpoint = self.agent.store.stage(self.outputs.producer)
                 if landing is not None:
                     await landing  # offsets commit in order, one batch in flight at most
-                landing = asyncio.create_task(self._land(call, consumer, batch, rows, checkpoint))
+                landing = asyncio.create_task(
+                    self._land(call, consumer, batch, result.rows, checkpoint)
+                )
+        except asyncio.CancelledError:
+            # Stopping: abandon a restore in progress, so the consumer thread comes free.
+            self.agent.store.stopping.set()
+            raise
         finally:
+            await self._finish(landing, call, consumer)
+            executor.shutdown(wait=False)
+
+    async def _finish(
+        self,
+        landing: asyncio.Task[None] | None,
+        call: Callable[..., asyncio.Future[Any]],
+        consumer: Consumer,
+    ) -> None:
+        """Let the last batch land if it can do so soon; leave it to a replay otherwise."""
+        if landing is not None:
+            if not landing.done():
+                await asyncio.wait({landing}, timeout=_LAND_GRACE_SECONDS)
+                landing.cancel()
             try:
-                if landing is not None and not landing.done():
-                    await asyncio.shield(landing)
-            except (KafkaException, DeliveryError) as exc:
-                log.warning("%s: last batch did not land (%s); it replays", self.name, exc)
-            try:
-                await asyncio.shield(call(consumer.close))
-            finally:
-                executor.shutdown(wait=False)
-                self.agent.revoke(list(self.agent.store.partitions))
-                self.agent.store.close()
+                await landing
+            except BaseException as exc:  # noqa: BLE001 - it replays; nothing to do here
+                log.info("%s: last batch did not land (%r); it replays", self.name, exc)
+        try:
+            await asyncio.wait_for(asyncio.shield(call(consumer.close)), _LAND_GRACE_SECONDS)
+        except TimeoutError:
+            log.warning("%s: the consumer did not close in time", self.name)
+        self.agent.revoke(list(self.agent.store.partitions))
+        persisting = self._persisting
+        if persisting is None or persisting.done():
+            self.agent.store.close()
+        # else a checkpoint thread still writes: the store closes with the process
 
     def _batch(self, messages: Sequence[Message]) -> SourceBatch | None:
         return self.batches(messages, self.agent.store.partitions).get(self.topic)
+
+    # -- processing: all or nothing, retried, isolated -------------------------------------
+
+    async def _process(self, batch: SourceBatch) -> BatchResult:
+        covered = self.agent.covered()
+        retries = self.settings.batch_retries
+        attempt = waited = 0
+        while attempt < retries:
+            attempt += 1
+            try:
+                return self.agent.handle(batch, covered)
+            except ServiceUnavailableError:
+                # Not the batch's fault (the schema registry is away): wait, do not count.
+                attempt -= 1
+                waited += 1
+                await asyncio.sleep(min(0.5 * 2**waited, 30.0))
+                continue
+            except Exception as exc:  # noqa: BLE001 - undone; retried, then isolated
+                BATCH_FAILURES.labels(self.name).inc()
+                self.health.failed(exc)
+                first, last = int(batch.offsets.min()), int(batch.offsets.max())
+                if attempt == 1:
+                    log.exception(
+                        "%s: a batch of %d records (offsets %d-%d) failed and was rolled back;"
+                        " retrying",
+                        self.name,
+                        len(batch),
+                        first,
+                        last,
+                    )
+                else:
+                    log.warning(
+                        "%s: the batch failed again (%d of %d)", self.name, attempt, retries
+                    )
+                if attempt < retries:
+                    await asyncio.sleep(min(0.2 * 2**attempt, 5.0))
+        return self._isolate(batch, covered)
+
+    def _isolate(self, batch: SourceBatch, covered: Mapping[int, int]) -> BatchResult:
+        """Process the batch in halves, and halves of those that fail, down to single
+        records; dead-letter the records that fail alone."""
+        result = BatchResult()
+        poison = 0
+        pending = [batch]
+        while pending:
+            part = pending.pop()
+            try:
+                result.extend(self.agent.handle(part, covered))
+                continue
+            except ServiceUnavailableError:
+                raise  # not the records' fault: the consumer restarts and the batch replays
+            except Exception as exc:  # noqa: BLE001 - undone; split further or dead-lettered
+                if len(part) > 1:
+                    middle = len(part) // 2
+                    pending += [part.slice(middle, len(part)), part.slice(0, middle)]
+                    continue
+                poison += 1
+                partition, offset = int(part.partitions[0]), int(part.offsets[0])
+                if offset > covered.get(partition, -1):
+                    reason = (
+                        f"processing failed {self.settings.batch_retries} times: "
+                        f"{type(exc).__name__}: {exc}"
+                    )
+                    result.deadletters.append(part.deadletter(0, reason, "PoisonRecord"))
+        self.agent.cover(batch)
+        POISON_RECORDS.labels(self.name).inc(poison)
+        log.error(
+            "%s: isolated %d record(s) that fail on their own in a batch of %d; dead-lettered",
+            self.name,
+            poison,
+            len(batch),
+        )
+        return result
+
+    # -- landing ---------------------------------------------------------------------------
 
     async def _land(
         self,
         call: Callable[..., asyncio.Future[Any]],
         consumer: Consumer,
         batch: SourceBatch,
-        rows: RawRows | None,
+        rows: list[RawRows],
         checkpoint: Checkpoint,
     ) -> None:
         """Raw rows into ClickHouse, outputs and changelog delivered, RocksDB, then commit."""
-        inserted = self.agent.insert(rows) if rows is not None else asyncio.sleep(0)
-        await asyncio.gather(inserted, asyncio.to_thread(self._persist, checkpoint))
+
+        async def insert() -> None:
+            for part in rows:
+                if len(part.columns):
+                    await self.agent.insert(part)
+
+        self._persisting = asyncio.ensure_future(asyncio.to_thread(self._persist, checkpoint))
+        await asyncio.gather(insert(), asyncio.shield(self._persisting))
+        faults.hit(f"{self.name}.before_commit")
         await call(self.commit, consumer, [batch])
 
     def _persist(self, checkpoint: Checkpoint) -> None:
@@ -131,7 +264,9 @@ class WindowConsumer(BatchConsumer):
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         numbers = [tp.partition for tp in partitions]
         log.info("%s: assigned partitions %s", self.name, numbers)
+        self.health.state = "restoring"
         self.agent.assign(numbers)
+        self.health.state = "running"
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         numbers = [tp.partition for tp in partitions]

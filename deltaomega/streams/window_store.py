@@ -33,7 +33,8 @@ from confluent_kafka import (
 )
 from rocksdict import Options, Rdict, WriteBatch
 
-from deltaomega.errors import DeliveryError
+from deltaomega import faults
+from deltaomega.errors import DeliveryError, DeltaOmegaError
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,23 @@ _NOT_READY = {
 }
 
 
+_ABSENT = object()
+
+
+class RestoreAbandonedError(DeltaOmegaError):
+    """A restore stopped half-way because the worker is stopping."""
+
+    def __init__(self, changelog: str) -> None:
+        super().__init__(f"restore of {changelog} abandoned: the worker is stopping")
+
+
 class PartitionState:
-    """One partition's open windows (:class:`~deltaomega.streams.windows.PartitionStore`)."""
+    """One partition's open windows (:class:`~deltaomega.streams.windows.PartitionStore`).
+
+    Between :meth:`begin` and :meth:`commit` every change is also noted in an undo log, so
+    a batch that fails half-way is undone with :meth:`rollback` and leaves nothing behind:
+    not in memory, and so not in what the next stage writes to the changelog.
+    """
 
     def __init__(self, data: dict[bytes, bytes]) -> None:
         self.data = data
@@ -57,18 +73,53 @@ class PartitionState:
         self.upserts: dict[bytes, bytes] = {}
         #: since the last stage: keys deleted, in order
         self.deleted: dict[bytes, None] = {}
+        #: key → (value, pending upsert, pending delete) before the batch; None: no batch
+        self._undo: dict[bytes, tuple[Any, Any, bool]] | None = None
 
     def get(self, key: bytes) -> bytes | None:
         return self.data.get(key)
 
+    def _remember(self, key: bytes) -> None:
+        if self._undo is not None and key not in self._undo:
+            self._undo[key] = (
+                self.data.get(key, _ABSENT),
+                self.upserts.get(key, _ABSENT),
+                key in self.deleted,
+            )
+
     def set(self, key: bytes, value: bytes) -> None:
+        self._remember(key)
         self.data[key] = value
         self.upserts[key] = value
         self.deleted.pop(key, None)
 
     def delete(self, key: bytes) -> None:
+        self._remember(key)
         if self.data.pop(key, None) is not None:
             self.deleted[key] = None
+
+    def begin(self) -> None:
+        self._undo = {}
+
+    def commit(self) -> None:
+        self._undo = None
+
+    def rollback(self) -> None:
+        """Put every key the batch touched back as it was before :meth:`begin`."""
+        undo, self._undo = self._undo or {}, None
+        for key, (value, upsert, deleted) in undo.items():
+            if value is _ABSENT:
+                self.data.pop(key, None)
+            else:
+                self.data[key] = value
+            if upsert is _ABSENT:
+                self.upserts.pop(key, None)
+            else:
+                self.upserts[key] = upsert
+            if deleted:
+                self.deleted[key] = None
+            else:
+                self.deleted.pop(key, None)
 
     def take_changes(self) -> tuple[dict[bytes, bytes], list[bytes]]:
         changes = self.upserts, list(self.deleted)
@@ -102,13 +153,16 @@ class WindowStore:
         self,
         path: Path,
         changelog: str,
-        bootstrap: str,
+        kafka_config: dict[str, Any],
         is_marker: Callable[[bytes], bool],
     ) -> None:
         self.path = path
         self.changelog = changelog
-        self.bootstrap = bootstrap
+        #: connection settings for the restore consumer (kafka_clients.client_config)
+        self.kafka_config = kafka_config
         self.is_marker = is_marker
+        #: set to abandon a restore (the worker is stopping); the store is then unusable
+        self.stopping = threading.Event()
         self.partitions: dict[int, PartitionState] = {}
         self._db: Rdict | None = None
         self._open_lock = threading.Lock()
@@ -153,6 +207,20 @@ class WindowStore:
         """Forget partitions (their changes are checkpointed after every batch)."""
         for partition in partitions:
             self.partitions.pop(partition, None)
+
+    # -- one batch, all or nothing -----------------------------------------------------------
+
+    def begin(self) -> None:
+        for state in self.partitions.values():
+            state.begin()
+
+    def commit(self) -> None:
+        for state in self.partitions.values():
+            state.commit()
+
+    def rollback(self) -> None:
+        for state in self.partitions.values():
+            state.rollback()
 
     # -- the batch -------------------------------------------------------------------------
 
@@ -219,11 +287,10 @@ class WindowStore:
     def _restore(self, last_applied: dict[int, int]) -> None:
         consumer = Consumer(
             {
-                "bootstrap.servers": self.bootstrap,
+                **self.kafka_config,
                 "group.id": f"{self.changelog}.restore",
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
-                "logger": log,
             }
         )
         try:
@@ -235,7 +302,9 @@ class WindowStore:
         ends: dict[int, int] = {}
         assignment = []
         for partition, applied in last_applied.items():
-            low, high = _watermarks(consumer, TopicPartition(self.changelog, partition))
+            low, high = _watermarks(
+                consumer, TopicPartition(self.changelog, partition), self.stopping
+            )
             if applied >= high or (applied >= 0 and applied + 1 < low):
                 # The checkpoint is not a prefix of this changelog (topic recreated).
                 log.warning(
@@ -261,7 +330,10 @@ class WindowStore:
         applied_records = 0
         position = dict.fromkeys(ends, -1)
         while any(position[p] + 1 < ends[p] for p in ends):
-            for msg in consumer.consume(10_000, timeout=1.0):
+            if self.stopping.is_set():
+                raise RestoreAbandonedError(self.changelog)
+            faults.hit("restore.batch")
+            for msg in consumer.consume(10_000, timeout=0.5):
                 if msg.error() is not None:
                     log.warning("restoring %s: %s", self.changelog, msg.error())
                     continue
@@ -310,20 +382,23 @@ class WindowStore:
         db.write(batch)
 
 
-def _watermarks(consumer: Consumer, tp: TopicPartition) -> tuple[int, int]:
+def _watermarks(
+    consumer: Consumer, tp: TopicPartition, stopping: threading.Event
+) -> tuple[int, int]:
     """The partition's (low, high) offsets, waiting out a new topic's leader election."""
     deadline = time.monotonic() + _WATERMARK_TIMEOUT_SECONDS
     while True:
         try:
-            low, high = consumer.get_watermark_offsets(tp, timeout=10.0)
+            low, high = consumer.get_watermark_offsets(tp, timeout=2.0)
             return int(low), int(high)
         except KafkaException as exc:
             error = exc.args[0]
             ready = error.code() not in _NOT_READY and not error.retriable()
             if ready or time.monotonic() > deadline:
                 raise
-            log.info("changelog %s[%d] not ready (%s); retrying", tp.topic, tp.partition, exc)
-            time.sleep(0.2)
+            if stopping.wait(0.2):
+                raise RestoreAbandonedError(tp.topic) from exc
+            log.debug("changelog %s[%d] not ready (%s); retrying", tp.topic, tp.partition, exc)
 
 
 def produce(

@@ -154,6 +154,24 @@ class TumblingWindowAggregator:
 
     # -- the batch ---------------------------------------------------------------------------
 
+    def _marker(self, store: PartitionStore, partition: int) -> tuple[int, int]:
+        raw = store.get(self._watermark_key(partition))
+        if raw is None:
+            return int(_NO_TIME), -1
+        max_ts, last_offset = (int(v) for v in np.frombuffer(raw, np.int64))
+        return max_ts, last_offset
+
+    def cover(self, store: PartitionStore, partition: int, last_record: int) -> None:
+        """Move the partition's marker to ``last_record`` if it is behind."""
+        max_ts, last_offset = self._marker(store, partition)
+        if last_record > last_offset:
+            value = np.array([max_ts, last_record], dtype=np.int64).tobytes()
+            store.set(self._watermark_key(partition), value)
+
+    def covered(self, store: PartitionStore, partition: int) -> int:
+        """The last source offset of the partition a landed batch dealt with (-1: none)."""
+        return self._marker(store, partition)[1]
+
     def process(
         self,
         partition: int,
@@ -163,21 +181,20 @@ class TumblingWindowAggregator:
         ts: Int64Array,
         values: FloatArray,
         offsets: Int64Array,
+        last_record: int = -1,
     ) -> BatchOutcome:
         """Fold one partition's batch (rows in offset order) into the store; close due windows.
 
-        Row ``i``'s window key is ``names[keys[i]]``.
+        Row ``i``'s window key is ``names[keys[i]]``. ``last_record`` is the batch's last
+        source offset of the partition, which the marker covers even when the records at
+        the end of the batch held no rows (all rejected): a replay then knows they were
+        dealt with.
         """
         if partition not in self._indexes:
             raise RuntimeError(f"index for partition {partition} not loaded")
         index = self._indexes[partition]
         wm_key = self._watermark_key(partition)
-        raw_wm = store.get(wm_key)
-        max_ts, last_offset = (
-            (int(_NO_TIME), -1)
-            if raw_wm is None
-            else (int(v) for v in np.frombuffer(raw_wm, np.int64))
-        )
+        max_ts, last_offset = self._marker(store, partition)
         outcome = BatchOutcome(closed=self._empty_closed())
         n = len(keys)
         if n:
@@ -204,8 +221,9 @@ class TumblingWindowAggregator:
                 outcome.accepted, outcome.keys_written = accepted, written
             if fresh.any():
                 max_ts = max(max_ts, int(ts[fresh].max()))
-                last_offset = int(offsets.max())
-                store.set(wm_key, np.array([max_ts, last_offset], dtype=np.int64).tobytes())
+        covered = max(last_record, int(offsets.max()) if n else -1)
+        if covered > last_offset:
+            store.set(wm_key, np.array([max_ts, covered], dtype=np.int64).tobytes())
         watermark = max_ts - self.grace_ms
         outcome.watermark = watermark
         outcome.closed = self._close(store, index, watermark)

@@ -263,8 +263,12 @@ def test_known_events_give_exact_windows_in_clickhouse_and_api(
         producer.topics.interactions,
     }
 
-    # And the worker is still running.
-    assert httpx.get(f"{service.url}/readyz").json()["checks"]["worker"] == "ok"
+    # And the worker is still running: every consumer ready.
+    ready = httpx.get(f"{service.url}/readyz")
+    assert ready.status_code == 200
+    checks = ready.json()["checks"]
+    consumers = ("consumer voice", "consumer interaction", "consumer sinks")
+    assert {name: checks[name] for name in consumers} == dict.fromkeys(consumers, "ok")
 
 
 def consume_all(settings: Settings, topic: str, expected: int) -> list[dict[str, str]]:

@@ -10,6 +10,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from deltaomega.config import Settings
+from deltaomega.kafka_clients import client_config
 from deltaomega.streams.outputs import producer_config
 from deltaomega.streams.window_store import Checkpoint, WindowStore
 from deltaomega.streams.windows import TumblingWindowAggregator
@@ -38,7 +39,7 @@ def new_store(settings: Settings, path: Path) -> WindowStore:
     return WindowStore(
         path,
         ensure_topics(settings).voice_windows_changelog,
-        settings.kafka_bootstrap,
+        client_config(settings),
         TumblingWindowAggregator.is_watermark_key,
     )
 

@@ -17,6 +17,7 @@ from deltaomega.api.params import (
     canonical_severity,
     time_range,
 )
+from deltaomega.schemas.records import MAX_ID_LENGTH
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 
@@ -29,7 +30,9 @@ async def list_alerts(
     subject: Annotated[
         str | None,
         Query(
-            min_length=1, max_length=500, description="A voice id, 'source->target' or 'system'."
+            min_length=1,
+            max_length=2 * MAX_ID_LENGTH + 2,
+            description="A voice id, 'source->target' or 'system'.",
         ),
     ] = None,
     start: Start = None,

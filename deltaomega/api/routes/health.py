@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from deltaomega.api.deps import ContextDep
 from deltaomega.api.problems import problem
+from deltaomega.errors import ServiceUnavailableError
+from deltaomega.outages import down_services
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["health"])
+
+_RETRY_AFTER_SECONDS = 5
 
 
 @router.get("/healthz", summary="The process is up")
@@ -17,24 +26,45 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="ClickHouse answers and, when hosted here, the worker runs")
+@router.get(
+    "/readyz",
+    summary="Ready to serve: ClickHouse and Kafka answer and, when hosted here, every worker "
+    "consumer runs",
+    description="503 problem+json with the checks that fail (a reason per check, never an "
+    "error's text) and, with a worker, each consumer's last poll and batch age, "
+    "consecutive failures and lag.",
+)
 async def readyz(ctx: ContextDep) -> JSONResponse:
     checks: dict[str, str] = {}
+    details: dict[str, Any] = {}
     try:
         checks["clickhouse"] = "ok" if await ctx.queries.ping() else "unexpected answer"
-    except Exception as exc:  # noqa: BLE001 - any failure means not ready
-        checks["clickhouse"] = f"error: {exc}"
-    if ctx.worker is not None:
-        crashed = getattr(ctx.worker, "crashed", False) or any(
-            getattr(agent, "crashed", False) for agent in ctx.worker.agents.values()
-        )
-        running = ctx.worker.started and not crashed
-        checks["worker"] = "ok" if running else "not running"
-    if all(v == "ok" for v in checks.values()):
-        return JSONResponse({"status": "ready", "checks": checks})
-    return problem(
-        503, "Not ready", "; ".join(f"{k}: {v}" for k, v in checks.items()), checks=checks
+    except ServiceUnavailableError:
+        checks["clickhouse"] = "unavailable"
+    except Exception:  # noqa: BLE001 - any failure means not ready; the log has the details
+        log.exception("readiness: the ClickHouse check failed")
+        checks["clickhouse"] = "error"
+    for service, seconds in sorted(down_services().items()):
+        checks[service] = f"unavailable for {seconds:.0f} s"
+    if ctx.setup_problem is not None:
+        checks["setup"] = ctx.setup_problem
+    elif not ctx.prepared:
+        checks["setup"] = "creating topics and tables"
+    if ctx.worker is not None and ctx.prepared:
+        readiness = ctx.worker.readiness()
+        checks.update(readiness.checks)
+        details["consumers"] = readiness.consumers
+    if all(v == "ok" or v.startswith("ok ") for v in checks.values()):
+        return JSONResponse({"status": "ready", "checks": checks, **details})
+    response = problem(
+        503,
+        "Not ready",
+        "; ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok"),
+        checks=checks,
+        **details,
     )
+    response.headers["Retry-After"] = str(_RETRY_AFTER_SECONDS)
+    return response
 
 
 @router.get("/metrics", summary="Prometheus metrics")

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from deltaomega.api.deps import ContextDep
 from deltaomega.api.models import Prediction, PredictionList
-from deltaomega.api.params import End, Limit, Start, time_range
+from deltaomega.api.params import End, Limit, Name, Start, time_range
 
 router = APIRouter(prefix="/api/v1/predictions", tags=["predictions"])
 
@@ -16,7 +14,7 @@ router = APIRouter(prefix="/api/v1/predictions", tags=["predictions"])
 @router.get("", response_model=PredictionList, summary="Predictions, newest window first")
 async def list_predictions(
     ctx: ContextDep,
-    voice_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    voice_id: Name = None,
     start: Start = None,
     end: End = None,
     limit: Limit = 500,

@@ -83,8 +83,9 @@ async def _feed(
 
     ``feed`` labels the connected-clients gauge.
     """
-    start = parse_cursor(last_event_id) if last_event_id else parse_cursor(cursor, "cursor")
-    tail = KafkaTail(ctx.settings.kafka_bootstrap, topic, start)
+    field = "Last-Event-ID" if last_event_id else "cursor"
+    start = parse_cursor(last_event_id or cursor, field)
+    tail = KafkaTail(ctx.settings, topic, start, field)
     await tail.__aenter__()  # open before answering, so "connected" means "positioned"
     clients = SSE_CLIENTS.labels(feed)
 

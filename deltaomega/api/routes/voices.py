@@ -17,10 +17,15 @@ from deltaomega.api.models import (
 )
 from deltaomega.api.params import End, Limit, time_range
 from deltaomega.errors import NotFoundError
+from deltaomega.schemas.records import ID_RULE, MAX_ID_LENGTH
 
 router = APIRouter(prefix="/api/v1/voices", tags=["voices"])
 
-VoiceId = Annotated[str, Path(min_length=1, max_length=200)]
+#: Any id the pipeline stores. Percent-encode it in the path (``a%2Fb`` or ``a/b`` for
+#: ``a/b``: the route takes the rest of the path up to the last ``/state`` or ``/history``).
+VoiceId = Annotated[
+    str, Path(min_length=1, max_length=MAX_ID_LENGTH, description=f"A voice id: {ID_RULE}.")
+]
 From = Annotated[datetime | None, Query(alias="from", description="Window start ≥ this.")]
 
 
@@ -53,7 +58,7 @@ async def list_voices(ctx: ContextDep) -> VoiceList:
     return VoiceList(voices=voices)
 
 
-@router.get("/{voice_id}/state", response_model=VoiceStateResponse)
+@router.get("/{voice_id:path}/state", response_model=VoiceStateResponse)
 async def read_voice_state(
     ctx: ContextDep,
     voice_id: VoiceId,
@@ -72,7 +77,7 @@ async def read_voice_state(
     )
 
 
-@router.get("/{voice_id}/history", response_model=VoiceHistory)
+@router.get("/{voice_id:path}/history", response_model=VoiceHistory)
 async def read_voice_history(
     ctx: ContextDep,
     voice_id: VoiceId,

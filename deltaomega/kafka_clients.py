@@ -1,0 +1,84 @@
+"""One connection config for every Kafka client: bootstrap, client id, logging and errors.
+
+librdkafka reports a broker it cannot reach twice, through its log and its error callback,
+every time it retries (about 20 times a second). Here both go to the ``kafka`` outage
+tracker (:mod:`deltaomega.outages`), which logs the first failure, a summary while it
+lasts and its end; librdkafka's connection-failure log lines are dropped as repeats.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient
+
+from deltaomega.config import Settings
+from deltaomega.errors import KafkaUnavailableError
+from deltaomega.outages import outage
+
+#: librdkafka's own log lines, through our handler
+KAFKA_LOG = logging.getLogger("deltaomega.kafka")
+
+#: Error codes that mean "the cluster is not reachable" rather than "this request failed".
+UNREACHABLE = frozenset(
+    {
+        KafkaError._ALL_BROKERS_DOWN,  # noqa: SLF001 - librdkafka's local error codes
+        KafkaError._TRANSPORT,  # noqa: SLF001
+        KafkaError._RESOLVE,  # noqa: SLF001
+        KafkaError._TIMED_OUT,  # noqa: SLF001
+    }
+)
+# librdkafka log lines that repeat what the error callback reports.
+_REPEATS = ("Connect to ", "Disconnected", "brokers are down", "Connection refused")
+
+
+class _RepeatFilter(logging.Filter):
+    """Drop librdkafka's connection-failure lines: the outage tracker speaks for them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(repeat in message for repeat in _REPEATS)
+
+
+KAFKA_LOG.addFilter(_RepeatFilter())
+
+
+def on_kafka_error(error: KafkaError) -> None:
+    """librdkafka's error callback, for every client."""
+    if error.code() in UNREACHABLE:
+        outage("kafka").failed(error.str())
+    elif error.fatal():
+        KAFKA_LOG.error("fatal Kafka client error: %s", error.str())
+    else:
+        KAFKA_LOG.warning("Kafka client error: %s", error.str())
+
+
+def client_config(settings: Settings, client_id: str | None = None) -> dict[str, Any]:
+    """librdkafka settings shared by every producer, consumer and admin client."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "logger": KAFKA_LOG,
+        "error_cb": on_kafka_error,
+        # Reconnect quickly at first, then at most every 2 s while the broker is away.
+        "reconnect.backoff.max.ms": 2000,
+    }
+    if client_id is not None:
+        config["client.id"] = client_id
+    return config
+
+
+def aiokafka_config(settings: Settings) -> dict[str, Any]:
+    """The same connection for aiokafka clients (the API's feeds)."""
+    return {"bootstrap_servers": settings.kafka_bootstrap}
+
+
+def admin_client(settings: Settings) -> AdminClient:
+    return AdminClient(client_config(settings, f"{settings.app_id}-admin"))
+
+
+def unavailable(settings: Settings, exc: BaseException) -> KafkaUnavailableError:
+    """The error to raise when Kafka did not answer, naming where we looked and what to do."""
+    detail = exc.args[0].str() if isinstance(exc, KafkaException) and exc.args else str(exc)
+    return KafkaUnavailableError(settings.kafka_bootstrap, detail)

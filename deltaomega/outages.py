@@ -1,0 +1,124 @@
+"""Outages of the services around the pipeline (Kafka, ClickHouse, the schema registry), as
+log lines a person can follow: the first failure, a summary while it lasts, and its end.
+
+Clients retry on their own (librdkafka reconnects every few tens of milliseconds, the sink
+backs off); logging every attempt buried the one line that mattered under 25 a second.
+Every place that sees a failure reports it here, and every place that sees the service
+answer reports that, so an outage reads as three kinds of line whatever noticed it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from deltaomega.metrics import DEPENDENCY_UP
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SUMMARY_SECONDS = 30.0
+
+
+class Outage:
+    """One service's availability; thread-safe (librdkafka reports from its own threads)."""
+
+    def __init__(
+        self,
+        service: str,
+        summary_seconds: float = DEFAULT_SUMMARY_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.service = service
+        self.summary_seconds = summary_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        #: clock reading when the current outage began; None while the service answers
+        self.since: float | None = None
+        #: failures since the outage began
+        self.failures = 0
+        self._in_period = 0
+        self._next_summary = 0.0
+        self._last_detail = ""
+
+    @property
+    def down(self) -> bool:
+        return self.since is not None
+
+    def seconds_down(self) -> float:
+        since = self.since
+        return 0.0 if since is None else self._clock() - since
+
+    def failed(self, detail: str) -> None:
+        """The service did not answer: logs the first failure, then a summary per period."""
+        now = self._clock()
+        with self._lock:
+            self._last_detail = detail
+            if self.since is None:
+                self.since, self.failures, self._in_period = now, 1, 0
+                self._next_summary = now + self.summary_seconds
+                DEPENDENCY_UP.labels(self.service).set(0)
+                log.error("%s is unavailable: %s", self.service, detail)
+                return
+            self.failures += 1
+            self._in_period += 1
+            if now < self._next_summary:
+                return
+            period, self._in_period = self._in_period, 0
+            self._next_summary = now + self.summary_seconds
+            down_for = now - self.since
+        log.warning(
+            "%s still unavailable after %.0f s (%d failed attempts in the last %.0f s; last: %s)",
+            self.service,
+            down_for,
+            period,
+            self.summary_seconds,
+            detail,
+        )
+
+    def recovered(self) -> None:
+        """The service answered: logs the end of an outage, if there was one."""
+        if self.since is None:  # the common case, without the lock
+            DEPENDENCY_UP.labels(self.service).set(1)
+            return
+        with self._lock:
+            if self.since is None:
+                return
+            down_for, failures = self._clock() - self.since, self.failures
+            self.since = None
+            DEPENDENCY_UP.labels(self.service).set(1)
+        log.info(
+            "%s is available again after %.1f s (%d failed attempts)",
+            self.service,
+            down_for,
+            failures,
+        )
+
+
+_OUTAGES: dict[str, Outage] = {}
+_REGISTRY_LOCK = threading.Lock()
+_summary_seconds = DEFAULT_SUMMARY_SECONDS
+
+
+def outage(service: str) -> Outage:
+    """The process-wide tracker of ``service`` (``kafka``, ``clickhouse``, ``schema-registry``)."""
+    found = _OUTAGES.get(service)
+    if found is None:
+        with _REGISTRY_LOCK:
+            found = _OUTAGES.setdefault(service, Outage(service, _summary_seconds))
+    return found
+
+
+def configure_outages(summary_seconds: float) -> None:
+    """Set the summary period of every tracker (Settings.outage_summary_seconds)."""
+    global _summary_seconds
+    _summary_seconds = summary_seconds
+    with _REGISTRY_LOCK:
+        for tracker in _OUTAGES.values():
+            tracker.summary_seconds = summary_seconds
+
+
+def down_services() -> dict[str, float]:
+    """Services now unavailable → seconds they have been."""
+    return {name: o.seconds_down() for name, o in list(_OUTAGES.items()) if o.down}
