@@ -79,6 +79,8 @@ def admin_client(settings: Settings) -> AdminClient:
 
 
 def unavailable(settings: Settings, exc: BaseException) -> KafkaUnavailableError:
-    """The error to raise when Kafka did not answer, naming where we looked and what to do."""
+    """The error to raise when Kafka did not answer, naming where we looked and what to do
+    (and the outage tracker is told)."""
     detail = exc.args[0].str() if isinstance(exc, KafkaException) and exc.args else str(exc)
-    return KafkaUnavailableError(settings.kafka_bootstrap, detail)
+    outage("kafka").failed(detail or type(exc).__name__)
+    return KafkaUnavailableError(settings.kafka_bootstrap, detail or type(exc).__name__)

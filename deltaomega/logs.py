@@ -45,3 +45,6 @@ def configure_logging(level: str = "INFO", json_lines: bool = False) -> None:
     # Chatty libraries: keep their warnings, drop their per-request info lines.
     for name in ("aiokafka", "kafka", "faust.transport", "mode", "uvicorn.access", "httpx"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    # Drivers that warn on every retry of a connection: the outage trackers speak for them.
+    for name in ("urllib3.connectionpool", "clickhouse_connect"):
+        logging.getLogger(name).setLevel(max(logging.ERROR, root.level))

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from types import FrameType
 from typing import Any
 
@@ -98,24 +98,18 @@ async def _prepare_and_start(
     simulation: SimulationConfig | None,
     stop: threading.Event,
 ) -> None:
-    """Create topics and tables (retrying while a service is away), then start the worker
-    and the simulator; runs until cancelled."""
-    delay = 0.5
-    while True:
-        try:
-            await asyncio.to_thread(ensure_topics, settings)
-            await clickhouse.acall(lambda c: apply_migrations(c, settings.clickhouse_database))
-            break
-        except ServiceUnavailableError:
-            pass  # the outage tracker logged it
-        except ConfigurationError as exc:
-            context.setup_problem = "topics do not match the settings"
-            log.error("cannot start: %s", exc)
-            return
-        except DeltaOmegaError as exc:
-            log.error("preparing topics and tables failed (%s); retrying in %.1fs", exc, delay)
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, _PREPARE_MAX_DELAY_SECONDS)
+    """Create topics and tables (each retried while its service is away), then start the
+    worker and the simulator; runs until cancelled."""
+    database = settings.clickhouse_database
+    try:
+        await asyncio.gather(
+            _until_done("topics", lambda: ensure_topics(settings)),
+            _until_done("tables", lambda: clickhouse.call(lambda c: apply_migrations(c, database))),
+        )
+    except ConfigurationError as exc:
+        context.setup_problem = "topics do not match the settings"
+        log.error("cannot start: %s", exc)
+        return
     context.prepared = True
     tasks: list[asyncio.Task[None]] = []
     if pipeline is not None:
@@ -141,6 +135,23 @@ async def _prepare_and_start(
         stop.set()
         if simulator is not None:
             await asyncio.to_thread(simulator.join, 2.0)
+
+
+async def _until_done(what: str, prepare: Callable[[], object]) -> None:
+    """Run ``prepare`` in a thread until it succeeds; a ConfigurationError is final."""
+    delay = 0.5
+    while True:
+        try:
+            await asyncio.to_thread(prepare)
+            return
+        except ServiceUnavailableError:
+            pass  # the outage tracker logged it
+        except ConfigurationError:
+            raise
+        except DeltaOmegaError as exc:
+            log.error("preparing %s failed (%s); retrying in %.1fs", what, exc, delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, _PREPARE_MAX_DELAY_SECONDS)
 
 
 async def _report_progress(pipeline: Pipeline) -> None:

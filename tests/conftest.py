@@ -17,7 +17,7 @@ import httpx
 import pytest
 import uvicorn
 
-from deltaomega import localkafka
+from deltaomega import faults, localkafka
 from deltaomega.config import Settings
 from deltaomega.producer.simulator import SimulationConfig
 from deltaomega.sinks.clickhouse import ClickHouse, connect
@@ -120,8 +120,13 @@ def service_factory(clickhouse: ClickHouse) -> Iterator[Callable[..., RunningSer
     started: list[RunningService] = []
 
     def start(
-        settings: Settings, worker: bool = True, simulation: SimulationConfig | None = None
+        settings: Settings,
+        worker: bool = True,
+        simulation: SimulationConfig | None = None,
+        wait_ready: bool = True,
     ) -> RunningService:
+        """Start it and wait until /readyz says ready (or, without ``wait_ready``, until
+        /healthz answers)."""
         port = free_port()
         app = build_app(settings, clickhouse, worker=worker, simulation=simulation)
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
@@ -134,7 +139,8 @@ def service_factory(clickhouse: ClickHouse) -> Iterator[Callable[..., RunningSer
             if not thread.is_alive():
                 raise RuntimeError("service thread exited during start-up")
             try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                probe = "/readyz" if wait_ready else "/healthz"
+                if httpx.get(f"{url}{probe}", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
@@ -148,6 +154,18 @@ def service_factory(clickhouse: ClickHouse) -> Iterator[Callable[..., RunningSer
     yield start
     for running in started:
         running.stop()
+
+
+@pytest.fixture
+def armed() -> Iterator[Callable[[str], None]]:
+    """Arm fault points in this process for one test (disarmed after it)."""
+    yield faults.arm
+    faults.disarm()
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on."""
+    return free_port()
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:

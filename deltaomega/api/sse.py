@@ -85,9 +85,9 @@ class KafkaTail:
         )
 
     async def __aenter__(self) -> KafkaTail:
-        partitions = await asyncio.to_thread(self._partitions)
         consumer = self._consumer
         try:
+            partitions = await asyncio.to_thread(self._partitions)
             try:
                 await asyncio.wait_for(consumer.start(), _OPEN_TIMEOUT_SECONDS)
                 tps = [TopicPartition(self.topic, p) for p in partitions]
@@ -115,8 +115,8 @@ class KafkaTail:
                 if last >= end:
                     raise ValidationError(
                         self._field,
-                        f"offset {last} of partition {tp.partition} is past its end ({end - 1});"
-                        " the cursor is not from this feed",
+                        f"offset {last} of partition {tp.partition} is past the partition's end"
+                        f" (its next offset is {end}); the cursor is not from this feed",
                     )
             elif cursor is not None:
                 last = -1  # a partition the client never had a position on: from its start
@@ -127,7 +127,7 @@ class KafkaTail:
 
     def _partitions(self) -> list[int]:
         try:
-            metadata = admin_client(self._settings).list_topics(self.topic, timeout=5)
+            metadata = admin_client(self._settings).list_topics(self.topic, timeout=3)
         except KafkaException as exc:
             raise unavailable(self._settings, exc) from exc
         topic = metadata.topics.get(self.topic)

@@ -44,8 +44,9 @@ _KINDS = pa.array(INTERACTION_KINDS, pa.string())
 #: (decoded as epoch-millis ints); a unit test keeps this in step with the schemas.
 TIMESTAMP_FIELDS = frozenset({"window_start", "window_end", "target_window_start", "produced_at"})
 #: Server errors that mean "try again later", not "this query is wrong": network and
-#: socket errors, timeouts, too many queries, memory limits, read-only replicas.
-_UNAVAILABLE_CODES = frozenset({159, 202, 209, 210, 241, 242, 425})
+#: socket errors, timeouts, too many queries, memory limits, read-only replicas, and a
+#: database or table the migrations have not created yet.
+_UNAVAILABLE_CODES = frozenset({60, 81, 159, 202, 209, 210, 241, 242, 425})
 
 
 def _unavailable(exc: Exception) -> bool:

@@ -6,12 +6,17 @@ import json
 import time
 from collections.abc import Callable
 
+import gc
+import warnings
+
 import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer
 
 from deltaomega.config import Settings
 from deltaomega.producer import VoiceProducer
 from deltaomega.sinks.clickhouse import ClickHouse
-from tests.api_client import read_events, sse_events
+from tests.api_client import assert_invalid, read_events, sse_events
 from tests.conftest import RunningService, voice_event, wait_for
 
 T0 = 1_800_000_000_000
@@ -106,14 +111,47 @@ def test_reconnect_with_last_event_id_gets_exactly_the_missed_states(
     assert [s["window_start"][-3:-1] for s in filtered] == ["00", "10", "20", "30", "40", "50"]
 
 
-def test_bad_last_event_id_is_a_422_naming_the_header(
+def open_feed_consumers() -> int:
+    """aiokafka consumers of this process that were started and not stopped."""
+    gc.collect()
+    with warnings.catch_warnings():  # isinstance on every object wakes deprecated modules
+        warnings.simplefilter("ignore")
+        return sum(
+            1
+            for o in gc.get_objects()
+            if isinstance(o, AIOKafkaConsumer) and not o._closed
+        )
+
+
+@pytest.mark.parametrize(
+    ("cursor", "detail"),
+    [
+        ("yesterday", "must be 'partition:offset' pairs joined by ','"),
+        ("0:-5", "must be 'partition:offset' pairs joined by ','"),
+        ("0:-1,0:3", "names partition 0 twice"),
+        ("0:-1,1:-1,2:-1,7:0", "names partition 7, which"),
+        ("0:-1,1:1000000,2:-1", "offset 1000000 of partition 1 is past the partition's end"),
+        (
+            ",".join(f"{p}:{10**18 + p}" for p in range(1300)),
+            "characters long, more than a cursor can be",
+        ),
+    ],
+)
+def test_bad_last_event_id_is_a_422_naming_the_header_and_leaves_nothing_open(
     settings_factory: Callable[..., Settings],
     service_factory: Callable[..., RunningService],
+    cursor: str,
+    detail: str,
 ) -> None:
     service = service_factory(settings_factory(), worker=False)
-    response = httpx.get(
-        f"{service.url}/api/v1/stream/voice-states", headers={"Last-Event-ID": "yesterday"}
-    )
-    assert response.status_code == 422
-    assert response.headers["content-type"] == "application/problem+json"
-    assert response.json()["errors"][0]["field"] == "Last-Event-ID"
+    before = open_feed_consumers()
+    for headers, params, field in (
+        ({"Last-Event-ID": cursor}, {}, "Last-Event-ID"),
+        ({}, {"cursor": cursor}, "cursor"),
+    ):
+        response = httpx.get(
+            f"{service.url}/api/v1/stream/voice-states", headers=headers, params=params
+        )
+        assert_invalid(response, field)
+        assert detail in response.json()["detail"]
+    assert open_feed_consumers() == before

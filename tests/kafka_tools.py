@@ -1,0 +1,74 @@
+"""Exact reads of topics and consumer groups for assertions: whole topics up to their end
+at the time of the call, log ends and committed offsets."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, TopicPartition
+
+
+@dataclass(frozen=True)
+class Record:
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, bytes]
+
+
+def _consumer(bootstrap: str, group: str = "test-reader") -> Consumer:
+    return Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
+    )
+
+
+def log_end(bootstrap: str, topic: str) -> dict[int, int]:
+    """Partition → high watermark."""
+    consumer = _consumer(bootstrap)
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return {
+            p: int(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])
+            for p in sorted(partitions)
+        }
+    finally:
+        consumer.close()
+
+
+def read_topic(bootstrap: str, topic: str, timeout: float = 60.0) -> list[Record]:
+    """Every record of ``topic`` from its start to its end now, in partition/offset order."""
+    ends = log_end(bootstrap, topic)
+    consumer = _consumer(bootstrap)
+    out: list[Record] = []
+    try:
+        consumer.assign([TopicPartition(topic, p, 0) for p, end in ends.items() if end > 0])
+        position = dict.fromkeys(ends, -1)
+        deadline = time.monotonic() + timeout
+        while any(position[p] + 1 < ends[p] for p in ends):
+            assert time.monotonic() < deadline, f"{topic} not read to its end in {timeout}s"
+            for message in consumer.consume(1000, 0.5):
+                if message.error() is not None:
+                    continue
+                p, o = int(message.partition()), int(message.offset())
+                if o >= ends[p]:
+                    continue
+                position[p] = o
+                out.append(
+                    Record(p, o, message.key(), message.value(), dict(message.headers() or []))
+                )
+    finally:
+        consumer.close()
+    return sorted(out, key=lambda r: (r.partition, r.offset))
+
+
+def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """Partition → the group's committed offset (-1001 when none)."""
+    consumer = _consumer(bootstrap, group)
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        found = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        return {tp.partition: int(tp.offset) for tp in found}
+    finally:
+        consumer.close()
