@@ -37,6 +37,7 @@ from deltaomega.schemas.codec import AvroCodec
 from deltaomega.sinks.clickhouse import ClickHouse, connect
 from deltaomega.sinks.migrate import apply_migrations
 from deltaomega.streams.app import Pipeline, create_pipeline
+from deltaomega.threads import in_thread
 from deltaomega.topics import Topics, ensure_topics
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,7 @@ async def _prepare_and_start(
             task.cancel()
         stop.set()
         if simulator is not None:
-            await asyncio.to_thread(simulator.join, 2.0)
+            await in_thread(simulator.join, 2.0)
 
 
 async def _until_done(what: str, prepare: Callable[[], object]) -> None:
@@ -142,7 +143,7 @@ async def _until_done(what: str, prepare: Callable[[], object]) -> None:
     delay = 0.5
     while True:
         try:
-            await asyncio.to_thread(prepare)
+            await in_thread(prepare)
             return
         except ServiceUnavailableError:
             pass  # the outage tracker logged it
@@ -178,23 +179,26 @@ class _Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def _exit_after(seconds: float) -> None:
-    """End the process if a clean stop has not done so within ``seconds``."""
+def _exit_after(seconds: float, code: int = 1) -> None:
+    """End the process if a stop has not done so within ``seconds``."""
     threading.Event().wait(seconds)
-    log.error("still not stopped %.0f s after the signal; exiting now", seconds)
+    if code:
+        log.error("still not stopped %.0f s after the signal; exiting now", seconds)
+    else:
+        log.warning("threads still blocked %.0f s after a clean stop; exiting", seconds)
     for handler in logging.getLogger().handlers:
         with contextlib.suppress(Exception):
             handler.flush()
-    os._exit(1)
+    os._exit(code)
 
 
 @contextlib.contextmanager
 def _no_stray_threads() -> Iterator[None]:
-    """After a clean stop, do not wait on threads still blocked in a client call."""
+    """After a clean stop, do not wait long on a thread still blocked in a client call."""
     try:
         yield
     finally:
-        threading.Thread(target=_exit_after, args=(2.0,), daemon=True).start()
+        threading.Thread(target=_exit_after, args=(2.0, 0), daemon=True).start()
 
 
 def run_service(

@@ -21,6 +21,7 @@ from confluent_kafka import KafkaException
 from deltaomega.config import Settings
 from deltaomega.errors import ServiceUnavailableError, ValidationError
 from deltaomega.kafka_clients import admin_client, aiokafka_config, unavailable
+from deltaomega.threads import in_thread
 
 _OPEN_TIMEOUT_SECONDS = 10.0
 
@@ -87,7 +88,7 @@ class KafkaTail:
     async def __aenter__(self) -> KafkaTail:
         consumer = self._consumer
         try:
-            partitions = await asyncio.to_thread(self._partitions)
+            partitions = await in_thread(self._partitions)
             try:
                 await asyncio.wait_for(consumer.start(), _OPEN_TIMEOUT_SECONDS)
                 tps = [TopicPartition(self.topic, p) for p in partitions]

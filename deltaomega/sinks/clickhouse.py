@@ -10,7 +10,6 @@ retry (the sink) or answer 503 (the API).
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import queue
 import time
@@ -33,6 +32,7 @@ from deltaomega.schemas.records import (
     InteractionEventColumns,
     VoiceEventColumns,
 )
+from deltaomega.threads import in_thread
 
 T = TypeVar("T")
 
@@ -97,7 +97,7 @@ class ClickHouse:
         return result
 
     async def acall(self, fn: Callable[[Any], T]) -> T:
-        return await asyncio.to_thread(self.call, fn)
+        return await in_thread(self.call, fn)
 
     def rows(self, sql: str, **parameters: Any) -> list[dict[str, Any]]:
         """A query's rows as dicts keyed by column name (parameters bound, not formatted)."""
@@ -106,7 +106,7 @@ class ClickHouse:
         return [dict(zip(names, row, strict=True)) for row in result.result_rows]
 
     async def arows(self, sql: str, **parameters: Any) -> list[dict[str, Any]]:
-        return await asyncio.to_thread(self.rows, sql, **parameters)
+        return await in_thread(self.rows, sql, **parameters)
 
 
 def create_client(settings: Settings, **options: Any) -> Any:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from deltaomega.errors import ClickHouseUnavailableError
+from deltaomega.threads import in_thread
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ async def insert_until_acknowledged(what: str, fn: Callable[..., int], *args: An
     delay = 0.5
     while True:
         try:
-            return await asyncio.to_thread(fn, *args)
+            return await in_thread(fn, *args)
         except ClickHouseUnavailableError:
             pass
         except Exception as exc:  # noqa: BLE001 - any driver or server error is retried

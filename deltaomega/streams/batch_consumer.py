@@ -32,6 +32,7 @@ from deltaomega.metrics import CONSUMER_LAG, CONSUMER_RESTARTS
 from deltaomega.outages import outage
 from deltaomega.streams.outputs import BatchOutputs
 from deltaomega.streams.window_agent import SourceBatch
+from deltaomega.threads import in_thread
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ class BatchConsumer:
                 delay = min(delay, _MAX_RESTART_DELAY_SECONDS)
         finally:
             self.health.state = "stopped"
-            await asyncio.to_thread(self.outputs.close)
+            await in_thread(self.outputs.close)
 
     def _failed(self, exc: BaseException) -> None:
         self.health.failed(exc)

@@ -33,6 +33,7 @@ from deltaomega.metrics import LATE_STATES
 from deltaomega.schemas.records import INTERACTION_STATE, VOICE_STATE
 from deltaomega.streams.model_process import ModelProcess
 from deltaomega.streams.ticks import HISTORY, ClosedWindow
+from deltaomega.threads import in_thread
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +207,7 @@ class InferenceEngine:
             return False
         if self.recent is not None:
             try:
-                last, voices, links = await asyncio.to_thread(self.recent, HISTORY)
+                last, voices, links = await in_thread(self.recent, HISTORY)
             except Exception:  # noqa: BLE001 - without history the models still run
                 log.exception("could not read the last ticks back; starting without history")
             else:

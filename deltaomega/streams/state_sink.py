@@ -9,10 +9,8 @@ and the ReplacingMergeTree tables keep one of each.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from confluent_kafka import Consumer
@@ -26,6 +24,7 @@ from deltaomega.streams.batch_consumer import BatchConsumer
 from deltaomega.streams.deadletter import DeadLetterPublisher
 from deltaomega.streams.outputs import BatchOutputs
 from deltaomega.streams.window_agent import SourceBatch
+from deltaomega.threads import CallThread, in_thread
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +76,8 @@ class SinkConsumer(BatchConsumer):
         self.within = within
 
     async def _consume(self) -> None:
-        loop = asyncio.get_running_loop()
-        executor = ThreadPoolExecutor(1, thread_name_prefix="sinks-consumer")
-
-        def call(fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
-            return loop.run_in_executor(executor, functools.partial(fn, *args))
+        thread = CallThread("sinks-consumer")
+        call = thread.call
 
         consumer = Consumer(self.consumer_config())
         consumer.subscribe(list(self.agents))
@@ -92,7 +88,7 @@ class SinkConsumer(BatchConsumer):
                 if not batches:
                     continue
                 await asyncio.gather(*(self.agents[t].process(b) for t, b in batches.items()))
-                await asyncio.to_thread(self.outputs.flush)  # dead letters, if any
+                await in_thread(self.outputs.flush)  # dead letters, if any
                 await call(self.commit, consumer, list(batches.values()))
         finally:
             try:
@@ -100,4 +96,4 @@ class SinkConsumer(BatchConsumer):
             except TimeoutError:
                 log.warning("sinks: the consumer did not close in time")
             finally:
-                executor.shutdown(wait=False)
+                thread.close()

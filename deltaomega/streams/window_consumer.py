@@ -19,11 +19,9 @@ its own place, not its partition's progress.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, Message, TopicPartition
@@ -37,6 +35,7 @@ from deltaomega.streams.deadletter import DeadLetterPublisher
 from deltaomega.streams.outputs import BatchOutputs
 from deltaomega.streams.window_agent import BatchResult, RawRows, SourceBatch, WindowAgent
 from deltaomega.streams.window_store import Checkpoint
+from deltaomega.threads import CallThread, in_thread
 
 log = logging.getLogger(__name__)
 
@@ -74,13 +73,10 @@ class WindowConsumer(BatchConsumer):
     # -- the loop --------------------------------------------------------------------------
 
     async def _consume(self) -> None:
-        loop = asyncio.get_running_loop()
         # One thread owns the consumer: librdkafka calls are serialised, and the rebalance
         # callbacks (which restore the store) run there while the event loop stays free.
-        executor = ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-consumer")
-
-        def call(fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-            return loop.run_in_executor(executor, functools.partial(fn, *args))
+        thread = CallThread(f"{self.name}-consumer")
+        call = thread.call
 
         consumer = Consumer(self.consumer_config())
         consumer.subscribe(
@@ -114,7 +110,7 @@ class WindowConsumer(BatchConsumer):
                     # Delivered before the changelog marker that covers their records, so a
                     # replay (which skips what the marker covers) never sends them again.
                     self.deadletters.publish(result.deadletters)
-                    await asyncio.to_thread(self.outputs.flush)
+                    await in_thread(self.outputs.flush)
                 checkpoint = self.agent.store.stage(self.outputs.producer)
                 if landing is not None:
                     await landing  # offsets commit in order, one batch in flight at most
@@ -127,7 +123,7 @@ class WindowConsumer(BatchConsumer):
             raise
         finally:
             await self._finish(landing, call, consumer)
-            executor.shutdown(wait=False)
+            thread.close()
 
     async def _finish(
         self,
@@ -247,7 +243,7 @@ class WindowConsumer(BatchConsumer):
                 if len(part.columns):
                     await self.agent.insert(part)
 
-        self._persisting = asyncio.ensure_future(asyncio.to_thread(self._persist, checkpoint))
+        self._persisting = asyncio.ensure_future(in_thread(self._persist, checkpoint))
         await asyncio.gather(insert(), asyncio.shield(self._persisting))
         faults.hit(f"{self.name}.before_commit")
         await call(self.commit, consumer, [batch])

@@ -165,9 +165,7 @@ def test_a_failure_after_aggregation_leaves_nothing_behind_and_the_retry_is_exac
         codec.decode(r.value)  # type: ignore[arg-type]
         for r in read_topic(settings.kafka_bootstrap, producer.topics.voice_states)
     ]
-    assert [(name, s["window_start"], s["count"]) for name, s in states] == [
-        (VOICE_STATE, T0, 90)
-    ]
+    assert [(name, s["window_start"], s["count"]) for name, s in states] == [(VOICE_STATE, T0, 90)]
     # The changelog, compacted, holds what the retry made: the marker past the last record,
     # the open window of the closing event, and no entry of the closed window.
     changelog = read_topic(settings.kafka_bootstrap, producer.topics.voice_windows_changelog)
@@ -189,9 +187,7 @@ def test_a_record_that_fails_every_time_is_isolated_and_the_partition_moves_on(
 ) -> None:
     settings = one_partition
     codec = AvroCodec()
-    poison = codec.encode(
-        "deltaomega.VoiceEvent", voice_event("poison", "p1", T0 + 5_000)
-    )
+    poison = codec.encode("deltaomega.VoiceEvent", voice_event("poison", "p1", T0 + 5_000))
     process = window_agent.WindowAgent.process
 
     def fails_on_poison(self: Any, batch: Any, covered: Any) -> Any:
@@ -233,9 +229,7 @@ def test_a_record_too_large_to_dead_letter_whole_is_cut_and_dead_lettered_once(
     larger = ConfigEntry(
         "max.message.bytes", "3000000", incremental_operation=AlterConfigOpType.SET
     )
-    resource = ConfigResource(
-        ResourceType.TOPIC, topics.voice_events, incremental_configs=[larger]
-    )
+    resource = ConfigResource(ResourceType.TOPIC, topics.voice_events, incremental_configs=[larger])
     admin = admin_client(settings)
     for future in admin.incremental_alter_configs([resource]).values():
         future.result(timeout=30)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import time
-from collections.abc import Callable
-
-import gc
 import warnings
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -116,11 +115,7 @@ def open_feed_consumers() -> int:
     gc.collect()
     with warnings.catch_warnings():  # isinstance on every object wakes deprecated modules
         warnings.simplefilter("ignore")
-        return sum(
-            1
-            for o in gc.get_objects()
-            if isinstance(o, AIOKafkaConsumer) and not o._closed
-        )
+        return sum(1 for o in gc.get_objects() if isinstance(o, AIOKafkaConsumer) and not o._closed)
 
 
 @pytest.mark.parametrize(

@@ -17,9 +17,9 @@ from tests.conftest import closed_port
 
 def deltaomega(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> tuple:
     """(exit code, stdout, stderr lines) of ``deltaomega ARGS`` in a fresh process."""
-    environment = {
-        k: v for k, v in os.environ.items() if not k.startswith("DELTAOMEGA_")
-    } | (env or {})
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("DELTAOMEGA_")} | (
+        env or {}
+    )
     done = subprocess.run(
         [sys.executable, "-m", "deltaomega.cli", *args],
         env=environment,
@@ -45,7 +45,10 @@ def test_no_broker_is_one_line_naming_the_address_and_how_to_start_one(tmp_path:
         "simulate",
         "--duration",
         "1",
-        env={"DELTAOMEGA_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}", "DELTAOMEGA_DATA_DIR": str(tmp_path)},
+        env={
+            "DELTAOMEGA_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}",
+            "DELTAOMEGA_DATA_DIR": str(tmp_path),
+        },
     )
     assert code == 1 and out == ""
     assert err == [

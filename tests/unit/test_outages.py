@@ -1,0 +1,72 @@
+"""An outage reads as three kinds of line: its first failure, one summary per period while
+it lasts, its end; never one line per retry."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from deltaomega.outages import Outage
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_failure_is_logged_once_then_summarised_per_period_and_its_end_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()
+    outage = Outage("kafka", summary_seconds=30, clock=clock)
+    with caplog.at_level(logging.INFO, logger="deltaomega.outages"):
+        for n in range(25 * 95):  # 25 retries a second for 95 s
+            clock.now = 1000 + n * 40 / 1000
+            outage.failed("Connect to ipv4#127.0.0.1:9092 failed: Connection refused")
+        clock.now = 1095.0
+        assert outage.down and round(outage.seconds_down()) == 95
+        outage.recovered()
+        outage.recovered()
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert lines == [
+        (
+            "ERROR",
+            "kafka is unavailable: Connect to ipv4#127.0.0.1:9092 failed: Connection refused",
+        ),
+        (
+            "WARNING",
+            "kafka still unavailable after 30 s (750 failed attempts in the last 30 s; last: "
+            "Connect to ipv4#127.0.0.1:9092 failed: Connection refused)",
+        ),
+        (
+            "WARNING",
+            "kafka still unavailable after 60 s (750 failed attempts in the last 30 s; last: "
+            "Connect to ipv4#127.0.0.1:9092 failed: Connection refused)",
+        ),
+        (
+            "WARNING",
+            "kafka still unavailable after 90 s (750 failed attempts in the last 30 s; last: "
+            "Connect to ipv4#127.0.0.1:9092 failed: Connection refused)",
+        ),
+        ("INFO", "kafka is available again after 95.0 s (2375 failed attempts)"),
+    ]
+    assert not outage.down
+
+
+def test_a_new_outage_after_recovery_is_logged_again(caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    outage = Outage("clickhouse", summary_seconds=30, clock=clock)
+    with caplog.at_level(logging.INFO, logger="deltaomega.outages"):
+        outage.failed("timed out")
+        clock.now += 2
+        outage.recovered()
+        outage.failed("refused")
+    assert [r.getMessage() for r in caplog.records] == [
+        "clickhouse is unavailable: timed out",
+        "clickhouse is available again after 2.0 s (1 failed attempts)",
+        "clickhouse is unavailable: refused",
+    ]
