@@ -8,41 +8,22 @@ from __future__ import annotations
 import shutil
 import signal
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
 from deltaomega.config import Settings
 from deltaomega.producer import VoiceProducer
 from deltaomega.topics import ensure_topics
-from tests.conftest import closed_port, free_port, voice_event, wait_for
+from tests.conftest import closed_port, voice_event, wait_for
+from tests.faults.conftest import Launch
 from tests.kafka_tools import committed, log_end
-from tests.processes import DeltaOmegaProcess, settings_env, terminate_session
+from tests.processes import DeltaOmegaProcess
 
 pytestmark = pytest.mark.faults
 
 T0 = 1_800_000_000_000
 STOP_WITHIN = 10.0
-
-Launch = Callable[..., DeltaOmegaProcess]
-
-
-@pytest.fixture
-def launch(tmp_path: Path) -> Iterator[Launch]:
-    started: list[DeltaOmegaProcess] = []
-
-    def start(settings: Settings, *args: str, **extra: object) -> DeltaOmegaProcess:
-        name = f"{len(started)}-{args[0] if args else 'run'}.log"
-        process = DeltaOmegaProcess(
-            list(args) or ["run"], settings_env(settings, **extra), tmp_path / name, free_port()
-        )
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        terminate_session(process.pid)
 
 
 def send(settings: Settings, first: int, count: int) -> None:
