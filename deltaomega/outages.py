@@ -19,6 +19,9 @@ from deltaomega.metrics import DEPENDENCY_UP
 log = logging.getLogger(__name__)
 
 DEFAULT_SUMMARY_SECONDS = 30.0
+#: After an outage ends, clients that had backed off still fail once or twice before they
+#: reconnect; failures within this time of the end open a new outage only if they persist.
+SETTLE_SECONDS = 5.0
 
 
 class Outage:
@@ -41,6 +44,9 @@ class Outage:
         self._in_period = 0
         self._next_summary = 0.0
         self._last_detail = ""
+        self._recovered_at: float | None = None
+        #: first failure since a recent recovery (not an outage unless failures persist)
+        self._settling_since: float | None = None
 
     @property
     def down(self) -> bool:
@@ -56,7 +62,11 @@ class Outage:
         with self._lock:
             self._last_detail = detail
             if self.since is None:
-                self.since, self.failures, self._in_period = now, 1, 0
+                if self._settling(now):
+                    return
+                self.since = self._settling_since or now
+                self._settling_since = None
+                self.failures, self._in_period = 1, 0
                 self._next_summary = now + self.summary_seconds
                 DEPENDENCY_UP.labels(self.service).set(0)
                 log.error("%s is unavailable: %s", self.service, detail)
@@ -77,16 +87,26 @@ class Outage:
             detail,
         )
 
+    def _settling(self, now: float) -> bool:
+        """A failure soon after a recovery: a late client, unless failures go on."""
+        if self._recovered_at is None or now - self._recovered_at >= SETTLE_SECONDS:
+            return False
+        if self._settling_since is None:
+            self._settling_since = now
+        return now - self._settling_since < SETTLE_SECONDS
+
     def recovered(self) -> None:
         """The service answered: logs the end of an outage, if there was one."""
-        if self.since is None:  # the common case, without the lock
+        if self.since is None and self._settling_since is None:  # the common case
             DEPENDENCY_UP.labels(self.service).set(1)
             return
         with self._lock:
+            self._settling_since = None
             if self.since is None:
                 return
-            down_for, failures = self._clock() - self.since, self.failures
-            self.since = None
+            now = self._clock()
+            down_for, failures = now - self.since, self.failures
+            self.since, self._recovered_at = None, now
             DEPENDENCY_UP.labels(self.service).set(1)
         log.info(
             "%s is available again after %.1f s (%d failed attempts)",

@@ -12,11 +12,11 @@ from deltaomega.threads import in_thread
 
 log = logging.getLogger(__name__)
 
-MAX_DELAY_SECONDS = 30.0
+MAX_DELAY_SECONDS = 5.0
 
 
 async def insert_until_acknowledged(what: str, fn: Callable[..., int], *args: Any) -> int:
-    """Run ``fn(*args)`` in a thread until it succeeds, backing off up to 30 s.
+    """Run ``fn(*args)`` in a thread until it succeeds, backing off up to 5 s.
 
     Holding the batch (not acking it) is what makes a ClickHouse outage lossless: the
     consumer stops advancing and resumes where it was once the insert goes through. An

@@ -36,7 +36,7 @@ from deltaomega.threads import in_thread
 
 log = logging.getLogger(__name__)
 
-_MAX_RESTART_DELAY_SECONDS = 30.0
+_MAX_RESTART_DELAY_SECONDS = 10.0
 _LAG_EVERY_SECONDS = 5.0
 _PROBE_EVERY_SECONDS = 2.0
 # The batch is replayed by the partition's next owner.

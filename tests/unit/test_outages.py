@@ -64,9 +64,36 @@ def test_a_new_outage_after_recovery_is_logged_again(caplog: pytest.LogCaptureFi
         outage.failed("timed out")
         clock.now += 2
         outage.recovered()
+        clock.now += 10
         outage.failed("refused")
     assert [r.getMessage() for r in caplog.records] == [
         "clickhouse is unavailable: timed out",
         "clickhouse is available again after 2.0 s (1 failed attempts)",
         "clickhouse is unavailable: refused",
+    ]
+
+
+def test_failures_just_after_a_recovery_are_late_clients_unless_they_persist(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()
+    outage = Outage("kafka", summary_seconds=30, clock=clock)
+    with caplog.at_level(logging.INFO, logger="deltaomega.outages"):
+        outage.failed("down")
+        clock.now += 20
+        outage.recovered()
+        for _ in range(3):  # clients that had backed off, reconnecting
+            clock.now += 0.1
+            outage.failed("refused")
+        outage.recovered()
+        assert not outage.down
+        clock.now += 1
+        for _ in range(70):  # a new outage: failures go on past the settling time
+            clock.now += 0.1
+            outage.failed("refused again")
+        assert outage.down
+    assert [r.getMessage() for r in caplog.records] == [
+        "kafka is unavailable: down",
+        "kafka is available again after 20.0 s (1 failed attempts)",
+        "kafka is unavailable: refused again",
     ]
