@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import queue
 import threading
 from collections.abc import Callable
@@ -87,7 +88,9 @@ class _Pool:
 _POOL = _Pool()
 
 
-async def in_thread(fn: Callable[..., T], *args: Any) -> T:
-    """``fn(*args)`` on a daemon thread; like ``asyncio.to_thread``, but a process may end
-    while the call still blocks."""
+async def in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` on a daemon thread; like ``asyncio.to_thread``, but a process
+    may end while the call still blocks."""
+    if kwargs:
+        fn, args = functools.partial(fn, *args, **kwargs), ()
     return await asyncio.wrap_future(_POOL.submit(fn, *args))

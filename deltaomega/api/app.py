@@ -37,9 +37,18 @@ def create_api(
     )
     app.state.context = context
     problems.install(app)
-    served = (voices, interactions, predictions, patterns, emergence, alerts, stream, health)
-    for module in served if serve_api else (health,):
-        app.include_router(module.router)
+    if serve_api:
+        for module in (voices, interactions, predictions, patterns, emergence, alerts, stream):
+            app.include_router(module.router, responses=problems.problem_responses(422, 503))
+    app.include_router(health.router)
+    build_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        fresh = app.openapi_schema is None
+        schema = build_openapi()
+        return problems.document_problems(schema) if fresh else schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.middleware("http")
     async def red_metrics(

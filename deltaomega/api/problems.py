@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from deltaomega.errors import (
@@ -21,6 +22,58 @@ log = logging.getLogger(__name__)
 
 PROBLEM = "application/problem+json"
 _SERVICES = {"kafka": "Kafka", "clickhouse": "ClickHouse", "schema-registry": "The schema registry"}
+
+
+class FieldProblem(BaseModel):
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """An error, as RFC 9457 problem details."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldProblem] | None = Field(
+        default=None, description="422: each invalid parameter or header, by name."
+    )
+    service: str | None = Field(default=None, description="503: the service that is away.")
+
+
+_DESCRIPTIONS = {
+    404: "Not found",
+    422: "Invalid request: `errors` names each invalid field",
+    503: "A service behind the API is unavailable (or, for /readyz, not ready); retry after "
+    "the `Retry-After` seconds",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these error statuses (problem+json bodies)."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        out[status] = {"model": Problem, "description": _DESCRIPTIONS[status]}
+        if status == 503:
+            out[status]["headers"] = {
+                "Retry-After": {"required": True, "schema": {"type": "integer", "minimum": 1}}
+            }
+    return out
+
+
+def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
+    """Error responses of the OpenAPI document as ``application/problem+json``, which is what
+    they are (FastAPI writes every response model as ``application/json``)."""
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            for status, response in operation.get("responses", {}).items():
+                content = response.get("content", {})
+                if status[0] in "45" and "application/json" in content:
+                    content[PROBLEM] = content.pop("application/json")
+    return schema
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:

@@ -6,11 +6,11 @@ import logging
 from typing import Any
 
 from fastapi import APIRouter, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from deltaomega.api.deps import ContextDep
-from deltaomega.api.problems import problem
+from deltaomega.api.problems import problem, problem_responses
 from deltaomega.errors import ServiceUnavailableError
 from deltaomega.outages import down_services
 
@@ -33,6 +33,7 @@ async def healthz() -> dict[str, str]:
     description="503 problem+json with the checks that fail (a reason per check, never an "
     "error's text) and, with a worker, each consumer's last poll and batch age, "
     "consecutive failures and lag.",
+    responses=problem_responses(503),
 )
 async def readyz(ctx: ContextDep) -> JSONResponse:
     checks: dict[str, str] = {}
@@ -67,6 +68,11 @@ async def readyz(ctx: ContextDep) -> JSONResponse:
     return response
 
 
-@router.get("/metrics", summary="Prometheus metrics")
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 async def metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

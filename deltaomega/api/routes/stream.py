@@ -31,7 +31,16 @@ from deltaomega.schemas.records import (
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/api/v1/stream", tags=["stream"])
+#: Every feed answers 200 with a stream of Server-Sent Events.
+_EVENT_STREAM: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
+}
+router = APIRouter(
+    prefix="/api/v1/stream",
+    tags=["stream"],
+    responses=_EVENT_STREAM,
+    default_response_class=EventSourceResponse,
+)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

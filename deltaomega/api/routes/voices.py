@@ -16,10 +16,11 @@ from deltaomega.api.models import (
     VoiceSummary,
 )
 from deltaomega.api.params import End, Limit, time_range
+from deltaomega.api.problems import problem_responses
 from deltaomega.errors import NotFoundError
 from deltaomega.schemas.records import ID_RULE, MAX_ID_LENGTH
 
-router = APIRouter(prefix="/api/v1/voices", tags=["voices"])
+router = APIRouter(prefix="/api/v1/voices", tags=["voices"], responses=problem_responses(404))
 
 #: Any id the pipeline stores. Percent-encode it in the path (``a%2Fb`` or ``a/b`` for
 #: ``a/b``: the route takes the rest of the path up to the last ``/state`` or ``/history``).
