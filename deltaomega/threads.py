@@ -47,7 +47,9 @@ class CallThread:
         while (call := self._calls.get()) is not None:
             _run(call)
 
-    def call(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> asyncio.Future[T]:
+        if kwargs:
+            fn, args = functools.partial(fn, *args, **kwargs), ()
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
         self._calls.put((future, fn, args))
         return asyncio.wrap_future(future)

@@ -41,6 +41,8 @@ class Topics:
     alerts: str
     voice_windows_changelog: str
     interaction_windows_changelog: str
+    #: one partition, no records: its consumer group makes one worker the inference leader
+    inference_lease: str
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topics:
@@ -58,6 +60,7 @@ class Topics:
             alerts=f"{p}voice.alerts",
             voice_windows_changelog=f"{p}{settings.app_id}.voice-windows.changelog",
             interaction_windows_changelog=f"{p}{settings.app_id}.interaction-windows.changelog",
+            inference_lease=f"{p}{settings.app_id}.inference-lease",
         )
 
     def all(self) -> list[str]:
@@ -73,10 +76,15 @@ class Topics:
             self.patterns,
             self.alerts,
             *self.changelogs(),
+            self.inference_lease,
         ]
 
     def changelogs(self) -> list[str]:
         return [self.voice_windows_changelog, self.interaction_windows_changelog]
+
+    def partitions(self, name: str, settings: Settings) -> int:
+        """How many partitions ``name`` has: the lease one, every other the setting."""
+        return 1 if name == self.inference_lease else settings.partitions
 
 
 def ensure_topics(settings: Settings, timeout: float = 10.0) -> Topics:
@@ -95,17 +103,18 @@ def ensure_topics(settings: Settings, timeout: float = 10.0) -> Topics:
     outage("kafka").recovered()
     missing = [name for name in topics.all() if name not in existing]
     for name in topics.all():
-        if name in existing and len(existing[name].partitions) != settings.partitions:
+        wanted = topics.partitions(name, settings)
+        if name in existing and len(existing[name].partitions) != wanted:
             raise ConfigurationError(
                 f"topic {name} has {len(existing[name].partitions)} partitions, "
-                f"settings say {settings.partitions}"
+                f"settings say {wanted}"
             )
     if missing:
         futures = admin.create_topics(
             [
                 NewTopic(
                     name,
-                    num_partitions=settings.partitions,
+                    num_partitions=topics.partitions(name, settings),
                     replication_factor=settings.replication_factor,
                     config=(
                         _CHANGELOG_CONFIG
@@ -129,5 +138,5 @@ def ensure_topics(settings: Settings, timeout: float = 10.0) -> Topics:
                 if error.code() in UNREACHABLE or error.retriable():
                     raise unavailable(settings, exc) from exc
                 raise ConfigurationError(f"could not create topic {name}: {error.str()}") from exc
-            log.info("created topic %s (%d partitions)", name, settings.partitions)
+            log.info("created topic %s (%d partitions)", name, topics.partitions(name, settings))
     return topics

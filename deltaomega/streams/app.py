@@ -9,7 +9,6 @@ models themselves run in a process of their own.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from deltaomega.config import Settings
 from deltaomega.kafka_clients import client_config
@@ -25,10 +24,10 @@ from deltaomega.schemas.records import (
     VOICE_STATE,
 )
 from deltaomega.sinks.clickhouse import ClickHouse, ClickHouseSink
-from deltaomega.sinks.recent import last_tick, states_since
+from deltaomega.sinks.recent import last_tick
 from deltaomega.streams.batch_consumer import BatchConsumer
 from deltaomega.streams.deadletter import DeadLetterPublisher
-from deltaomega.streams.inference import InferenceEngine
+from deltaomega.streams.inference_leader import InferenceLeader
 from deltaomega.streams.model_process import output_topics
 from deltaomega.streams.outputs import BatchOutputs
 from deltaomega.streams.progress import Progress
@@ -105,23 +104,9 @@ def create_pipeline(
         ),
     ]
 
-    def recent(windows: int) -> tuple[int | None, list[dict[str, Any]], list[dict[str, Any]]]:
-        database = settings.clickhouse_database
-        last = last_tick(clickhouse, database)
-        if last is None:
-            return None, [], []
-        return (
-            last,
-            *states_since(clickhouse, database, last - (windows - 1) * settings.window_ms),
-        )
-
-    inference = InferenceEngine(settings, recent) if settings.models_enabled else None
-    feed = inference.add_states if inference is not None else None
-    voice_state_sink = StateSinkAgent(
-        VOICE_STATE, "voice_states", codec, sink, deadletter, on_records=feed
-    )
+    voice_state_sink = StateSinkAgent(VOICE_STATE, "voice_states", codec, sink, deadletter)
     interaction_state_sink = StateSinkAgent(
-        INTERACTION_STATE, "interaction_states", codec, sink, deadletter, on_records=feed
+        INTERACTION_STATE, "interaction_states", codec, sink, deadletter
     )
     # Model outputs: topic → ClickHouse table.
     tables = {
@@ -140,6 +125,9 @@ def create_pipeline(
     consumers.append(
         SinkConsumer(settings, sinks, sink_outputs, _SINK_MAX_ROWS, _SINK_WITHIN_SECONDS)
     )
-    tasks = {} if inference is None else {"inference": inference.run}
-    status = None if inference is None else inference.status
-    return Pipeline(Worker(consumers, tasks, status), topics, progress)
+    if not settings.models_enabled:
+        return Pipeline(Worker(consumers), topics, progress)
+    leader = InferenceLeader(
+        settings, codec, lambda: last_tick(clickhouse, settings.clickhouse_database)
+    )
+    return Pipeline(Worker(consumers, {"inference": leader.run}, leader.status), topics, progress)

@@ -22,7 +22,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +42,8 @@ _CATCH_UP_TIMEOUT = 15.0
 RESPAWN_SECONDS = 2.0
 
 #: → (newest window the models ran on, or None; voice states and interaction states of the
-#: windows from HISTORY − 1 windows before it on), read from storage at start.
+#: windows from HISTORY − 1 windows before it on), read back at start
+#: (:meth:`deltaomega.streams.state_feed.StateFeed.recent`).
 Recent = Callable[[int], tuple[int | None, list[dict[str, Any]], list[dict[str, Any]]]]
 
 
@@ -63,9 +64,12 @@ class InferenceEngine:
         settings: Settings,
         recent: Recent | None = None,
         models: ModelProcess | None = None,
+        on_tick: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self.settings = settings
         self.recent = recent
+        #: called after each tick whose outputs were delivered (records where to resume)
+        self.on_tick = on_tick
         self.models = models or ModelProcess(settings)
         self.window_ms = settings.window_ms
         self._pending: dict[int, _Pending] = {}
@@ -143,13 +147,12 @@ class InferenceEngine:
 
         Windows at or before ``last`` are history (and states redelivered for them are
         late); windows after it had their states stored but their tick never ran before
-        the worker stopped, so they are filed as pending. After a model process died,
+        the worker stopped, so they are filed as pending; with no completed tick (``last``
+        None) every window read is still to run. After a model process died,
         windows whose ticks ran in it are history as well, even if their outputs are not
         stored yet, and the window it died on is left to the retry, which has its states.
         """
-        if last is None:
-            return []
-        last = max(last, self._ran_until)
+        last = max(-1 if last is None else last, self._ran_until)
         now = time.monotonic()
         windows: dict[int, _Pending] = {}
         stored = ((VOICE_STATE, voice_states), (INTERACTION_STATE, interaction_states))
@@ -206,12 +209,18 @@ class InferenceEngine:
             self._pending.clear()
             return False
         if self.recent is not None:
-            try:
-                last, voices, links = await in_thread(self.recent, HISTORY)
-            except Exception:  # noqa: BLE001 - without history the models still run
-                log.exception("could not read the last ticks back; starting without history")
-            else:
-                await self.models.restore(self.restore(last, voices, links))
+            delay = 0.5
+            while True:
+                # Without knowing where the last tick left off, the models would run the
+                # wrong windows: wait for the state topics rather than guess.
+                try:
+                    last, voices, links = await in_thread(self.recent, HISTORY)
+                    break
+                except Exception as exc:  # noqa: BLE001 - Kafka away, a timeout: retried
+                    log.warning("could not read the last ticks back (%s); retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+            await self.models.restore(self.restore(last, voices, links))
         return True
 
     async def _replace_models(self, when: str) -> bool:
@@ -224,7 +233,9 @@ class InferenceEngine:
         inference had to be turned off."""
         for attempt in (1, 2):
             try:
-                await self.models.tick(window)
+                report = await self.models.tick(window)
+                if self.on_tick is not None and report.undelivered is None:
+                    await self.on_tick(window.start)
                 return True
             except BrokenProcessPool:
                 # Killed (out of memory, say): a new one rebuilds its history from storage

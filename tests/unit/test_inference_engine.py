@@ -116,10 +116,10 @@ def test_restore_after_the_model_process_died_does_not_run_a_window_twice(
     assert sorted(e._pending) == [5 * W] and e._done_until == 4 * W
 
 
-def test_restore_without_a_completed_tick_changes_nothing(tmp_path: Path) -> None:
+def test_restore_without_a_completed_tick_runs_every_window_read(tmp_path: Path) -> None:
     e = engine(tmp_path)
-    assert e.restore(None, [state("a", 0)], []) == []
-    assert e._pending == {} and e._done_until == -1
+    assert e.restore(None, [state("a", 0), state("a", W)], []) == []
+    assert sorted(e._pending) == [0, W] and e._done_until == -1
 
 
 def test_restore_merges_with_states_that_arrived_while_loading(tmp_path: Path) -> None:
