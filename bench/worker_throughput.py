@@ -15,8 +15,6 @@ import time
 import uuid
 from pathlib import Path
 
-from faust.contrib.asgi import faust_app_running
-
 from bench._common import batch_seconds, emit, local_broker, parse_arguments, preload
 from deltaomega.config import Settings
 from deltaomega.sinks.clickhouse import connect
@@ -30,7 +28,8 @@ async def consume(settings: Settings, events: int) -> tuple[float, int]:
     apply_migrations(clickhouse.client, settings.clickhouse_database)
     pipeline = create_pipeline(settings, clickhouse)
     db = settings.clickhouse_database
-    async with faust_app_running(pipeline.app):
+    pipeline.worker.start()
+    try:
         while pipeline.progress.first_batch_at is None:
             await asyncio.sleep(0.01)
         # From the first batch in hand, as the ceiling and the peers count.
@@ -47,6 +46,8 @@ async def consume(settings: Settings, events: int) -> tuple[float, int]:
                 last_report = time.perf_counter()
             await asyncio.sleep(0.05)
         return time.perf_counter() - started, pipeline.progress.windows_closed
+    finally:
+        await pipeline.worker.stop(5.0)
 
 
 def stage_seconds() -> str:
