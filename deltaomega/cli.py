@@ -87,9 +87,16 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     from deltaomega.sinks.clickhouse import connect
     from deltaomega.sinks.migrate import apply_migrations
+    from deltaomega.sinks.retention import apply_ttls
 
     database = settings.clickhouse_database
-    applied = connect(settings).call(lambda client: apply_migrations(client, database))
+
+    def migrate(client: Any) -> list[str]:
+        applied = apply_migrations(client, database)
+        apply_ttls(client, database, settings)
+        return applied
+
+    applied = connect(settings).call(migrate)
     print(f"applied {len(applied)} migration(s) to {settings.clickhouse_database}: {applied}")
     return 0
 

@@ -152,6 +152,23 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
     sse_ping_seconds: float = Field(default=15.0, gt=0)
+    api_cache_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="Identical reads within this time share one answer (0: no cache).",
+    )
+    api_default_range_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description="A read without a start covers this much time before its end (or now):"
+        " no request reads a whole table.",
+    )
+
+    # Retention in ClickHouse (TTL on event time; 0 keeps rows for ever)
+    ttl_raw_days: int = Field(default=30, ge=0, description="Raw events.")
+    ttl_outputs_days: int = Field(
+        default=365, ge=0, description="Closed windows, model outputs, alerts, the voice list."
+    )
 
     # Logging
     log_level: str = "INFO"
@@ -179,6 +196,10 @@ class Settings(BaseSettings):
     @property
     def interaction_window_ms(self) -> int:
         return int(self.interaction_window_seconds * 1000)
+
+    @property
+    def api_default_range_ms(self) -> int:
+        return int(self.api_default_range_hours * 3_600_000)
 
     @property
     def grace_ms(self) -> int:

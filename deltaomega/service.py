@@ -36,6 +36,7 @@ from deltaomega.producer import SimulationConfig, run_simulation
 from deltaomega.schemas.codec import AvroCodec
 from deltaomega.sinks.clickhouse import ClickHouse, connect
 from deltaomega.sinks.migrate import apply_migrations
+from deltaomega.sinks.retention import apply_ttls
 from deltaomega.streams.app import Pipeline, create_pipeline
 from deltaomega.threads import in_thread
 from deltaomega.topics import Topics, ensure_topics
@@ -101,11 +102,10 @@ async def _prepare_and_start(
 ) -> None:
     """Create topics and tables (each retried while its service is away), then start the
     worker and the simulator; runs until cancelled."""
-    database = settings.clickhouse_database
     try:
         await asyncio.gather(
             _until_done("topics", lambda: ensure_topics(settings)),
-            _until_done("tables", lambda: clickhouse.call(lambda c: apply_migrations(c, database))),
+            _until_done("tables", lambda: clickhouse.call(lambda c: _tables(c, settings))),
         )
     except ConfigurationError as exc:
         context.setup_problem = "topics do not match the settings"
@@ -136,6 +136,11 @@ async def _prepare_and_start(
         stop.set()
         if simulator is not None:
             await in_thread(simulator.join, 2.0)
+
+
+def _tables(client: Any, settings: Settings) -> None:
+    apply_migrations(client, settings.clickhouse_database)
+    apply_ttls(client, settings.clickhouse_database, settings)
 
 
 async def _until_done(what: str, prepare: Callable[[], object]) -> None:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 
 from deltaomega import __version__
 from deltaomega.api import problems
 from deltaomega.api.deps import ApiContext
+from deltaomega.api.read_cache import ReadCache
+from deltaomega.api.red_metrics import RedMetrics
 from deltaomega.api.routes import (
     alerts,
     emergence,
@@ -21,7 +21,6 @@ from deltaomega.api.routes import (
     stream,
     voices,
 )
-from deltaomega.metrics import HTTP_REQUESTS, HTTP_SECONDS
 
 
 def create_api(
@@ -50,16 +49,7 @@ def create_api(
 
     app.openapi = openapi  # type: ignore[method-assign]
 
-    @app.middleware("http")
-    async def red_metrics(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        HTTP_REQUESTS.labels(request.method, template, str(response.status_code)).inc()
-        HTTP_SECONDS.labels(request.method, template).observe(time.perf_counter() - started)
-        return response
-
+    # The last added is the outermost: metrics see every answer, cached ones too.
+    app.add_middleware(ReadCache, seconds=context.settings.api_cache_seconds)
+    app.add_middleware(RedMetrics)
     return app

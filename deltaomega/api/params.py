@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -14,7 +15,11 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 Limit = Annotated[int, Query(ge=1, le=10_000, description="At most this many rows.")]
 Start = Annotated[
-    datetime | None, Query(description="Window start ≥ this (ISO 8601; no zone means UTC).")
+    datetime | None,
+    Query(
+        description="Window start ≥ this (ISO 8601; no zone means UTC). Unset: the "
+        "default range (API_DEFAULT_RANGE_HOURS, 24 h) before `end`, or before now."
+    ),
 ]
 End = Annotated[datetime | None, Query(description="Window start < this.")]
 Name = Annotated[
@@ -36,13 +41,20 @@ def millis(value: datetime | None) -> int | None:
 def time_range(
     start: datetime | None,
     end: datetime | None,
+    default_span_ms: int,
     start_field: str = "start",
     end_field: str = "end",
-) -> tuple[int | None, int | None]:
-    """[start, end) in epoch milliseconds; 422 naming ``start_field`` when it is empty."""
+) -> tuple[int, int | None]:
+    """[start, end) in epoch milliseconds; 422 naming ``start_field`` when it is empty.
+
+    Every read is bounded: without a start, the range begins ``default_span_ms`` before
+    its end (or before now), so no request reads a whole table.
+    """
     first, last = millis(start), millis(end)
     if first is not None and last is not None and first >= last:
         raise ValidationError(start_field, f"must be earlier than '{end_field}'")
+    if first is None:
+        first = (last if last is not None else int(time.time() * 1000)) - default_span_ms
     return first, last
 
 

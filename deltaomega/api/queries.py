@@ -17,6 +17,8 @@ _STATE_COLUMNS = ", ".join(
     + [f"{m}_{s}" for m in METRICS for s in STAT_NAMES]
 )
 FORECAST_STATS: tuple[str, ...] = ("pred", "std", "low", "high")
+#: The end of a range without one (epoch ms; far past any event time the schema accepts).
+_NO_END = 2**62 // 1000
 
 
 def _ms(column: str) -> str:
@@ -65,38 +67,35 @@ class Queries:
         rows = await self._rows("SELECT 1 AS ok")
         return rows == [{"ok": 1}]
 
+    # The voice list and latest states come from two small tables ClickHouse keeps as the
+    # sink inserts (migration 003): one row per voice, never a scan of events or history.
+
     async def latest_states(self) -> list[dict[str, Any]]:
         return await self._rows(
-            f"SELECT {_STATE_COLUMNS} FROM {self.db}.voice_states FINAL "
-            "ORDER BY voice_id, window_start DESC LIMIT 1 BY voice_id"
+            f"SELECT {_STATE_COLUMNS} FROM {self.db}.voice_latest FINAL ORDER BY voice_id"
         )
 
-    async def voices_without_state(self) -> list[str]:
-        rows = await self._rows(
-            f"SELECT DISTINCT voice_id FROM {self.db}.voice_events "
-            f"WHERE voice_id NOT IN (SELECT voice_id FROM {self.db}.voice_states) "
-            "ORDER BY voice_id"
-        )
+    async def voice_ids(self) -> list[str]:
+        rows = await self._rows(f"SELECT DISTINCT voice_id FROM {self.db}.voices ORDER BY voice_id")
         return [r["voice_id"] for r in rows]
 
     async def voice_exists(self, voice_id: str) -> bool:
         rows = await self._rows(
-            f"SELECT (SELECT count() FROM {self.db}.voice_states WHERE voice_id = {{v:String}})"
-            f" + (SELECT count() FROM {self.db}.voice_events WHERE voice_id = {{v:String}}) AS n",
+            f"SELECT count() AS n FROM {self.db}.voices WHERE voice_id = {{v:String}}",
             v=voice_id,
         )
         return bool(rows and rows[0]["n"] > 0)
 
     async def latest_state(self, voice_id: str) -> dict[str, Any] | None:
         rows = await self._rows(
-            f"SELECT {_STATE_COLUMNS} FROM {self.db}.voice_states FINAL "
-            "WHERE voice_id = {v:String} ORDER BY window_start DESC LIMIT 1",
+            f"SELECT {_STATE_COLUMNS} FROM {self.db}.voice_latest FINAL "
+            "WHERE voice_id = {v:String}",
             v=voice_id,
         )
         return rows[0] if rows else None
 
     async def state_history(
-        self, voice_id: str, from_ms: int | None, to_ms: int | None, limit: int
+        self, voice_id: str, from_ms: int, to_ms: int | None, limit: int
     ) -> list[dict[str, Any]]:
         return await self._rows(
             f"SELECT {_STATE_COLUMNS} FROM {self.db}.voice_states FINAL "
@@ -105,24 +104,27 @@ class Queries:
             " AND window_start < fromUnixTimestamp64Milli({t:Int64})"
             " ORDER BY window_start LIMIT {n:UInt32}",
             v=voice_id,
-            f=0 if from_ms is None else from_ms,
-            t=2**62 // 1000 if to_ms is None else to_ms,
+            f=from_ms,
+            t=_NO_END if to_ms is None else to_ms,
             n=limit,
         )
 
-    async def interaction_totals(self, window_ms: int) -> tuple[list[dict[str, Any]], int | None]:
+    async def interaction_totals(
+        self, window_ms: int, interaction_window_ms: int
+    ) -> tuple[list[dict[str, Any]], int | None]:
         """Strength summed per (source, target, kind) over the last ``window_ms`` of event time.
 
         The window ends at the newest closed interaction window, not at the wall clock, so
         replayed or delayed data gives the same matrix it would have given live.
         """
+        # max and count of the partition key's column come from part metadata, not a scan.
         end_rows = await self._rows(
-            f"SELECT toUnixTimestamp64Milli(max(window_end)) AS end, count() AS n "
+            f"SELECT toUnixTimestamp64Milli(max(window_start)) AS start, count() AS n "
             f"FROM {self.db}.interaction_states"
         )
         if not end_rows or end_rows[0]["n"] == 0:
             return [], None
-        end = int(end_rows[0]["end"])
+        end = int(end_rows[0]["start"]) + interaction_window_ms
         rows = await self._rows(
             f"SELECT source, target, kind, sum(strength_mean * count) AS strength, "
             f"sum(count) AS events FROM {self.db}.interaction_states FINAL "
@@ -136,7 +138,7 @@ class Queries:
         self,
         table: str,
         columns: str,
-        from_ms: int | None,
+        from_ms: int,
         to_ms: int | None,
         filters: dict[str, tuple[str, Any]],
         order: str,
@@ -149,8 +151,8 @@ class Queries:
         """
         conditions = [_IN_RANGE.format(table=table)]
         parameters: dict[str, Any] = {
-            "from_ms": 0 if from_ms is None else from_ms,
-            "to_ms": 2**62 // 1000 if to_ms is None else to_ms,
+            "from_ms": from_ms,
+            "to_ms": _NO_END if to_ms is None else to_ms,
             "n": limit,
         }
         for name, (condition, value) in filters.items():
@@ -164,7 +166,7 @@ class Queries:
         )
 
     async def predictions(
-        self, voice_id: str | None, from_ms: int | None, to_ms: int | None, limit: int
+        self, voice_id: str | None, from_ms: int, to_ms: int | None, limit: int
     ) -> list[dict[str, Any]]:
         return await self._windows(
             "predictions",
@@ -181,7 +183,7 @@ class Queries:
         min_probability: float,
         source: str | None,
         target: str | None,
-        from_ms: int | None,
+        from_ms: int,
         to_ms: int | None,
         limit: int,
     ) -> list[dict[str, Any]]:
@@ -200,7 +202,7 @@ class Queries:
         )
 
     async def emergence(
-        self, detected: bool | None, from_ms: int | None, to_ms: int | None, limit: int
+        self, detected: bool | None, from_ms: int, to_ms: int | None, limit: int
     ) -> list[dict[str, Any]]:
         return await self._windows(
             "emergence",
@@ -212,9 +214,7 @@ class Queries:
             limit,
         )
 
-    async def patterns(
-        self, from_ms: int | None, to_ms: int | None, limit: int
-    ) -> list[dict[str, Any]]:
+    async def patterns(self, from_ms: int, to_ms: int | None, limit: int) -> list[dict[str, Any]]:
         return await self._windows(
             "patterns", _PATTERN_COLUMNS, from_ms, to_ms, {}, "window_start DESC", limit
         )
@@ -224,7 +224,7 @@ class Queries:
         severity: str | None,
         rule: str | None,
         subject: str | None,
-        from_ms: int | None,
+        from_ms: int,
         to_ms: int | None,
         limit: int,
     ) -> list[dict[str, Any]]:

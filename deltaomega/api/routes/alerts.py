@@ -41,6 +41,6 @@ async def list_alerts(
 ) -> AlertList:
     """Alerts for windows starting in [start, end), filtered by severity, rule and subject."""
     wanted = canonical_severity(severity)
-    from_ms, to_ms = time_range(start, end)
+    from_ms, to_ms = time_range(start, end, ctx.settings.api_default_range_ms)
     rows = await ctx.queries.alerts(wanted, rule, subject, from_ms, to_ms, limit)
     return AlertList(alerts=[Alert.from_row(r) for r in rows])

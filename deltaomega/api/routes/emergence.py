@@ -24,6 +24,6 @@ async def list_emergence(
     limit: Limit = 500,
 ) -> EmergenceList:
     """Emergence probability and type of windows starting in [start, end)."""
-    from_ms, to_ms = time_range(start, end)
+    from_ms, to_ms = time_range(start, end, ctx.settings.api_default_range_ms)
     rows = await ctx.queries.emergence(detected, from_ms, to_ms, limit)
     return EmergenceList(emergence=[Emergence.from_row(r) for r in rows])

@@ -42,7 +42,7 @@ async def read_interaction_matrix(
     ] = "5m",
 ) -> InteractionMatrix:
     span = duration_ms(window)
-    rows, end = await ctx.queries.interaction_totals(span)
+    rows, end = await ctx.queries.interaction_totals(span, ctx.settings.interaction_window_ms)
     result = build_matrix(rows)
     return InteractionMatrix(
         window=window,
@@ -71,7 +71,7 @@ async def list_conflict_predictions(
     limit: Limit = 500,
 ) -> ConflictList:
     """Pairs whose conflict probability is at least ``min_probability``, per window."""
-    from_ms, to_ms = time_range(start, end)
+    from_ms, to_ms = time_range(start, end, ctx.settings.api_default_range_ms)
     rows = await ctx.queries.conflict_predictions(
         min_probability, source, target, from_ms, to_ms, limit
     )

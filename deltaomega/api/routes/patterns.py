@@ -16,6 +16,6 @@ async def list_patterns(
     ctx: ContextDep, start: Start = None, end: End = None, limit: Limit = 500
 ) -> PatternList:
     """Pattern, complexity and novelty of windows starting in [start, end)."""
-    from_ms, to_ms = time_range(start, end)
+    from_ms, to_ms = time_range(start, end, ctx.settings.api_default_range_ms)
     rows = await ctx.queries.patterns(from_ms, to_ms, limit)
     return PatternList(patterns=[Pattern.from_row(r) for r in rows])

@@ -20,6 +20,6 @@ async def list_predictions(
     limit: Limit = 500,
 ) -> PredictionList:
     """Predictions made from windows starting in [start, end), optionally of one voice."""
-    from_ms, to_ms = time_range(start, end)
+    from_ms, to_ms = time_range(start, end, ctx.settings.api_default_range_ms)
     rows = await ctx.queries.predictions(voice_id, from_ms, to_ms, limit)
     return PredictionList(predictions=[Prediction.from_row(r) for r in rows])

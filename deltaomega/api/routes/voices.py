@@ -27,7 +27,14 @@ router = APIRouter(prefix="/api/v1/voices", tags=["voices"], responses=problem_r
 VoiceId = Annotated[
     str, Path(min_length=1, max_length=MAX_ID_LENGTH, description=f"A voice id: {ID_RULE}.")
 ]
-From = Annotated[datetime | None, Query(alias="from", description="Window start ≥ this.")]
+From = Annotated[
+    datetime | None,
+    Query(
+        alias="from",
+        description="Window start ≥ this. Unset: the default range (API_DEFAULT_RANGE_HOURS, "
+        "24 h) before `to`, or before now.",
+    ),
+]
 
 
 async def _checked_history(
@@ -39,7 +46,7 @@ async def _checked_history(
     include: bool = True,
 ) -> list[VoiceState] | None:
     """Validate the range and the voice (422, 404), then read its windows in [from, to)."""
-    start, end = time_range(from_, to, "from", "to")
+    start, end = time_range(from_, to, ctx.settings.api_default_range_ms, "from", "to")
     if not await ctx.queries.voice_exists(voice_id):
         raise NotFoundError("voice", voice_id)
     if not include:
@@ -50,13 +57,14 @@ async def _checked_history(
 
 @router.get("", response_model=VoiceList, summary="Every known voice with its latest state")
 async def list_voices(ctx: ContextDep) -> VoiceList:
-    latest = await ctx.queries.latest_states()
-    voices = [VoiceSummary(voice_id=r["voice_id"], state=VoiceState.from_row(r)) for r in latest]
-    voices += [
-        VoiceSummary(voice_id=v, state=None) for v in await ctx.queries.voices_without_state()
-    ]
-    voices.sort(key=lambda v: v.voice_id)
-    return VoiceList(voices=voices)
+    latest = {r["voice_id"]: r for r in await ctx.queries.latest_states()}
+    ids = sorted(set(await ctx.queries.voice_ids()) | set(latest))
+    return VoiceList(
+        voices=[
+            VoiceSummary(voice_id=v, state=VoiceState.from_row(latest[v]) if v in latest else None)
+            for v in ids
+        ]
+    )
 
 
 @router.get("/{voice_id:path}/state", response_model=VoiceStateResponse)
