@@ -24,6 +24,8 @@ def api(
     [
         ("/api/v1/interactions/matrix", {"window": "ten minutes"}, "window"),
         ("/api/v1/interactions/matrix", {"window": "0s"}, "window"),
+        ("/api/v1/interactions/matrix", {"window": "367d"}, "window"),
+        ("/api/v1/interactions/matrix", {"window": "999999d"}, "window"),
         ("/api/v1/voices/v1/history", {"from": "not-a-date"}, "from"),
         ("/api/v1/voices/v1/history", {"limit": "0"}, "limit"),
         ("/api/v1/voices/v1/state", {"include_history": "maybe"}, "include_history"),

@@ -43,7 +43,8 @@ def test_clickhouse_unavailable_is_a_503_on_every_read_and_readiness_names_it(
     service_factory: Callable[..., RunningService],
     armed: Callable[[str], None],
 ) -> None:
-    service = service_factory(settings_factory(), worker=False)
+    # No read cache: every request must reach ClickHouse for this test.
+    service = service_factory(settings_factory(api_cache_seconds=0), worker=False)
     for route in READ_ROUTES:
         assert httpx.get(service.url + route).status_code in (200, 404), route
     armed("clickhouse.call=fail_for:600@1")

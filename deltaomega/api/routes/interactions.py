@@ -12,17 +12,24 @@ from deltaomega.api.deps import ContextDep
 from deltaomega.api.matrix import build_matrix
 from deltaomega.api.models import ConflictList, ConflictPrediction, InteractionMatrix, PairScore
 from deltaomega.api.params import End, Limit, Name, Start, time_range
+from deltaomega.errors import ValidationError
 
 router = APIRouter(prefix="/api/v1/interactions", tags=["interactions"])
 
 _UNITS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _DURATION = r"^[1-9][0-9]{0,5}[smhd]$"
+#: The longest matrix window: a year (and a day), far more than any table keeps by default.
+MAX_WINDOW_MS = 366 * _UNITS["d"]
 
 
 def duration_ms(text: str) -> int:
+    """The window in ms; a 422 naming ``window`` beyond MAX_WINDOW_MS."""
     match = re.match(r"^(\d+)([smhd])$", text)
     assert match is not None  # the Query pattern already checked it
-    return int(match.group(1)) * _UNITS[match.group(2)]
+    span = int(match.group(1)) * _UNITS[match.group(2)]
+    if span > MAX_WINDOW_MS:
+        raise ValidationError("window", f"must be at most 366d, got {text}")
+    return span
 
 
 def _time(ms: int | None) -> datetime | None:
@@ -37,7 +44,7 @@ async def read_interaction_matrix(
         Query(
             pattern=_DURATION,
             description="How far back from the newest closed window: "
-            "a number and s, m, h or d (e.g. 30s, 5m, 1h).",
+            "a number and s, m, h or d (e.g. 30s, 5m, 1h), at most 366d.",
         ),
     ] = "5m",
 ) -> InteractionMatrix:
