@@ -136,15 +136,18 @@ class ClickHouseSink:
         self.clickhouse = clickhouse
         self.database = database
 
-    def _insert(self, table: str, columns: dict[str, Any]) -> int:
+    def _insert(self, table: str, columns: dict[str, Any], token: str | None = None) -> int:
+        """One insert; with ``token``, a repeat of it (same token) inserts nothing (tables
+        keep the tokens of their last ``non_replicated_deduplication_window`` blocks)."""
         arrow = pa.table(columns)
         if arrow.num_rows == 0:
             return 0
         started = time.perf_counter()
+        options = None if token is None else {"insert_deduplication_token": token}
 
         def insert(client: Any) -> None:
             faults.hit("clickhouse.insert")
-            client.insert_arrow(table, arrow, database=self.database)
+            client.insert_arrow(table, arrow, database=self.database, settings=options)
             faults.hit("clickhouse.inserted")
 
         self.clickhouse.call(insert)
@@ -153,7 +156,11 @@ class ClickHouseSink:
         return int(arrow.num_rows)
 
     def insert_voice_events(
-        self, cols: VoiceEventColumns, partitions: np.ndarray, offsets: np.ndarray
+        self,
+        cols: VoiceEventColumns,
+        partitions: np.ndarray,
+        offsets: np.ndarray,
+        token: str | None = None,
     ) -> int:
         columns: dict[str, Any] = {
             "event_id": cols.event_id,
@@ -165,10 +172,14 @@ class ClickHouseSink:
         columns["context"] = cols.context
         columns["kafka_partition"] = pa.array(partitions, pa.uint32())
         columns["kafka_offset"] = pa.array(offsets, pa.uint64())
-        return self._insert("voice_events", columns)
+        return self._insert("voice_events", columns, token)
 
     def insert_interaction_events(
-        self, cols: InteractionEventColumns, partitions: np.ndarray, offsets: np.ndarray
+        self,
+        cols: InteractionEventColumns,
+        partitions: np.ndarray,
+        offsets: np.ndarray,
+        token: str | None = None,
     ) -> int:
         columns: dict[str, Any] = {
             "event_id": cols.event_id,
@@ -181,7 +192,7 @@ class ClickHouseSink:
             "kafka_partition": pa.array(partitions, pa.uint32()),
             "kafka_offset": pa.array(offsets, pa.uint64()),
         }
-        return self._insert("interaction_events", columns)
+        return self._insert("interaction_events", columns, token)
 
     def insert_states(
         self,

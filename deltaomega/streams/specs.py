@@ -96,7 +96,7 @@ VOICE_SPEC = WindowStreamSpec(
     decode=lambda codec, values: codec.decode_voice_events(values),
     rows=_voice_rows,
     states=_voice_states,
-    insert_raw=lambda sink, cols, p, o: sink.insert_voice_events(cols, p, o),
+    insert_raw=lambda sink, cols, p, o, token: sink.insert_voice_events(cols, p, o, token),
     count_progress=_count_voices,
 )
 
@@ -106,6 +106,6 @@ INTERACTION_SPEC = WindowStreamSpec(
     decode=lambda codec, values: codec.decode_interactions(values),
     rows=_interaction_rows,
     states=_interaction_states,
-    insert_raw=lambda sink, cols, p, o: sink.insert_interaction_events(cols, p, o),
+    insert_raw=lambda sink, cols, p, o, token: sink.insert_interaction_events(cols, p, o, token),
     count_progress=_count_interactions,
 )

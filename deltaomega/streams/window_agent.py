@@ -130,7 +130,8 @@ class WindowStreamSpec:
     rows: Callable[[Any], WindowRows]
     #: closed windows → (Kafka key, state record) pairs
     states: Callable[[ClosedWindows], list[tuple[bytes, dict[str, Any]]]]
-    insert_raw: Callable[[ClickHouseSink, Any, np.ndarray, np.ndarray], int]
+    #: (sink, columns, partitions, offsets, deduplication token) → rows inserted
+    insert_raw: Callable[[ClickHouseSink, Any, np.ndarray, np.ndarray, str], int]
     count_progress: Callable[[Progress, WindowRows], None]
 
 
@@ -263,14 +264,21 @@ class WindowAgent:
         result.events = len(cols)
         return result
 
-    async def insert(self, rows: RawRows) -> None:
+    async def insert(self, topic: str, rows: RawRows) -> None:
+        """One insert per source partition, each with a deduplication token made of where
+        its rows came from: a replay of the same records inserts nothing twice."""
         started = time.perf_counter()
-        await insert_until_acknowledged(
-            f"{self.spec.name} events",
-            self.spec.insert_raw,
-            self.sink,
-            rows.columns,
-            rows.partitions,
-            rows.offsets,
-        )
+        for partition in np.unique(rows.partitions).tolist():
+            take = np.flatnonzero(rows.partitions == partition)
+            offsets = rows.offsets[take]
+            token = f"{topic}/{partition}/{offsets.min()}-{offsets.max()}/{len(take)}"
+            await insert_until_acknowledged(
+                f"{self.spec.name} events",
+                self.spec.insert_raw,
+                self.sink,
+                rows.columns.take(take) if len(take) < len(rows.offsets) else rows.columns,
+                rows.partitions[take],
+                offsets,
+                token,
+            )
         BATCH_SECONDS.labels(self.spec.name, "sink").observe(time.perf_counter() - started)

@@ -33,6 +33,7 @@ from deltaomega.metrics import BATCH_FAILURES, POISON_RECORDS
 from deltaomega.streams.batch_consumer import BatchConsumer
 from deltaomega.streams.deadletter import DeadLetterPublisher
 from deltaomega.streams.outputs import BatchOutputs
+from deltaomega.streams.replay import ReplayShaper
 from deltaomega.streams.window_agent import BatchResult, RawRows, SourceBatch, WindowAgent
 from deltaomega.streams.window_store import Checkpoint
 from deltaomega.threads import CallThread, in_thread
@@ -69,6 +70,7 @@ class WindowConsumer(BatchConsumer):
         self.emit_state = outputs.emit_to(states_topic)
         self.deadletters = deadletters
         self._persisting: asyncio.Future[None] | None = None
+        self.replay = ReplayShaper()
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -96,7 +98,10 @@ class WindowConsumer(BatchConsumer):
                 messages = await call(self.poll, consumer, size, within)
                 if landing is not None and landing.done():
                     landing.result()  # a failed landing restarts the consumer
-                batch = self._batch(messages)
+                shaped = self.replay.shape(messages)
+                if shaped is None:
+                    continue  # a range that may have landed uncommitted is not whole yet
+                batch = self._batch(shaped)
                 if batch is None:
                     continue
                 if self.agent.progress.first_batch_at is None:
@@ -236,15 +241,14 @@ class WindowConsumer(BatchConsumer):
         rows: list[RawRows],
         checkpoint: Checkpoint,
     ) -> None:
-        """Raw rows into ClickHouse, outputs and changelog delivered, RocksDB, then commit."""
-
-        async def insert() -> None:
-            for part in rows:
-                if len(part.columns):
-                    await self.agent.insert(part)
-
+        """Outputs and changelog delivered and RocksDB written, then the raw rows into
+        ClickHouse (after the marker that covers them: see ``replay``), then commit."""
         self._persisting = asyncio.ensure_future(in_thread(self._persist, checkpoint))
-        await asyncio.gather(insert(), asyncio.shield(self._persisting))
+        await asyncio.shield(self._persisting)
+        faults.hit(f"{self.name}.before_insert")
+        for part in rows:
+            if len(part.columns):
+                await self.agent.insert(batch.topic, part)
         faults.hit(f"{self.name}.before_commit")
         await call(self.commit, consumer, [batch])
 
@@ -257,19 +261,36 @@ class WindowConsumer(BatchConsumer):
 
     # -- rebalance callbacks (in the consumer's thread, inside consume) ---------------------
 
-    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         numbers = [tp.partition for tp in partitions]
         log.info("%s: assigned partitions %s", self.name, numbers)
         self.health.state = "restoring"
         self.agent.assign(numbers)
+        # A marker past the committed offset: that batch landed (maybe its rows too) but was
+        # not committed; the replay takes the same records together (see ``replay``).
+        covered = self.agent.covered()
+        for tp in consumer.committed(partitions, timeout=30):
+            last = covered.get(tp.partition, -1)
+            if last >= 0 and last >= tp.offset:
+                log.info(
+                    "%s: partition %d landed up to offset %d past its commit (%d); replaying "
+                    "that range as one batch",
+                    self.name,
+                    tp.partition,
+                    last,
+                    tp.offset,
+                )
+                self.replay.expect(tp.partition, last)
         self.health.state = "running"
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         numbers = [tp.partition for tp in partitions]
         log.info("%s: revoked partitions %s", self.name, numbers)
         self.agent.revoke(numbers)
+        self.replay.forget(numbers)
 
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         numbers = [tp.partition for tp in partitions]
         log.warning("%s: lost partitions %s", self.name, numbers)
         self.agent.revoke(numbers)
+        self.replay.forget(numbers)
