@@ -1,13 +1,19 @@
 """After a crash, the first batch of a partition re-forms exactly the batch that landed
 but was not committed, so its raw rows carry the same deduplication token.
 
-Raw rows are inserted per source partition with a token made of the partition and the
-source offsets the rows came from, only after the changelog marker that covers those
-records was delivered. A marker ahead of the committed offset therefore means: that range
-of records may already be in ClickHouse. If the replay put the same records in one insert,
-ClickHouse drops the repeat by its token; had it cut the range differently (a poll returns
-what it has), the token would differ and the rows would land twice. So until every such
-range is complete, the consumer holds its records back and takes each range whole.
+A batch's raw rows go into ClickHouse in one insert whose token is made of the source
+ranges they came from (each partition's first and last offset), and only after the
+changelog marker that covers those records was delivered. A marker ahead of the committed
+offset therefore means: that range of records may already be in ClickHouse. If the replay
+puts the same records in one insert, ClickHouse drops the repeat by its token; had it cut
+them differently (a poll returns what it has), the token would differ and the rows would
+land twice. So until every such range is complete, the consumer holds its records back
+and takes them, all partitions' together, as the batch that landed.
+
+A worker that restarts gets its partitions back (static membership), so its replays are
+exact. When another worker takes the partitions of one that died, it may get only part of
+that worker's last batch: those rows can then land twice until ClickHouse merges them
+(reads with FINAL are exact either way).
 """
 
 from __future__ import annotations

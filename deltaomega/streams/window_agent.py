@@ -265,20 +265,26 @@ class WindowAgent:
         return result
 
     async def insert(self, topic: str, rows: RawRows) -> None:
-        """One insert per source partition, each with a deduplication token made of where
-        its rows came from: a replay of the same records inserts nothing twice."""
+        """One insert, with a deduplication token made of where its rows came from (each
+        source partition's first and last offset): a replay of the same records inserts
+        nothing twice."""
         started = time.perf_counter()
-        for partition in np.unique(rows.partitions).tolist():
-            take = np.flatnonzero(rows.partitions == partition)
-            offsets = rows.offsets[take]
-            token = f"{topic}/{partition}/{offsets.min()}-{offsets.max()}/{len(take)}"
-            await insert_until_acknowledged(
-                f"{self.spec.name} events",
-                self.spec.insert_raw,
-                self.sink,
-                rows.columns.take(take) if len(take) < len(rows.offsets) else rows.columns,
-                rows.partitions[take],
-                offsets,
-                token,
-            )
+        await insert_until_acknowledged(
+            f"{self.spec.name} events",
+            self.spec.insert_raw,
+            self.sink,
+            rows.columns,
+            rows.partitions,
+            rows.offsets,
+            insert_token(topic, rows.partitions, rows.offsets),
+        )
         BATCH_SECONDS.labels(self.spec.name, "sink").observe(time.perf_counter() - started)
+
+
+def insert_token(topic: str, partitions: np.ndarray, offsets: np.ndarray) -> str:
+    """``topic/partition:first-last,…/rows``: the same source records, the same token."""
+    ranges = ",".join(
+        f"{p}:{offsets[partitions == p].min()}-{offsets[partitions == p].max()}"
+        for p in np.unique(partitions).tolist()
+    )
+    return f"{topic}/{ranges}/{len(offsets)}"

@@ -44,6 +44,8 @@ T = TypeVar("T")
 
 #: How long a stopping consumer lets its last batch land before leaving it to a replay.
 _LAND_GRACE_SECONDS = 3.0
+#: Batches landing at once: one's insert overlaps the next one's flush.
+_LANDINGS_IN_FLIGHT = 2
 
 
 def consume_size(events: int, records: int, max_records: int, max_events: int) -> int:
@@ -91,13 +93,15 @@ class WindowConsumer(BatchConsumer):
         max_events = self.settings.batch_max_events
         within = self.settings.batch_within_seconds
         size = max_records
-        # A batch's landing (insert, flush, commit) overlaps reading and processing the next.
-        landing: asyncio.Task[None] | None = None
+        # A batch's landing (flush, insert, commit) overlaps reading and processing the next
+        # ones; two land at once at most, and they commit in order.
+        landings: list[asyncio.Task[None]] = []
         try:
             while True:
                 messages = await call(self.poll, consumer, size, within)
-                if landing is not None and landing.done():
-                    landing.result()  # a failed landing restarts the consumer
+                for landing in landings:
+                    if landing.done():
+                        landing.result()  # a failed landing restarts the consumer
                 shaped = self.replay.shape(messages)
                 if shaped is None:
                     continue  # a range that may have landed uncommitted is not whole yet
@@ -117,30 +121,33 @@ class WindowConsumer(BatchConsumer):
                     self.deadletters.publish(result.deadletters)
                     await in_thread(self.outputs.flush)
                 checkpoint = self.agent.store.stage(self.outputs.producer)
-                if landing is not None:
-                    await landing  # offsets commit in order, one batch in flight at most
-                landing = asyncio.create_task(
-                    self._land(call, consumer, batch, result.rows, checkpoint)
+                while len(landings) >= _LANDINGS_IN_FLIGHT:
+                    await landings.pop(0)
+                before = landings[-1] if landings else None
+                landings.append(
+                    asyncio.create_task(
+                        self._land(call, consumer, batch, result.rows, checkpoint, before)
+                    )
                 )
         except asyncio.CancelledError:
             # Stopping: abandon a restore in progress, so the consumer thread comes free.
             self.agent.store.stopping.set()
             raise
         finally:
-            await self._finish(landing, call, consumer)
+            await self._finish(landings, call, consumer)
             thread.close()
 
     async def _finish(
         self,
-        landing: asyncio.Task[None] | None,
+        landings: list[asyncio.Task[None]],
         call: Callable[..., asyncio.Future[Any]],
         consumer: Consumer,
     ) -> None:
-        """Let the last batch land if it can do so soon; leave it to a replay otherwise."""
-        if landing is not None:
-            if not landing.done():
-                await asyncio.wait({landing}, timeout=_LAND_GRACE_SECONDS)
-                landing.cancel()
+        """Let the last batches land if they can do so soon; leave them to a replay otherwise."""
+        if landings:
+            await asyncio.wait(landings, timeout=_LAND_GRACE_SECONDS)
+        for landing in landings:
+            landing.cancel()
             try:
                 await landing
             except BaseException as exc:  # noqa: BLE001 - it replays; nothing to do here
@@ -240,21 +247,39 @@ class WindowConsumer(BatchConsumer):
         batch: SourceBatch,
         rows: list[RawRows],
         checkpoint: Checkpoint,
+        before: asyncio.Task[None] | None,
     ) -> None:
-        """Outputs and changelog delivered and RocksDB written, then the raw rows into
-        ClickHouse (after the marker that covers them: see ``replay``), then commit."""
-        self._persisting = asyncio.ensure_future(in_thread(self._persist, checkpoint))
-        await asyncio.shield(self._persisting)
+        """States and changelog (its marker last) delivered; then the raw rows into ClickHouse,
+        which must come after the marker that covers them (see ``replay``), while the closed
+        windows' tombstones go out and RocksDB takes the changes; then commit."""
+        await in_thread(self.outputs.flush)
         faults.hit(f"{self.name}.before_insert")
-        for part in rows:
-            if len(part.columns):
-                await self.agent.insert(batch.topic, part)
+
+        async def insert() -> None:
+            for part in rows:
+                if len(part.columns):
+                    await self.agent.insert(batch.topic, part)
+
+        self._persisting = persisting = asyncio.ensure_future(
+            self._persist_after(self._persisting, checkpoint)
+        )
+        await asyncio.gather(insert(), asyncio.shield(persisting))
+        if before is not None:
+            await before  # commits in order; a failed one fails this one too
         faults.hit(f"{self.name}.before_commit")
         await call(self.commit, consumer, [batch])
 
+    async def _persist_after(
+        self, previous: asyncio.Future[None] | None, checkpoint: Checkpoint
+    ) -> None:
+        """RocksDB takes checkpoints in batch order."""
+        if previous is not None:
+            await asyncio.shield(previous)
+        await in_thread(self._persist, checkpoint)
+
     def _persist(self, checkpoint: Checkpoint) -> None:
+        """After the upserts were delivered: tombstones, then RocksDB."""
         store = self.agent.store
-        self.outputs.flush()
         store.stage_tombstones(checkpoint, self.outputs.producer)
         self.outputs.flush()
         store.persist(checkpoint)
