@@ -10,7 +10,7 @@ export DELTAOMEGA_CACHE_DIR ?= $(HOME)/.cache/deltaomega
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-train train kafka-resolve demo test lint format clean kafka-stop \
+.PHONY: help install install-train train kafka-resolve demo test test-fast lint format clean kafka-stop \
 	bench bench-quick bench-soak
 
 help: ## Show the targets
@@ -48,6 +48,9 @@ kafka-stop: install ## Stop the local Kafka started by `make demo`
 
 test: kafka-resolve install-train ## Run the whole test suite (starts its own Kafka and embedded ClickHouse)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: kafka-resolve install-train ## The suite without the fault tests (tests/faults: kills, outages, fuzzing)
+	$(BIN)/pytest -m "not faults" $(PYTEST_ARGS)
 
 lint: install-train ## ruff + mypy
 	$(BIN)/ruff check deltaomega tests bench

@@ -81,6 +81,8 @@ class WindowConsumer(BatchConsumer):
         # callbacks (which restore the store) run there while the event loop stays free.
         thread = CallThread(f"{self.name}-consumer")
         call = thread.call
+        if self._persisting is not None and self._persisting.done():
+            self._persisting = None  # a failed one failed its batch: the store restores anew
 
         consumer = Consumer(self.consumer_config())
         consumer.subscribe(
@@ -121,12 +123,16 @@ class WindowConsumer(BatchConsumer):
                     self.deadletters.publish(result.deadletters)
                     await in_thread(self.outputs.flush)
                 checkpoint = self.agent.store.stage(self.outputs.producer)
+                # Chained here, in batch order: RocksDB must take the checkpoints in order.
+                self._persisting = persisting = asyncio.ensure_future(
+                    self._persist_after(self._persisting, checkpoint)
+                )
                 while len(landings) >= _LANDINGS_IN_FLIGHT:
                     await landings.pop(0)
                 before = landings[-1] if landings else None
                 landings.append(
                     asyncio.create_task(
-                        self._land(call, consumer, batch, result.rows, checkpoint, before)
+                        self._land(call, consumer, batch, result.rows, persisting, before)
                     )
                 )
         except asyncio.CancelledError:
@@ -246,7 +252,7 @@ class WindowConsumer(BatchConsumer):
         consumer: Consumer,
         batch: SourceBatch,
         rows: list[RawRows],
-        checkpoint: Checkpoint,
+        persisting: asyncio.Future[None],
         before: asyncio.Task[None] | None,
     ) -> None:
         """States and changelog (its marker last) delivered; then the raw rows into ClickHouse,
@@ -260,9 +266,6 @@ class WindowConsumer(BatchConsumer):
                 if len(part.columns):
                     await self.agent.insert(batch.topic, part)
 
-        self._persisting = persisting = asyncio.ensure_future(
-            self._persist_after(self._persisting, checkpoint)
-        )
         await asyncio.gather(insert(), asyncio.shield(persisting))
         if before is not None:
             await before  # commits in order; a failed one fails this one too
@@ -278,8 +281,10 @@ class WindowConsumer(BatchConsumer):
         await in_thread(self._persist, checkpoint)
 
     def _persist(self, checkpoint: Checkpoint) -> None:
-        """After the upserts were delivered: tombstones, then RocksDB."""
+        """Once the upserts (and the closed windows' states) were delivered: tombstones,
+        then RocksDB."""
         store = self.agent.store
+        self.outputs.flush()
         store.stage_tombstones(checkpoint, self.outputs.producer)
         self.outputs.flush()
         store.persist(checkpoint)

@@ -9,8 +9,11 @@ delivered marker means the upserts before it were delivered too, and a replay sk
 exactly what the changelog already holds; a window whose entry is gone had its state out.
 
 RocksDB holds a prefix of the changelog (written only after the producer confirmed it)
-and the changelog offset it reaches, so a restart reads only the changelog's tail. Lose
-the RocksDB files and the whole changelog is read instead.
+and the offset of the last upsert it holds, so a restart reads only the changelog's tail.
+Not the last tombstone's: a batch's tombstones go out after the next batch's upserts, which
+RocksDB does not hold yet, so the tail read at a restore starts before them (deleting a
+key twice changes nothing). Checkpoints are persisted in batch order. Lose the RocksDB
+files and the whole changelog is read instead.
 """
 
 from __future__ import annotations
@@ -136,7 +139,7 @@ class Checkpoint:
 
     upserts: dict[int, dict[bytes, bytes]] = field(default_factory=dict)
     tombstones: dict[int, list[bytes]] = field(default_factory=dict)
-    #: partition → highest changelog offset delivered
+    #: partition → highest changelog offset of an upsert delivered
     delivered: dict[int, int] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)
 
@@ -146,6 +149,10 @@ class Checkpoint:
             return
         partition = msg.partition()
         self.delivered[partition] = max(self.delivered.get(partition, -1), msg.offset())
+
+    def on_tombstone(self, err: KafkaError | None, _msg: Any) -> None:
+        if err is not None:
+            self.failed.append(str(err))
 
 
 class WindowStore:
@@ -233,7 +240,7 @@ class WindowStore:
                 checkpoint.upserts[partition] = upserts
                 ordered = [kv for kv in upserts.items() if not self.is_marker(kv[0])]
                 ordered += [kv for kv in upserts.items() if self.is_marker(kv[0])]
-                self._produce(producer, partition, ordered, checkpoint)
+                self._produce(producer, partition, ordered, checkpoint.on_delivery)
             if deleted:
                 checkpoint.tombstones[partition] = deleted
         return checkpoint
@@ -241,30 +248,27 @@ class WindowStore:
     def stage_tombstones(self, checkpoint: Checkpoint, producer: Producer) -> None:
         """Produce the closed windows' tombstones: only once their states were delivered."""
         for partition, keys in checkpoint.tombstones.items():
-            self._produce(producer, partition, [(k, None) for k in keys], checkpoint)
+            records: list[tuple[bytes, bytes | None]] = [(k, None) for k in keys]
+            self._produce(producer, partition, records, checkpoint.on_tombstone)
 
     def _produce(
         self,
         producer: Producer,
         partition: int,
         records: Sequence[tuple[bytes, bytes | None]],
-        checkpoint: Checkpoint,
+        on_delivery: Callable[[KafkaError | None, Any], None],
     ) -> None:
         for key, value in records:
             produce(
-                producer,
-                self.changelog,
-                key,
-                value,
-                partition=partition,
-                on_delivery=checkpoint.on_delivery,
+                producer, self.changelog, key, value, partition=partition, on_delivery=on_delivery
             )
 
     def persist(self, checkpoint: Checkpoint) -> None:
         """After the producer was flushed: RocksDB takes what the changelog now holds.
 
-        The changes and the changelog offset they reach go in one write, so the offset
-        never claims more than the data holds (a restore rereads from there).
+        The changes and the offset of the last upsert go in one write, so the offset never
+        claims more than the data holds (a restore rereads from there). Called in batch
+        order: an older checkpoint after a newer one would put an older marker back.
         """
         if checkpoint.failed:
             raise DeliveryError(f"changelog {self.changelog} writes failed: {checkpoint.failed[0]}")

@@ -150,3 +150,45 @@ def test_replay_after_a_crash_at_any_changelog_prefix_is_exact(
     got.update(replayed)
     assert_same(got, want)
     recovered.close()
+
+
+def test_a_crash_with_two_batches_in_flight_restores_both_from_the_same_rocksdb(
+    settings_factory: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """The second batch's upserts go out before the first's tombstones. The crash comes
+    after RocksDB took the first batch and the second's tombstones were delivered, before
+    RocksDB took the second: the restart reads the second batch's upserts back from the
+    changelog (RocksDB's offset is its last upsert's, not its last tombstone's), so the
+    second batch's windows are neither lost nor re-formed from half their events."""
+    events = random_events(7, 1200)
+    want = reference(events)
+    settings = settings_factory(partitions=1)
+    producer = Producer(producer_config(settings, "test"))
+    store = new_store(settings, tmp_path / "a")
+    store.assign([0])
+    agg = TumblingWindowAggregator(("a", "b"), W, GRACE)
+    agg.load_index(0, store.partitions[0].keys())
+    got = run_batches(agg, store.partitions[0], events[:400], [400])
+    first = store.stage(producer)
+    crashed = run_batches(agg, store.partitions[0], events[400:800], [400], first_offset=400)
+    second = store.stage(producer)
+    assert first.tombstones and second.tombstones, "both batches must close windows"
+    producer.flush()
+    store.stage_tombstones(first, producer)
+    producer.flush()
+    store.persist(first)
+    store.stage_tombstones(second, producer)
+    producer.flush()
+    store.close()  # no commit: the second batch replays
+
+    again = new_store(settings, tmp_path / "a")
+    again.assign([0])
+    assert again.restored == sum(len(u) for u in second.upserts.values()) + len(
+        first.tombstones[0]
+    ) + len(second.tombstones[0])
+    agg = TumblingWindowAggregator(("a", "b"), W, GRACE)
+    agg.load_index(0, again.partitions[0].keys())
+    replayed = run_batches(agg, again.partitions[0], events[400:], [400, 400], first_offset=400)
+    assert not crashed.keys() & replayed.keys()  # tombstoned after their states went out
+    assert_same(got | crashed | replayed, want)
+    again.close()
