@@ -145,11 +145,15 @@ def phase(loaded: bool, events: int, voices: int, clients: int, port: int) -> di
         drained = time.perf_counter()
         stop.set()
         answered: list[tuple[str, float]] = []
-        errors = 0
+        # Failures before the first batch (reads while the tables are being made) apart.
+        first_batch = time.time() - (time.perf_counter() - progress.first_batch_at)
+        errors: dict[str, int] = {}
         for _ in readers:
             got, failed = out.get(timeout=60)
             answered += got
-            errors += failed
+            for at, kind in failed:
+                key = ("during ingestion: " if at >= first_batch else "during setup: ") + kind
+                errors[key] = errors.get(key, 0) + 1
         for reader in readers:
             reader.join(10)
         server.should_exit = True
@@ -200,7 +204,9 @@ def main() -> None:
         print(
             f"{name:>8}: {r['events_per_s']:,.0f} events/s ({r['events']:,} events in "
             f"{r['seconds']:.2f} s); {r['requests']:,} reads ({r['requests_per_s']:.0f}/s, "
-            f"{r['request_errors']} failed)",
+            f"{sum(r['request_errors'].values())} failed"
+            + "".join(f"; {kind}: {n}" for kind, n in sorted(r["request_errors"].items()))
+            + ")",
             flush=True,
         )
         for path, figures in sorted(r["routes"].items()):

@@ -3,7 +3,9 @@
 librdkafka reports a broker it cannot reach twice, through its log and its error callback,
 every time it retries (about 20 times a second). Here both go to the ``kafka`` outage
 tracker (:mod:`deltaomega.outages`), which logs the first failure, a summary while it
-lasts and its end; librdkafka's connection-failure log lines are dropped as repeats.
+lasts and its end; librdkafka's connection-failure log lines are dropped as repeats, and
+its other warnings while the cluster is away or coming back (leaders not known yet,
+coordinators loading) are logged at INFO: they are the outage's after-effects, not news.
 """
 
 from __future__ import annotations
@@ -39,7 +41,11 @@ class _RepeatFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        return not any(repeat in message for repeat in _REPEATS)
+        if any(repeat in message for repeat in _REPEATS):
+            return False
+        if record.levelno == logging.WARNING and outage("kafka").recovering():
+            record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
+        return True
 
 
 KAFKA_LOG.addFilter(_RepeatFilter())

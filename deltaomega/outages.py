@@ -22,6 +22,9 @@ DEFAULT_SUMMARY_SECONDS = 30.0
 #: After an outage ends, clients that had backed off still fail once or twice before they
 #: reconnect; failures within this time of the end open a new outage only if they persist.
 SETTLE_SECONDS = 5.0
+#: After an outage ends, clients still report its after-effects for a while (partition
+#: leaders moving back, group coordinators loading): they belong to the outage.
+RECOVERY_SECONDS = 30.0
 
 
 class Outage:
@@ -51,6 +54,13 @@ class Outage:
     @property
     def down(self) -> bool:
         return self.since is not None
+
+    def recovering(self) -> bool:
+        """Down, or back for less than ``RECOVERY_SECONDS``."""
+        if self.since is not None:
+            return True
+        recovered_at = self._recovered_at
+        return recovered_at is not None and self._clock() - recovered_at < RECOVERY_SECONDS
 
     def seconds_down(self) -> float:
         since = self.since

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from deltaomega.config import Settings
+from deltaomega.topics import ensure_topics
 from tests.conftest import free_port
 from tests.processes import DeltaOmegaProcess, settings_env, terminate_session
 
@@ -19,6 +20,27 @@ from tests.processes import DeltaOmegaProcess, settings_env, terminate_session
 SEED = int(os.environ.get("DELTAOMEGA_FAULT_SEED", "20261130"))
 
 Launch = Callable[..., DeltaOmegaProcess]
+Scenario = Callable[..., Settings]
+
+
+@pytest.fixture
+def scenario(settings_factory: Callable[..., Settings]) -> Scenario:
+    """Settings of a drained scenario, its topics made: 3 partitions, 10 s windows and small
+    batches, so a minute of traffic makes many batches and windows to be caught in."""
+
+    def make(**overrides: Any) -> Settings:
+        defaults: dict[str, Any] = {
+            "partitions": 3,
+            "window_seconds": 10,
+            "grace_seconds": 2,
+            "batch_max_records": 120,
+            "models_enabled": False,
+        }
+        settings = settings_factory(**(defaults | overrides))
+        ensure_topics(settings)
+        return settings
+
+    return make
 
 
 @pytest.fixture

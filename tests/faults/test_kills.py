@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import random
 import shutil
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from deltaomega.config import Settings
-from deltaomega.topics import ensure_topics
-from tests.faults.conftest import SEED, Launch, watch
+from tests.faults.conftest import SEED, Launch, Scenario, watch
 from tests.faults.harness import Traffic, check, dump, expected, wait_drained
 
 pytestmark = pytest.mark.faults
@@ -33,7 +30,7 @@ MAX_WAVES = 14
 
 
 def test_sigkill_at_every_kind_of_point_loses_nothing_and_repeats_nothing(
-    settings_factory: Callable[..., Settings],
+    scenario: Scenario,
     launch: Launch,
     tmp_path: Path,
     report: dict[str, Any],
@@ -41,14 +38,7 @@ def test_sigkill_at_every_kind_of_point_loses_nothing_and_repeats_nothing(
     rng = random.Random(SEED)
     kills = rng.sample(KILLS, len(KILLS))
     kills.insert(rng.randint(1, len(kills)), RESTORE)  # after a kill: a changelog to restore
-    settings = settings_factory(
-        partitions=3,
-        window_seconds=10,
-        grace_seconds=2,
-        batch_max_records=120,
-        models_enabled=False,
-    )
-    ensure_topics(settings)
+    settings = scenario()
     traffic = Traffic(seed=SEED)
     wave = 0
     runs: list[dict[str, Any]] = []

@@ -5,7 +5,7 @@ by itself, and the result is exact."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -14,9 +14,8 @@ import pytest
 
 from deltaomega import localkafka
 from deltaomega.config import Settings
-from deltaomega.topics import ensure_topics
 from tests.conftest import free_port, wait_for
-from tests.faults.conftest import SEED, Launch
+from tests.faults.conftest import SEED, Launch, Scenario
 from tests.faults.harness import Traffic, check, dump, expected, wait_drained
 from tests.kafka_tools import committed, log_end
 
@@ -44,21 +43,13 @@ def noisy_lines(lines: list[str], expected: tuple[str, ...]) -> list[str]:
 
 def test_broker_stopped_for_20_s_mid_stream(
     own_broker: Settings,
-    settings_factory: Callable[..., Settings],
+    scenario: Scenario,
     launch: Launch,
     tmp_path: Path,
     report: dict[str, Any],
 ) -> None:
     bootstrap = localkafka.status(own_broker).bootstrap
-    settings = settings_factory(
-        kafka_bootstrap=bootstrap,
-        partitions=3,
-        window_seconds=10,
-        grace_seconds=2,
-        batch_max_records=120,
-        models_enabled=False,
-    )
-    ensure_topics(settings)
+    settings = scenario(kafka_bootstrap=bootstrap)
     traffic = Traffic(seed=SEED + 1)
     process = launch(settings, outage_summary_seconds=5)
     process.wait_ready()
@@ -99,19 +90,12 @@ def test_broker_stopped_for_20_s_mid_stream(
 
 
 def test_clickhouse_unavailable_for_20_s_mid_stream(
-    settings_factory: Callable[..., Settings],
+    scenario: Scenario,
     launch: Launch,
     tmp_path: Path,
     report: dict[str, Any],
 ) -> None:
-    settings = settings_factory(
-        partitions=3,
-        window_seconds=10,
-        grace_seconds=2,
-        batch_max_records=120,
-        models_enabled=False,
-    )
-    ensure_topics(settings)
+    settings = scenario()
     topic = f"{settings.topic_prefix}voice.events"
     group = f"{settings.app_id}-voice-windows"
     traffic = Traffic(seed=SEED + 2)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,8 @@ import pytest
 
 from deltaomega.config import Settings
 from deltaomega.schemas import AvroCodec
-from deltaomega.topics import Topics, ensure_topics
-from tests.faults.conftest import SEED, Launch
+from deltaomega.topics import Topics
+from tests.faults.conftest import SEED, Launch, Scenario
 from tests.faults.harness import Traffic, check, dump, expected, merge, wait_drained
 from tests.kafka_tools import read_topic
 from tests.processes import DeltaOmegaProcess
@@ -63,21 +62,16 @@ def outputs_by_window(settings: Settings) -> dict[int, list[dict[str, Any]]]:
 
 
 def test_one_tick_per_window_over_every_voice_and_a_standby_takes_over(
-    settings_factory: Callable[..., Settings],
+    scenario: Scenario,
     launch: Launch,
     tmp_path: Path,
     report: dict[str, Any],
 ) -> None:
-    settings = settings_factory(
-        partitions=3,
-        window_seconds=10,
-        grace_seconds=2,
-        batch_max_records=120,
+    settings = scenario(
         models_enabled=True,
         inference_warm_up_voices=0,
         consumer_session_timeout_seconds=6,
     )
-    ensure_topics(settings)
     second_dir = settings.data_dir.parent / f"{settings.data_dir.name}-b"
     first = launch(settings)
     second = launch(settings.model_copy(update={"data_dir": second_dir}))

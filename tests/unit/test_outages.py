@@ -7,6 +7,8 @@ import logging
 
 import pytest
 
+from deltaomega import outages
+from deltaomega.kafka_clients import KAFKA_LOG
 from deltaomega.outages import Outage
 
 
@@ -97,3 +99,33 @@ def test_failures_just_after_a_recovery_are_late_clients_unless_they_persist(
         "kafka is available again after 20.0 s (1 failed attempts)",
         "kafka is unavailable: refused again",
     ]
+
+
+def test_kafka_client_warnings_while_the_cluster_is_away_or_coming_back_are_info(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock()
+    tracker = Outage("kafka", summary_seconds=30, clock=clock)
+    monkeypatch.setitem(outages._OUTAGES, "kafka", tracker)
+
+    def levels() -> list[tuple[str, str]]:
+        got = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == KAFKA_LOG.name]
+        caplog.clear()
+        return got
+
+    with caplog.at_level(logging.INFO, logger=KAFKA_LOG.name):
+        KAFKA_LOG.warning("leader not found in cache")
+        assert levels() == [("WARNING", "leader not found in cache")]
+        tracker.failed("refused")
+        KAFKA_LOG.warning("Connect to ipv4#127.0.0.1:9092 failed")  # a repeat: dropped
+        KAFKA_LOG.warning("request timed out")
+        assert levels() == [("INFO", "request timed out")]
+        clock.now += 20
+        tracker.recovered()
+        clock.now += outages.RECOVERY_SECONDS - 1
+        KAFKA_LOG.warning("new leader-1 not found in cache")
+        KAFKA_LOG.error("fatal")
+        assert levels() == [("INFO", "new leader-1 not found in cache"), ("ERROR", "fatal")]
+        clock.now += 2
+        KAFKA_LOG.warning("leader not found in cache")
+        assert levels() == [("WARNING", "leader not found in cache")]
