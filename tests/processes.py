@@ -69,11 +69,12 @@ class DeltaOmegaProcess:
     def log_lines(self, pattern: str) -> list[str]:
         return [line for line in self.log().splitlines() if re.search(pattern, line)]
 
-    def wait_for_log(self, pattern: str, timeout: float = 60.0) -> float:
-        """Seconds since start when a log line matching ``pattern`` appeared."""
+    def wait_for_log(self, pattern: str, timeout: float = 60.0, seen: int = 0) -> float:
+        """Seconds since start when a log line matching ``pattern`` appeared (one more than
+        the ``seen`` lines there already were)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.log_lines(pattern):
+            if len(self.log_lines(pattern)) > seen:
                 return time.monotonic() - self.started_at
             if self.proc.poll() is not None:
                 raise AssertionError(
