@@ -30,6 +30,9 @@ from deltaomega.topics import Topics
 
 log = logging.getLogger(__name__)
 
+#: Pause before inference that failed starts again.
+RESTART_SECONDS = 5.0
+
 
 class InferenceLeader:
     def __init__(
@@ -80,6 +83,10 @@ class InferenceLeader:
                 # The lease topic holds no records: polling keeps the membership and runs
                 # the assignment callbacks.
                 await thread.call(consumer.poll, 0.5)
+                if serving is not None and serving.done():
+                    self._served(serving)
+                    serving = None  # served again below, after a pause
+                    await asyncio.sleep(RESTART_SECONDS)
                 if self.leader and serving is None:
                     serving = asyncio.create_task(self._serve(), name="inference")
                 elif not self.leader and serving is not None:
@@ -93,6 +100,20 @@ class InferenceLeader:
             except TimeoutError:
                 log.warning("the inference lease consumer did not close in time")
             thread.close()
+
+    def _served(self, serving: asyncio.Task[None]) -> None:
+        """Inference ended by itself: an error (logged; it starts again while this worker
+        holds the lease, so the lease never sits with a worker that does not serve)."""
+        error = None if serving.cancelled() else serving.exception()
+        self.engine = None
+        if error is not None:
+            log.error(
+                "inference failed (%s: %s); starting it again in %.0f s",
+                type(error).__name__,
+                error,
+                RESTART_SECONDS,
+                exc_info=error,
+            )
 
     async def _serve(self) -> None:
         feed = StateFeed(self.settings, self.codec, self.last_stored_tick)

@@ -19,6 +19,7 @@ its own place, not its partition's progress.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -79,10 +80,14 @@ class WindowConsumer(BatchConsumer):
     async def _consume(self) -> None:
         # One thread owns the consumer: librdkafka calls are serialised, and the rebalance
         # callbacks (which restore the store) run there while the event loop stays free.
+        previous, self._persisting = self._persisting, None
+        if previous is not None:
+            # The last incarnation's checkpoint settles before the next restore reads
+            # RocksDB; if it failed, its batch failed too, and the restore starts over.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(previous)
         thread = CallThread(f"{self.name}-consumer")
         call = thread.call
-        if self._persisting is not None and self._persisting.done():
-            self._persisting = None  # a failed one failed its batch: the store restores anew
 
         consumer = Consumer(self.consumer_config())
         consumer.subscribe(
