@@ -19,7 +19,6 @@ its own place, not its partition's progress.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -84,8 +83,13 @@ class WindowConsumer(BatchConsumer):
         if previous is not None:
             # The last incarnation's checkpoint settles before the next restore reads
             # RocksDB; if it failed, its batch failed too, and the restore starts over.
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.shield(previous)
+            except asyncio.CancelledError:
+                if not previous.cancelled():
+                    raise  # this consumer is stopping
+            except Exception:  # noqa: BLE001, S110 - its batch failed with it, and replays
+                pass
         thread = CallThread(f"{self.name}-consumer")
         call = thread.call
 
