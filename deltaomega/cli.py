@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +16,7 @@ from deltaomega import __version__
 from deltaomega.config import Settings
 from deltaomega.errors import DeltaOmegaError
 from deltaomega.logs import configure_logging
+from deltaomega.security.roles import Role, Tier
 
 log = logging.getLogger("deltaomega")
 
@@ -183,6 +185,37 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration_seconds(text: str) -> int:
+    """``90s``, ``15m``, ``1h``, ``7d``: at least a second, at most 366 days."""
+    match = re.fullmatch(r"([1-9][0-9]{0,6})([smhd])", text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"must be a duration such as 90s, 15m, 1h or 7d, got {text!r}"
+        )
+    seconds = int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if seconds > 366 * 86400:
+        raise argparse.ArgumentTypeError(f"must be at most 366d, got {text}")
+    return seconds
+
+
+def _subject(text: str) -> str:
+    if not text.strip() or len(text) > 256 or any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise argparse.ArgumentTypeError(
+            "must be 1 to 256 characters, not only spaces, no control characters"
+        )
+    return text
+
+
+def _cmd_auth_token(args: argparse.Namespace, settings: Settings) -> int:
+    from deltaomega.security.tokens import issue_token
+
+    print(issue_token(settings, args.sub, Role.parse(args.role), args.ttl, Tier.parse(args.tier)))
+    return 0
+
+
 def _number(kind: type[int] | type[float], text: str) -> Any:
     try:
         return kind(text)
@@ -240,6 +273,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = sub.add_parser("migrate", help="apply ClickHouse migrations")
     migrate.set_defaults(func=_cmd_migrate)
+
+    auth = sub.add_parser("auth", help="identities for the API")
+    auth_commands = auth.add_subparsers(dest="auth_command", required=True)
+    token = auth_commands.add_parser(
+        "token", help="print a token of this API's own (HS256, DELTAOMEGA_AUTH_SECRET)"
+    )
+    token.add_argument("--sub", required=True, type=_subject, help="who the token is for")
+    token.add_argument("--role", required=True, choices=[r.label for r in Role])
+    token.add_argument("--tier", choices=[t.value for t in Tier], default=Tier.STANDARD.value)
+    token.add_argument("--ttl", type=_duration_seconds, default=3600, help="e.g. 15m, 1h, 7d")
+    token.set_defaults(func=_cmd_auth_token)
     return parser
 
 

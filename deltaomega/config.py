@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -10,6 +11,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 def _default_cache_dir() -> Path:
     return Path.home() / ".cache" / "deltaomega"
+
+
+#: The token secret a development setup runs with; refused unless ``env`` is development.
+DEVELOPMENT_AUTH_SECRET = "deltaomega-development-secret-not-for-production"  # noqa: S105
 
 
 class Settings(BaseSettings):
@@ -163,6 +168,22 @@ class Settings(BaseSettings):
         description="A read without a start covers this much time before its end (or now):"
         " no request reads a whole table.",
     )
+
+    # Identity
+    env: Literal["development", "production"] = Field(
+        default="production",
+        description="development accepts the built-in token secret; production refuses it.",
+    )
+    auth_secret: SecretStr = Field(
+        default=SecretStr(DEVELOPMENT_AUTH_SECRET),
+        description="HS256 secret of the API's own tokens (at least 32 characters).",
+    )
+    auth_jwks_url: str | None = Field(
+        default=None,
+        description="An identity provider's JWKS URL: tokens are then RS256/ES256, its keys.",
+    )
+    auth_issuer: str = "deltaomega"
+    auth_audience: str = "deltaomega-api"
 
     # Retention in ClickHouse (TTL on event time; 0 keeps rows for ever)
     ttl_raw_days: int = Field(default=30, ge=0, description="Raw events.")

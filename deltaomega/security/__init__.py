@@ -1,0 +1,1 @@
+"""Who calls the API: roles, and the tokens that carry them."""
