@@ -202,10 +202,12 @@ def _duration_seconds(text: str) -> int:
 
 
 def _subject(text: str) -> str:
-    if not text.strip() or len(text) > 256 or any(ord(c) < 32 or ord(c) == 127 for c in text):
-        raise argparse.ArgumentTypeError(
-            "must be 1 to 256 characters, not only spaces, no control characters"
-        )
+    """The pipeline's id rule (1–256 characters, not blank, no control characters)."""
+    from deltaomega.schemas.validation import id_problem
+
+    problem = id_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
     return text
 
 

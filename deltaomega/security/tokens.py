@@ -41,8 +41,6 @@ class Principal:
     subject: str
     role: Role
     tier: Tier = Tier.STANDARD
-    #: "token" or "key"
-    via: str = "token"
 
     def may(self, role: Role) -> bool:
         return self.role >= role

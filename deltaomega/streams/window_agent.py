@@ -283,8 +283,8 @@ class WindowAgent:
 
 def insert_token(topic: str, partitions: np.ndarray, offsets: np.ndarray) -> str:
     """``topic/partition:first-last,…/rows``: the same source records, the same token."""
-    ranges = ",".join(
-        f"{p}:{offsets[partitions == p].min()}-{offsets[partitions == p].max()}"
-        for p in np.unique(partitions).tolist()
-    )
-    return f"{topic}/{ranges}/{len(offsets)}"
+    ranges = []
+    for p in np.unique(partitions).tolist():
+        part = offsets[partitions == p]
+        ranges.append(f"{p}:{part.min()}-{part.max()}")
+    return f"{topic}/{','.join(ranges)}/{len(offsets)}"

@@ -81,15 +81,7 @@ class WindowConsumer(BatchConsumer):
         # callbacks (which restore the store) run there while the event loop stays free.
         previous, self._persisting = self._persisting, None
         if previous is not None:
-            # The last incarnation's checkpoint settles before the next restore reads
-            # RocksDB; if it failed, its batch failed too, and the restore starts over.
-            try:
-                await asyncio.shield(previous)
-            except asyncio.CancelledError:
-                if not previous.cancelled():
-                    raise  # this consumer is stopping
-            except Exception:  # noqa: BLE001, S110 - its batch failed with it, and replays
-                pass
+            await _settled(previous)
         thread = CallThread(f"{self.name}-consumer")
         call = thread.call
 
@@ -333,3 +325,15 @@ class WindowConsumer(BatchConsumer):
         log.warning("%s: lost partitions %s", self.name, numbers)
         self.agent.revoke(numbers)
         self.replay.forget(numbers)
+
+
+async def _settled(persisting: asyncio.Future[None]) -> None:
+    """Wait for the last incarnation's checkpoint, so the next restore reads RocksDB after
+    it; a failed one failed its batch too, which replays."""
+    try:
+        await asyncio.shield(persisting)
+    except asyncio.CancelledError:
+        if not persisting.cancelled():
+            raise  # this consumer is stopping
+    except Exception:  # noqa: BLE001, S110 - see above
+        pass

@@ -44,6 +44,15 @@ def new_store(settings: Settings, path: Path) -> WindowStore:
     )
 
 
+def opened(settings: Settings, path: Path) -> tuple[WindowStore, TumblingWindowAggregator]:
+    """A store with partition 0 assigned (restored), and an aggregator indexed on it."""
+    store = new_store(settings, path)
+    store.assign([0])
+    agg = TumblingWindowAggregator(("a", "b"), W, GRACE)
+    agg.load_index(0, store.partitions[0].keys())
+    return store, agg
+
+
 def land(store: WindowStore, producer: Any, flush: Callable[[], object]) -> Checkpoint:
     """What the consumer does after a batch, minus the offset commit."""
     checkpoint = store.stage(producer)
@@ -108,10 +117,7 @@ def test_replay_after_a_crash_at_any_changelog_prefix_is_exact(
     settings = settings_factory(partitions=1)
     producer = Producer(producer_config(settings, "test"))
 
-    store = new_store(settings, tmp_path / "a")
-    store.assign([0])
-    agg = TumblingWindowAggregator(("a", "b"), W, GRACE)
-    agg.load_index(0, store.partitions[0].keys())
+    store, agg = opened(settings, tmp_path / "a")
     got = run_batches(agg, store.partitions[0], events[:500], [500])
     store.persist(land(store, producer, producer.flush))
 
@@ -132,10 +138,7 @@ def test_replay_after_a_crash_at_any_changelog_prefix_is_exact(
     store.close()
 
     # A new worker without local state: restore, replay the uncommitted batch.
-    recovered = new_store(settings, tmp_path / "b")
-    recovered.assign([0])
-    agg = TumblingWindowAggregator(("a", "b"), W, GRACE)
-    agg.load_index(0, recovered.partitions[0].keys())
+    recovered, agg = opened(settings, tmp_path / "b")
     replayed = run_batches(agg, recovered.partitions[0], events[500:], [400], first_offset=500)
     tombstoned = {
         TumblingWindowAggregator.split_key(k)[1:] for k in deletes[: max(0, keep - upserts)]
@@ -164,10 +167,7 @@ def test_a_crash_with_two_batches_in_flight_restores_both_from_the_same_rocksdb(
     want = reference(events)
     settings = settings_factory(partitions=1)
     producer = Producer(producer_config(settings, "test"))
-    store = new_store(settings, tmp_path / "a")
-    store.assign([0])
-    agg = TumblingWindowAggregator(("a", "b"), W, GRACE)
-    agg.load_index(0, store.partitions[0].keys())
+    store, agg = opened(settings, tmp_path / "a")
     got = run_batches(agg, store.partitions[0], events[:400], [400])
     first = store.stage(producer)
     crashed = run_batches(agg, store.partitions[0], events[400:800], [400], first_offset=400)
@@ -181,13 +181,10 @@ def test_a_crash_with_two_batches_in_flight_restores_both_from_the_same_rocksdb(
     producer.flush()
     store.close()  # no commit: the second batch replays
 
-    again = new_store(settings, tmp_path / "a")
-    again.assign([0])
+    again, agg = opened(settings, tmp_path / "a")
     assert again.restored == sum(len(u) for u in second.upserts.values()) + len(
         first.tombstones[0]
     ) + len(second.tombstones[0])
-    agg = TumblingWindowAggregator(("a", "b"), W, GRACE)
-    agg.load_index(0, again.partitions[0].keys())
     replayed = run_batches(agg, again.partitions[0], events[400:], [400, 400], first_offset=400)
     assert not crashed.keys() & replayed.keys()  # tombstoned after their states went out
     assert_same(got | crashed | replayed, want)
