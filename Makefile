@@ -10,7 +10,7 @@ export DELTAOMEGA_CACHE_DIR ?= $(HOME)/.cache/deltaomega
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-train train kafka-resolve demo test test-fast lint format clean kafka-stop \
+.PHONY: help install install-train train kafka-resolve system-packages demo test test-fast lint format clean kafka-stop \
 	bench bench-quick bench-soak
 
 help: ## Show the targets
@@ -41,15 +41,21 @@ kafka-resolve: install ## Resolve the Kafka broker jars with Maven (cached)
 
 demo: kafka-resolve ## Start Kafka and run the pipeline with the simulator (Ctrl-C to stop)
 	$(DELTAOMEGA) kafka start
-	$(DELTAOMEGA) run --simulate
+	DELTAOMEGA_ENV=$${DELTAOMEGA_ENV:-development} $(DELTAOMEGA) run --simulate --demo-keys
 
 kafka-stop: install ## Stop the local Kafka started by `make demo`
 	$(DELTAOMEGA) kafka stop
 
-test: kafka-resolve install-train ## Run the whole test suite (starts its own Kafka and embedded ClickHouse)
+# Debian packages the tests start themselves (a real redis-server for shared rate limits).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+system-packages: ## Install redis-server from Debian's packages when missing
+	@command -v redis-server >/dev/null || { $(SUDO) apt-get update -qq && \
+		$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
+
+test: kafka-resolve install-train system-packages ## Run the whole test suite (starts its own Kafka, embedded ClickHouse and Redis)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-fast: kafka-resolve install-train ## The suite without the fault tests (tests/faults: kills, outages, fuzzing)
+test-fast: kafka-resolve install-train system-packages ## The suite without the fault tests (tests/faults: kills, outages, fuzzing)
 	$(BIN)/pytest -m "not faults" $(PYTEST_ARGS)
 
 lint: install-train ## ruff + mypy

@@ -7,6 +7,7 @@ import logging
 import re
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,7 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         simulate=getattr(args, "simulate", False),
         simulate_voices=getattr(args, "voices", 8),
         simulate_rate=getattr(args, "rate", 200.0),
+        demo_keys=getattr(args, "demo_keys", False),
     )
     return 0
 
@@ -218,6 +220,61 @@ def _cmd_auth_token(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_auth_keys(args: argparse.Namespace, settings: Settings) -> int:
+    from deltaomega.security.keys import KeyLedger
+    from deltaomega.topics import ensure_topics
+
+    ensure_topics(settings)
+    ledger = KeyLedger(settings)
+    if args.auth_command == "create-key":
+        record, text = ledger.create(args.name, Role.parse(args.role), Tier.parse(args.tier))
+        print(text)
+        print(
+            f"created key {record.key_id} ({record.name}, {record.role.label}, "
+            f"{record.tier.value}); it is shown this once: store it now",
+            file=sys.stderr,
+        )
+    elif args.auth_command == "revoke-key":
+        record = ledger.revoke(args.key_id)
+        print(f"revoked key {record.key_id} ({record.name}) at {_when(record.revoked_ms)}")
+    else:
+        keys = ledger.list()
+        print(
+            f"{'KEY ID':16}  {'NAME':20}  {'ROLE':8}  {'TIER':8}  {'CREATED':20}  "
+            f"{'LAST USED':20}  REVOKED"
+        )
+        for k in keys:
+            print(
+                f"{k.key_id:16}  {k.name[:20]:20}  {k.role.label:8}  {k.tier.value:8}  "
+                f"{_when(k.created_ms):20}  {_when(k.last_used_ms):20}  {_when(k.revoked_ms)}"
+            )
+    return 0
+
+
+def _when(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _cmd_auth_routes(args: argparse.Namespace, settings: Settings) -> int:
+    from deltaomega.api.auth.access import routes_table
+    from deltaomega.service import build_app
+
+    # the table needs the routes only; no warning about the token secret
+    logging.getLogger("deltaomega.security").setLevel(logging.ERROR)
+    print(routes_table(build_app(settings, worker=False)))
+    return 0
+
+
+def _key_id(text: str) -> str:
+    if re.fullmatch(r"[0-9a-f]{16}", text) is None:
+        raise argparse.ArgumentTypeError(
+            f"must be a key id (16 hex digits, as list-keys shows), got {text!r}"
+        )
+    return text
+
+
 def _number(kind: type[int] | type[float], text: str) -> Any:
     try:
         return kind(text)
@@ -258,6 +315,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--simulate", action="store_true", help="also run the simulator")
     run.add_argument("--voices", type=_positive_int, default=8)
     run.add_argument("--rate", type=_positive_float, default=200.0)
+    run.add_argument(
+        "--demo-keys",
+        action="store_true",
+        help="create and print an admin and a viewer API key for this local run",
+    )
     run.set_defaults(func=_cmd_run)
     for name, text in (("worker", "stream worker only"), ("api", "API only")):
         sub.add_parser(name, help=text).set_defaults(func=_cmd_run)
@@ -286,6 +348,22 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--tier", choices=[t.value for t in Tier], default=Tier.STANDARD.value)
     token.add_argument("--ttl", type=_duration_seconds, default=3600, help="e.g. 15m, 1h, 7d")
     token.set_defaults(func=_cmd_auth_token)
+    create = auth_commands.add_parser(
+        "create-key", help="create an API key; the key is printed once, only its hash is kept"
+    )
+    create.add_argument("--name", required=True, type=_subject, help="what the key is for")
+    create.add_argument("--role", required=True, choices=[r.label for r in Role])
+    create.add_argument("--tier", choices=[t.value for t in Tier], default=Tier.STANDARD.value)
+    create.set_defaults(func=_cmd_auth_keys)
+    listing = auth_commands.add_parser("list-keys", help="every API key (never the key itself)")
+    listing.set_defaults(func=_cmd_auth_keys)
+    revoke = auth_commands.add_parser(
+        "revoke-key", help="revoke an API key (every API process refuses it within seconds)"
+    )
+    revoke.add_argument("key_id", type=_key_id)
+    revoke.set_defaults(func=_cmd_auth_keys)
+    routes = auth_commands.add_parser("routes", help="print the route x role table (Markdown)")
+    routes.set_defaults(func=_cmd_auth_routes)
     return parser
 
 

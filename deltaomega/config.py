@@ -184,6 +184,20 @@ class Settings(BaseSettings):
     )
     auth_issuer: str = "deltaomega"
     auth_audience: str = "deltaomega-api"
+    auth_anonymous: bool = Field(
+        default=False,
+        description="Callers without credentials may read as viewers (10 requests/min).",
+    )
+    metrics_auth: bool = Field(
+        default=False, description="/metrics asks for a viewer's credentials too."
+    )
+    rate_limits: bool = Field(default=True, description="Enforce the per-caller rate limits.")
+    rate_limit_storage: str = Field(
+        default="memory://",
+        pattern=r"^(memory|redis|rediss|redis\+unix)://",
+        description="Where rate-limit counters live: memory:// (this process) or "
+        "redis://host:6379 (shared by every API process).",
+    )
 
     # Retention in ClickHouse (TTL on event time; 0 keeps rows for ever)
     ttl_raw_days: int = Field(default=30, ge=0, description="Raw events.")

@@ -50,6 +50,11 @@ SSE_CLIENTS = Gauge("deltaomega_sse_clients", "Connected Server-Sent Events clie
 HTTP_REQUESTS = Counter(
     "deltaomega_http_requests_total", "HTTP requests", ["method", "route", "status"]
 )
+AUTH_DENIED = Counter(
+    "deltaomega_auth_denied_total",
+    "Requests refused before their route: 401 (who?), 403 (role), 429 (rate limit)",
+    ["status"],
+)
 HTTP_SECONDS = Histogram(
     "deltaomega_http_request_seconds", "HTTP request latency", ["method", "route"]
 )

@@ -34,6 +34,9 @@ from deltaomega.errors import ConfigurationError, DeltaOmegaError, ServiceUnavai
 from deltaomega.outages import configure_outages
 from deltaomega.producer import SimulationConfig, run_simulation
 from deltaomega.schemas.codec import AvroCodec
+from deltaomega.security.gatekeeper import Gatekeeper
+from deltaomega.security.keys import KeyLedger
+from deltaomega.security.roles import Role
 from deltaomega.sinks.clickhouse import ClickHouse, connect
 from deltaomega.sinks.migrate import apply_migrations
 from deltaomega.sinks.retention import apply_ttls
@@ -56,6 +59,7 @@ def build_app(
     worker: bool = True,
     api: bool = True,
     simulation: SimulationConfig | None = None,
+    demo_keys: bool = False,
 ) -> FastAPI:
     """The ASGI app; its lifespan prepares topics and tables and starts what was asked."""
     configure_outages(settings.outage_summary_seconds)
@@ -71,6 +75,7 @@ def build_app(
         queries=Queries(reads, settings.clickhouse_database),
         codec=codec,
         topics=Topics.from_settings(settings),
+        gatekeeper=Gatekeeper.from_settings(settings),
         worker=pipeline.worker if pipeline else None,
     )
 
@@ -78,7 +83,7 @@ def build_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         stop = threading.Event()
         starting = asyncio.get_running_loop().create_task(
-            _prepare_and_start(settings, clickhouse, context, pipeline, simulation, stop)
+            _prepare_and_start(settings, clickhouse, context, pipeline, simulation, stop, demo_keys)
         )
         try:
             yield
@@ -99,6 +104,7 @@ async def _prepare_and_start(
     pipeline: Pipeline | None,
     simulation: SimulationConfig | None,
     stop: threading.Event,
+    demo_keys: bool = False,
 ) -> None:
     """Create topics and tables (each retried while its service is away), then start the
     worker and the simulator; runs until cancelled."""
@@ -112,6 +118,10 @@ async def _prepare_and_start(
         log.error("cannot start: %s", exc)
         return
     context.prepared = True
+    keys = context.gatekeeper.keys
+    keys.start()
+    if demo_keys:
+        await _until_done("demo keys", lambda: _print_demo_keys(settings))
     tasks: list[asyncio.Task[None]] = []
     if pipeline is not None:
         pipeline.worker.start()
@@ -134,8 +144,26 @@ async def _prepare_and_start(
         for task in tasks:
             task.cancel()
         stop.set()
+        await in_thread(keys.stop)
         if simulator is not None:
             await in_thread(simulator.join, 2.0)
+
+
+_DEMO_KEYS = (("demo-admin", Role.ADMIN), ("demo-viewer", Role.VIEWER))
+
+
+def _print_demo_keys(settings: Settings) -> None:
+    """An admin and a viewer key for this local run (the last run's are revoked)."""
+    ledger = KeyLedger(settings)
+    names = {name for name, _ in _DEMO_KEYS}
+    for old in ledger.list():
+        if old.name in names and not old.revoked:
+            ledger.revoke(old.key_id)
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    for name, role in _DEMO_KEYS:
+        _, text = ledger.create(name, role)
+        log.info("%s key (%s): %s", name, role.label, text)
+    log.info("try: curl -H 'X-API-Key: <key>' %s/api/v1/voices", base)
 
 
 def _tables(client: Any, settings: Settings) -> None:
@@ -214,6 +242,7 @@ def run_service(
     simulate: bool = False,
     simulate_voices: int = 8,
     simulate_rate: float = 200.0,
+    demo_keys: bool = False,
 ) -> None:
     simulation = (
         SimulationConfig(
@@ -222,7 +251,7 @@ def run_service(
         if simulate
         else None
     )
-    app = build_app(settings, worker=worker, api=api, simulation=simulation)
+    app = build_app(settings, worker=worker, api=api, simulation=simulation, demo_keys=demo_keys)
     host, port = settings.api_host, settings.api_port
     if api:
         base = f"http://{host}:{port}"

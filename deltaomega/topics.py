@@ -43,6 +43,8 @@ class Topics:
     interaction_windows_changelog: str
     #: one partition, no records: its consumer group makes one worker the inference leader
     inference_lease: str
+    #: one compacted partition: the API keys (hashes only) every API process follows
+    api_keys: str
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topics:
@@ -61,6 +63,7 @@ class Topics:
             voice_windows_changelog=f"{p}{settings.app_id}.voice-windows.changelog",
             interaction_windows_changelog=f"{p}{settings.app_id}.interaction-windows.changelog",
             inference_lease=f"{p}{settings.app_id}.inference-lease",
+            api_keys=f"{p}{settings.app_id}.api-keys",
         )
 
     def all(self) -> list[str]:
@@ -77,14 +80,25 @@ class Topics:
             self.alerts,
             *self.changelogs(),
             self.inference_lease,
+            self.api_keys,
         ]
 
     def changelogs(self) -> list[str]:
         return [self.voice_windows_changelog, self.interaction_windows_changelog]
 
     def partitions(self, name: str, settings: Settings) -> int:
-        """How many partitions ``name`` has: the lease one, every other the setting."""
-        return 1 if name == self.inference_lease else settings.partitions
+        """How many partitions ``name`` has: the lease and the keys one, every other the
+        setting."""
+        return 1 if name in (self.inference_lease, self.api_keys) else settings.partitions
+
+    def config(self, name: str) -> dict[str, str]:
+        """Changelogs and keys are compacted (the latest value per key, for ever); the rest
+        are kept a week."""
+        if name in self.changelogs():
+            return _CHANGELOG_CONFIG
+        if name == self.api_keys:
+            return {"cleanup.policy": "compact"}
+        return {"retention.ms": _RETENTION_MS}
 
 
 def ensure_topics(settings: Settings, timeout: float = 10.0) -> Topics:
@@ -116,11 +130,7 @@ def ensure_topics(settings: Settings, timeout: float = 10.0) -> Topics:
                     name,
                     num_partitions=topics.partitions(name, settings),
                     replication_factor=settings.replication_factor,
-                    config=(
-                        _CHANGELOG_CONFIG
-                        if name in topics.changelogs()
-                        else {"retention.ms": _RETENTION_MS}
-                    ),
+                    config=topics.config(name),
                 )
                 for name in missing
             ],

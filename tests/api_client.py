@@ -1,11 +1,42 @@
-"""Test helpers for the API: reading Server-Sent Events, and the 422 problem+json check."""
+"""Test helpers for the API: authenticated requests, reading Server-Sent Events, and the 422
+problem+json check.
+
+Every test deployment signs tokens with ``SECRET`` (the settings fixtures set it), so
+``get`` and ``stream`` call as an admin of the premium tier unless told otherwise.
+"""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
+
+from deltaomega.config import Settings
+from deltaomega.security.roles import Role, Tier
+from deltaomega.security.tokens import issue_token
+
+SECRET = "test-secret-0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+@functools.cache
+def token(role: Role = Role.ADMIN, tier: Tier = Tier.PREMIUM, subject: str = "tester") -> str:
+    return issue_token(Settings(auth_secret=SECRET), subject, role, 3600, tier)
+
+
+def auth(role: Role = Role.ADMIN, tier: Tier = Tier.PREMIUM) -> dict[str, str]:
+    """Headers that authenticate as ``role``."""
+    return {"Authorization": f"Bearer {token(role, tier)}"}
+
+
+def get(url: str, headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
+    return httpx.get(url, headers={**auth(), **(headers or {})}, **kwargs)
+
+
+def stream(method: str, url: str, headers: dict[str, str] | None = None, **kwargs: Any) -> Any:
+    return httpx.stream(method, url, headers={**auth(), **(headers or {})}, **kwargs)
 
 
 def sse_events(response: httpx.Response, give_up: float) -> Iterator[dict[str, str] | None]:
@@ -38,7 +69,7 @@ def read_events(
     """Read ``count`` events, then keep reading for ``linger`` s to catch any extra."""
     got: list[dict[str, str]] = []
     timeout = httpx.Timeout(5.0, read=max(linger, 2.0) if linger else 30.0)
-    with httpx.stream("GET", url, headers=headers, params=params, timeout=timeout) as response:
+    with stream("GET", url, headers=headers, params=params, timeout=timeout) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         if on_open is not None:

@@ -6,7 +6,9 @@ Set DELTAOMEGA_KAFKA_BOOTSTRAP to use a broker you already run instead.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -23,6 +25,7 @@ from deltaomega.producer.simulator import SimulationConfig
 from deltaomega.sinks.clickhouse import ClickHouse, connect
 from deltaomega.sinks.migrate import apply_migrations
 from deltaomega.topics import ensure_topics
+from tests.api_client import SECRET
 
 
 def free_port() -> int:
@@ -50,6 +53,36 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server (Debian's package, installed by `make test`) on a free port."""
+    server = shutil.which("redis-server")
+    if server is None:
+        raise RuntimeError("redis-server is not installed: run `make test` (it installs it)")
+    port = free_port()
+    proc = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        cwd=tmp_path_factory.mktemp("redis"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("redis-server did not start") from None
+            time.sleep(0.1)
+    try:
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture(scope="session")
 def clickhouse(tmp_path_factory: pytest.TempPathFactory) -> ClickHouse:
     """One chdb engine for the whole session (chdb allows one per process)."""
     return connect(Settings(data_dir=tmp_path_factory.mktemp("state")))
@@ -73,6 +106,7 @@ def settings_factory(
             "partitions": 3,
             "batch_within_seconds": 0.1,
             "sse_ping_seconds": 1.0,
+            "auth_secret": SECRET,
         }
         values.update(overrides)
         settings = Settings(**values)  # type: ignore[arg-type]

@@ -30,6 +30,7 @@ def settings_env(settings: Settings, **extra: object) -> dict[str, str]:
         "window_seconds": settings.window_seconds,
         "grace_seconds": settings.grace_seconds,
         "models_enabled": settings.models_enabled,
+        "auth_secret": settings.auth_secret.get_secret_value(),
         **extra,
     }
     for name, value in fields.items():

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from deltaomega import __version__
 from deltaomega.api import problems
+from deltaomega.api.auth.guard import Guard, OnDenied
 from deltaomega.api.deps import ApiContext
 from deltaomega.api.read_cache import ReadCache
 from deltaomega.api.red_metrics import RedMetrics
@@ -24,7 +25,11 @@ from deltaomega.api.routes import (
 
 
 def create_api(
-    context: ApiContext, lifespan: Any | None = None, *, serve_api: bool = True
+    context: ApiContext,
+    lifespan: Any | None = None,
+    *,
+    serve_api: bool = True,
+    on_denied: OnDenied | None = None,
 ) -> FastAPI:
     """The app; with ``serve_api`` False only health and metrics (a worker-only process)."""
     app = FastAPI(
@@ -51,5 +56,6 @@ def create_api(
 
     # The last added is the outermost: metrics see every answer, cached ones too.
     app.add_middleware(ReadCache, seconds=context.settings.api_cache_seconds)
+    app.add_middleware(Guard, api=app, gatekeeper=context.gatekeeper, on_denied=on_denied)
     app.add_middleware(RedMetrics)
     return app

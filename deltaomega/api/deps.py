@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from deltaomega.api.queries import Queries
 from deltaomega.config import Settings
 from deltaomega.schemas.codec import AvroCodec
+from deltaomega.security.gatekeeper import Gatekeeper
 from deltaomega.streams.worker import Worker
 from deltaomega.topics import Topics
 
@@ -20,6 +21,8 @@ class ApiContext:
     queries: Queries
     codec: AvroCodec
     topics: Topics
+    #: who calls and whether they may
+    gatekeeper: Gatekeeper
     #: The worker when it runs in this process (for readiness), else None.
     worker: Worker | None = None
     #: Topics and tables exist (the lifespan prepares them in the background).

@@ -45,8 +45,11 @@ class Problem(BaseModel):
 
 
 _DESCRIPTIONS = {
+    401: "No credentials, or credentials that do not verify; `WWW-Authenticate` says why",
+    403: "The caller's role may not call this route",
     404: "Not found",
     422: "Invalid request: `errors` names each invalid field",
+    429: "Over the caller's rate limit; retry after the `Retry-After` seconds",
     503: "A service behind the API is unavailable (or, for /readyz, not ready); retry after "
     "the `Retry-After` seconds",
 }
@@ -57,9 +60,13 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     out: dict[int | str, dict[str, Any]] = {}
     for status in statuses:
         out[status] = {"model": Problem, "description": _DESCRIPTIONS[status]}
-        if status == 503:
+        if status in (429, 503):
             out[status]["headers"] = {
                 "Retry-After": {"required": True, "schema": {"type": "integer", "minimum": 1}}
+            }
+        if status == 401:
+            out[status]["headers"] = {
+                "WWW-Authenticate": {"required": True, "schema": {"type": "string"}}
             }
     return out
 

@@ -41,6 +41,8 @@ class Principal:
     subject: str
     role: Role
     tier: Tier = Tier.STANDARD
+    #: how it was proven: a token, an API key, or nothing (anonymous reads)
+    method: str = "token"
 
     def may(self, role: Role) -> bool:
         return self.role >= role

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import httpx
 import pytest
 
 from deltaomega.config import Settings
+from tests import api_client
 from tests.api_client import assert_invalid
 from tests.conftest import RunningService
 
@@ -39,12 +39,12 @@ def api(
 def test_bad_query_is_422_problem_naming_the_parameter(
     api: str, path: str, params: dict, field: str
 ) -> None:
-    assert_invalid(httpx.get(api + path, params=params), field)
+    assert_invalid(api_client.get(api + path, params=params), field)
 
 
 def test_unknown_voice_is_404_problem(api: str) -> None:
     for path in ("/api/v1/voices/nobody/state", "/api/v1/voices/nobody/history"):
-        response = httpx.get(api + path)
+        response = api_client.get(api + path)
         assert response.status_code == 404
         assert response.headers["content-type"] == "application/problem+json"
         assert response.json() == {
@@ -56,9 +56,9 @@ def test_unknown_voice_is_404_problem(api: str) -> None:
 
 
 def test_empty_system_answers_with_empty_collections(api: str) -> None:
-    assert httpx.get(f"{api}/api/v1/voices").json() == {"voices": []}
-    matrix = httpx.get(f"{api}/api/v1/interactions/matrix", params={"window": "1h"}).json()
+    assert api_client.get(f"{api}/api/v1/voices").json() == {"voices": []}
+    matrix = api_client.get(f"{api}/api/v1/interactions/matrix", params={"window": "1h"}).json()
     assert matrix["voices"] == [] and matrix["harmony"] is None and matrix["pairs"] == []
-    assert httpx.get(f"{api}/healthz").json() == {"status": "ok"}
-    metrics = httpx.get(f"{api}/metrics").text
+    assert api_client.get(f"{api}/healthz").json() == {"status": "ok"}
+    metrics = api_client.get(f"{api}/metrics").text
     assert "deltaomega_http_requests_total" in metrics

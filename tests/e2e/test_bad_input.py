@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 from confluent_kafka import Producer
@@ -33,6 +32,7 @@ from deltaomega.streams.deadletter import (
     source_position,
 )
 from deltaomega.topics import ensure_topics
+from tests import api_client
 from tests.api_client import assert_invalid
 from tests.conftest import RunningService, voice_event, wait_for
 from tests.kafka_tools import committed, log_end, read_topic
@@ -214,7 +214,7 @@ def test_a_record_that_fails_every_time_is_isolated_and_the_partition_moves_on(
     assert metric("deltaomega_poison_records_total", consumer="voice") == isolated + 1
     db = settings.clickhouse_database
     assert scalar(clickhouse, f"SELECT count() FROM {db}.voice_events") == 120
-    ready = httpx.get(f"{service.url}/readyz")
+    ready = api_client.get(f"{service.url}/readyz")
     assert ready.status_code == 200, ready.text
     assert ready.json()["consumers"]["voice"]["consecutive_failures"] == 0
 
@@ -303,14 +303,14 @@ def test_every_id_the_pipeline_stores_reads_back_through_the_api(
         what="both voices' closed windows",
     )
     for path in ("team%2Falpha", "team/alpha", longest):
-        response = httpx.get(f"{service.url}/api/v1/voices/{path}/state")
+        response = api_client.get(f"{service.url}/api/v1/voices/{path}/state")
         assert response.status_code == 200, (path, response.text)
         assert response.json()["state"]["count"] == 1
-    history = httpx.get(f"{service.url}/api/v1/voices/team%2Falpha/history").json()
+    history = api_client.get(f"{service.url}/api/v1/voices/team%2Falpha/history").json()
     assert history["voice_id"] == "team/alpha" and len(history["states"]) == 1
-    listed = httpx.get(f"{service.url}/api/v1/voices").json()["voices"]
+    listed = api_client.get(f"{service.url}/api/v1/voices").json()["voices"]
     assert sorted(v["voice_id"] for v in listed) == sorted(["team/alpha", longest])
-    assert_invalid(httpx.get(f"{service.url}/api/v1/voices/{too_long}/state"), "voice_id")
+    assert_invalid(api_client.get(f"{service.url}/api/v1/voices/{too_long}/state"), "voice_id")
     dead = read_topic(settings.kafka_bootstrap, producer.topics.deadletter)
     assert [d.headers[REASON_HEADER] for d in dead] == [
         b"voice_id: is 257 characters long, more than 256"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import httpx
 import numpy as np
 
 from deltaomega.config import Settings
@@ -15,6 +14,7 @@ from deltaomega.producer import VoiceProducer
 from deltaomega.schemas import VOICE_EVENT, AvroCodec
 from deltaomega.sinks.clickhouse import ClickHouse, ClickHouseSink
 from deltaomega.sinks.retention import apply_ttls, ttls
+from tests import api_client
 from tests.conftest import RunningService, voice_event, wait_for
 from tests.model_outputs import alert, pattern, prediction
 
@@ -40,7 +40,7 @@ def test_a_read_without_a_start_covers_the_default_range_before_its_end(
         sink.insert_states(table, records, [0] * len(records), list(range(len(records))))
 
     def starts(path: str, key: str, **params: str) -> list[str]:
-        response = httpx.get(f"{service.url}/api/v1/{path}", params=params)
+        response = api_client.get(f"{service.url}/api/v1/{path}", params=params)
         assert response.status_code == 200, response.text
         return [row["window_start"] for row in response.json()[key]]
 
@@ -69,10 +69,12 @@ def test_the_voice_list_and_latest_states_do_not_read_events_or_history(
     db = settings.clickhouse_database
     wait_for(
         lambda: (
-            httpx.get(f"{service.url}/api/v1/voices").json()["voices"] != []
-            and len(httpx.get(f"{service.url}/api/v1/voices").json()["voices"]) == 2
-            and httpx.get(f"{service.url}/api/v1/voices/a/state").json()["state"] is not None
-            and httpx.get(f"{service.url}/api/v1/voices/a/state").json()["state"]["window_start"]
+            api_client.get(f"{service.url}/api/v1/voices").json()["voices"] != []
+            and len(api_client.get(f"{service.url}/api/v1/voices").json()["voices"]) == 2
+            and api_client.get(f"{service.url}/api/v1/voices/a/state").json()["state"] is not None
+            and api_client.get(f"{service.url}/api/v1/voices/a/state").json()["state"][
+                "window_start"
+            ]
             == "2027-01-15T08:00:10Z"
         ),
         what="both voices, a with its second window",
@@ -80,15 +82,15 @@ def test_the_voice_list_and_latest_states_do_not_read_events_or_history(
     # Without the events and the state history, the list and latest states still answer.
     for table in ("voice_events", "voice_states"):
         clickhouse.call(lambda c, t=table: c.command(f"TRUNCATE TABLE {db}.{t}"))
-    voices = httpx.get(f"{service.url}/api/v1/voices").json()["voices"]
+    voices = api_client.get(f"{service.url}/api/v1/voices").json()["voices"]
     assert [(v["voice_id"], v["state"] and v["state"]["window_start"]) for v in voices] == [
         ("a", "2027-01-15T08:00:10Z"),
         ("b", None),
     ]
-    state = httpx.get(f"{service.url}/api/v1/voices/a/state").json()["state"]
+    state = api_client.get(f"{service.url}/api/v1/voices/a/state").json()["state"]
     assert state["count"] == 1 and state["activation"]["last"] == 0.25
-    assert httpx.get(f"{service.url}/api/v1/voices/b/state").status_code == 200
-    assert httpx.get(f"{service.url}/api/v1/voices/c/state").status_code == 404
+    assert api_client.get(f"{service.url}/api/v1/voices/b/state").status_code == 200
+    assert api_client.get(f"{service.url}/api/v1/voices/c/state").status_code == 404
 
 
 def test_every_table_keeps_rows_as_long_as_the_settings_say(

@@ -23,6 +23,7 @@ from deltaomega.sinks.clickhouse import ClickHouse
 from deltaomega.sinks.recent import states_since
 from deltaomega.streams.ticks import ClosedWindow, TickOutputs, TickRunner
 from deltaomega.topics import Topics
+from tests import api_client
 from tests.api_client import sse_events
 from tests.conftest import RunningService, wait_for
 
@@ -89,7 +90,7 @@ def offline_outputs(
 
 def read_feed(url: str, want: Callable[[list[dict[str, Any]]], bool]) -> list[dict[str, Any]]:
     got: list[dict[str, Any]] = []
-    with httpx.stream("GET", url, timeout=httpx.Timeout(5.0, read=30.0)) as response:
+    with api_client.stream("GET", url, timeout=httpx.Timeout(5.0, read=30.0)) as response:
         assert response.status_code == 200
         for event in sse_events(response, time.monotonic() + 60):
             if event is not None:
@@ -220,7 +221,7 @@ def test_running_worker_picks_up_an_activated_version(
     registry.activate("v2")
 
     def serving_v2() -> bool:
-        text = httpx.get(f"{service.url}/metrics", timeout=5).text
+        text = api_client.get(f"{service.url}/metrics", timeout=5).text
         return 'deltaomega_model_version_active{version="v2"} 1.0' in text
 
     wait_for(serving_v2, timeout=30, what="the worker to load v2")

@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 
 from deltaomega.config import Settings
@@ -26,6 +25,7 @@ from deltaomega.schemas.records import (
 )
 from deltaomega.schemas.records import EMERGENCE as EMERGENCE_SCHEMA
 from deltaomega.sinks.clickhouse import ClickHouse, ClickHouseSink
+from tests import api_client
 from tests.api_client import assert_invalid, read_events
 from tests.conftest import RunningService
 from tests.model_outputs import T0, alert, conflict, emergence, pattern, prediction
@@ -105,7 +105,7 @@ def api(
 
 
 def get(url: str, **params: Any) -> Any:
-    response = httpx.get(url, params=params, timeout=30)
+    response = api_client.get(url, params=params, timeout=30)
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -202,7 +202,7 @@ def test_alerts_filtered_by_severity_rule_and_subject(api: str) -> None:
 def test_bad_parameter_is_422_problem_naming_it(
     api: str, path: str, params: dict[str, str], field: str
 ) -> None:
-    assert_invalid(httpx.get(api + path, params=params, timeout=30), field)
+    assert_invalid(api_client.get(api + path, params=params, timeout=30), field)
 
 
 FEEDS = [

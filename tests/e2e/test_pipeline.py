@@ -7,7 +7,6 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable
 
-import httpx
 import numpy as np
 from confluent_kafka import Consumer
 
@@ -16,6 +15,7 @@ from deltaomega.producer import VoiceProducer
 from deltaomega.schemas import INTERACTION_EVENT, VOICE_EVENT, AvroCodec
 from deltaomega.sinks.clickhouse import ClickHouse
 from deltaomega.streams.deadletter import REASON_HEADER, SOURCE_TOPIC_HEADER
+from tests import api_client
 from tests.conftest import RunningService, wait_for
 
 T0 = 1_800_000_000_000  # a multiple of the 10 s window
@@ -235,7 +235,7 @@ def test_known_events_give_exact_windows_in_clickhouse_and_api(
     assert math.isclose(interaction[0][5], 0.6, abs_tol=1e-12)
 
     # The same values from the API.
-    response = httpx.get(
+    response = api_client.get(
         f"{service.url}/api/v1/voices/vb/state", params={"include_history": "true"}
     )
     assert response.status_code == 200
@@ -249,7 +249,7 @@ def test_known_events_give_exact_windows_in_clickhouse_and_api(
         for j, name in enumerate(METRICS):
             assert h[name]["mean"] == row[3 + 4 * j]
             assert h[name]["last"] == row[6 + 4 * j]
-    voices = httpx.get(f"{service.url}/api/v1/voices").json()["voices"]
+    voices = api_client.get(f"{service.url}/api/v1/voices").json()["voices"]
     assert [v["voice_id"] for v in voices] == VOICES
 
     # Every malformed record is in the dead-letter topic with its reason.
@@ -264,7 +264,7 @@ def test_known_events_give_exact_windows_in_clickhouse_and_api(
     }
 
     # And the worker is still running: every consumer ready.
-    ready = httpx.get(f"{service.url}/readyz")
+    ready = api_client.get(f"{service.url}/readyz")
     assert ready.status_code == 200
     checks = ready.json()["checks"]
     consumers = ("consumer voice", "consumer interaction", "consumer sinks")

@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer
 from deltaomega.config import Settings
 from deltaomega.producer import VoiceProducer
 from deltaomega.sinks.clickhouse import ClickHouse
+from tests import api_client
 from tests.api_client import assert_invalid, read_events, sse_events
 from tests.conftest import RunningService, voice_event, wait_for
 
@@ -94,7 +95,7 @@ def test_reconnect_with_last_event_id_gets_exactly_the_missed_states(
     everything = read_states(service.url, 24, last_event_id="0:-1,1:-1,2:-1", linger=2.0)
     assert len(everything) == 24
     filtered = []
-    with httpx.stream(
+    with api_client.stream(
         "GET",
         f"{service.url}/api/v1/stream/voice-states",
         params={"voice_id": "s2", "cursor": "0:-1,1:-1,2:-1"},
@@ -144,7 +145,7 @@ def test_bad_last_event_id_is_a_422_naming_the_header_and_leaves_nothing_open(
         ({"Last-Event-ID": cursor}, {}, "Last-Event-ID"),
         ({}, {"cursor": cursor}, "cursor"),
     ):
-        response = httpx.get(
+        response = api_client.get(
             f"{service.url}/api/v1/stream/voice-states", headers=headers, params=params
         )
         assert_invalid(response, field)

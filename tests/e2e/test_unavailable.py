@@ -8,6 +8,7 @@ from collections.abc import Callable
 import httpx
 
 from deltaomega.config import Settings
+from tests import api_client
 from tests.conftest import RunningService, closed_port, wait_for
 
 READ_ROUTES = [
@@ -46,11 +47,11 @@ def test_clickhouse_unavailable_is_a_503_on_every_read_and_readiness_names_it(
     # No read cache: every request must reach ClickHouse for this test.
     service = service_factory(settings_factory(api_cache_seconds=0), worker=False)
     for route in READ_ROUTES:
-        assert httpx.get(service.url + route).status_code in (200, 404), route
+        assert api_client.get(service.url + route).status_code in (200, 404), route
     armed("clickhouse.call=fail_for:600@1")
     for route in READ_ROUTES:
-        assert_unavailable(httpx.get(service.url + route), "clickhouse", "ClickHouse")
-    ready = httpx.get(f"{service.url}/readyz")
+        assert_unavailable(api_client.get(service.url + route), "clickhouse", "ClickHouse")
+    ready = api_client.get(f"{service.url}/readyz")
     assert ready.status_code == 503
     assert ready.headers["content-type"] == "application/problem+json"
     assert ready.json()["checks"]["clickhouse"].startswith("unavailable")
@@ -59,8 +60,8 @@ def test_clickhouse_unavailable_is_a_503_on_every_read_and_readiness_names_it(
     from deltaomega import faults
 
     faults.disarm()
-    assert httpx.get(f"{service.url}/api/v1/voices").status_code == 200
-    wait_for(lambda: httpx.get(f"{service.url}/readyz").status_code == 200, what="ready again")
+    assert api_client.get(f"{service.url}/api/v1/voices").status_code == 200
+    wait_for(lambda: api_client.get(f"{service.url}/readyz").status_code == 200, what="ready again")
 
 
 def test_kafka_unavailable_is_a_503_on_the_feeds_and_readiness_names_it(
@@ -70,14 +71,14 @@ def test_kafka_unavailable_is_a_503_on_the_feeds_and_readiness_names_it(
     settings = settings_factory(kafka_bootstrap=f"127.0.0.1:{closed_port()}")
     service = service_factory(settings, worker=False, wait_ready=False)
     for feed in ("voice-states", "predictions", "conflicts", "emergence", "alerts"):
-        response = httpx.get(f"{service.url}/api/v1/stream/{feed}", timeout=30)
+        response = api_client.get(f"{service.url}/api/v1/stream/{feed}", timeout=30)
         assert_unavailable(response, "kafka", "Kafka")
     # The reads that need only ClickHouse still answer.
     wait_for(
-        lambda: httpx.get(f"{service.url}/api/v1/voices").status_code == 200,
+        lambda: api_client.get(f"{service.url}/api/v1/voices").status_code == 200,
         what="the tables, which do not wait for Kafka",
     )
-    ready = httpx.get(f"{service.url}/readyz")
+    ready = api_client.get(f"{service.url}/readyz")
     assert ready.status_code == 503
     checks = ready.json()["checks"]
     assert checks["kafka"].startswith("unavailable for ")

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from deltaomega.api.auth.access import requires
 from deltaomega.api.deps import ContextDep
 from deltaomega.api.models import Alert, AlertList
 from deltaomega.api.params import (
@@ -18,11 +19,14 @@ from deltaomega.api.params import (
     time_range,
 )
 from deltaomega.schemas.records import MAX_ID_LENGTH
+from deltaomega.security.roles import Role
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 
 
-@router.get("", response_model=AlertList, summary="Alerts, newest window first")
+@router.get(
+    "", response_model=AlertList, summary="Alerts, newest window first", **requires(Role.VIEWER)
+)
 async def list_alerts(
     ctx: ContextDep,
     severity: Severity = None,

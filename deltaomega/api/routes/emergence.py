@@ -6,14 +6,21 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from deltaomega.api.auth.access import requires
 from deltaomega.api.deps import ContextDep
 from deltaomega.api.models import Emergence, EmergenceList
 from deltaomega.api.params import End, Limit, Start, time_range
+from deltaomega.security.roles import Role
 
 router = APIRouter(prefix="/api/v1/emergence", tags=["emergence"])
 
 
-@router.get("", response_model=EmergenceList, summary="Emergence scores, newest window first")
+@router.get(
+    "",
+    response_model=EmergenceList,
+    summary="Emergence scores, newest window first",
+    **requires(Role.ANALYST),
+)
 async def list_emergence(
     ctx: ContextDep,
     detected: Annotated[

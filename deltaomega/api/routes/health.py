@@ -9,6 +9,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from deltaomega.api.auth.access import METRICS_SETTING, public
 from deltaomega.api.deps import ContextDep
 from deltaomega.api.problems import problem, problem_responses
 from deltaomega.errors import ServiceUnavailableError
@@ -21,7 +22,7 @@ router = APIRouter(tags=["health"])
 _RETRY_AFTER_SECONDS = 5
 
 
-@router.get("/healthz", summary="The process is up")
+@router.get("/healthz", summary="The process is up", **public())
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
@@ -34,6 +35,7 @@ async def healthz() -> dict[str, str]:
     "error's text) and, with a worker, each consumer's last poll and batch age, "
     "consecutive failures and lag.",
     responses=problem_responses(503),
+    **public(),
 )
 async def readyz(ctx: ContextDep) -> JSONResponse:
     checks: dict[str, str] = {}
@@ -51,6 +53,8 @@ async def readyz(ctx: ContextDep) -> JSONResponse:
         checks["setup"] = ctx.setup_problem
     elif not ctx.prepared:
         checks["setup"] = "creating topics and tables"
+    if ctx.prepared and not ctx.gatekeeper.keys.loaded:
+        checks["api-keys"] = "loading"
     if ctx.worker is not None and ctx.prepared:
         readiness = ctx.worker.readiness()
         checks.update(readiness.checks)
@@ -73,6 +77,7 @@ async def readyz(ctx: ContextDep) -> JSONResponse:
     summary="Prometheus metrics",
     response_class=PlainTextResponse,
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    **public(protected_by=METRICS_SETTING),
 )
 async def metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -8,11 +8,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from deltaomega.api.auth.access import requires
 from deltaomega.api.deps import ContextDep
 from deltaomega.api.matrix import build_matrix
 from deltaomega.api.models import ConflictList, ConflictPrediction, InteractionMatrix, PairScore
 from deltaomega.api.params import End, Limit, Name, Start, time_range
 from deltaomega.errors import ValidationError
+from deltaomega.security.roles import Role
 
 router = APIRouter(prefix="/api/v1/interactions", tags=["interactions"])
 
@@ -36,7 +38,7 @@ def _time(ms: int | None) -> datetime | None:
     return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC)
 
 
-@router.get("/matrix", response_model=InteractionMatrix)
+@router.get("/matrix", response_model=InteractionMatrix, **requires(Role.VIEWER))
 async def read_interaction_matrix(
     ctx: ContextDep,
     window: Annotated[
@@ -67,6 +69,7 @@ async def read_interaction_matrix(
     "/conflicts",
     response_model=ConflictList,
     summary="Predicted conflicts per ordered pair, newest window first",
+    **requires(Role.ANALYST),
 )
 async def list_conflict_predictions(
     ctx: ContextDep,

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from deltaomega.api.auth.access import requires
 from deltaomega.api.deps import ContextDep
 from deltaomega.api.models import Prediction, PredictionList
 from deltaomega.api.params import End, Limit, Name, Start, time_range
+from deltaomega.security.roles import Role
 
 router = APIRouter(prefix="/api/v1/predictions", tags=["predictions"])
 
 
-@router.get("", response_model=PredictionList, summary="Predictions, newest window first")
+@router.get(
+    "",
+    response_model=PredictionList,
+    summary="Predictions, newest window first",
+    **requires(Role.ANALYST),
+)
 async def list_predictions(
     ctx: ContextDep,
     voice_id: Name = None,

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from deltaomega.api.auth.access import requires
 from deltaomega.api.deps import ApiContext, ContextDep
 from deltaomega.api.params import Name, Severity, canonical_severity
 from deltaomega.api.sse import KafkaTail, parse_cursor
@@ -28,6 +29,7 @@ from deltaomega.schemas.records import (
     PREDICTION,
     VOICE_STATE,
 )
+from deltaomega.security.roles import Role
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +131,7 @@ async def _feed(
     "/voice-states",
     summary="Closed voice-state windows as they are emitted",
     response_description="text/event-stream; event 'voice-state', id = partition:offset pairs",
+    **requires(Role.VIEWER),
 )
 async def stream_voice_states(
     ctx: ContextDep,
@@ -152,6 +155,7 @@ async def stream_voice_states(
     "/predictions",
     summary="Next-window predictions as they are made",
     response_description="text/event-stream; event 'prediction', id = partition:offset pairs",
+    **requires(Role.VIEWER),
 )
 async def stream_predictions(
     ctx: ContextDep,
@@ -175,6 +179,7 @@ async def stream_predictions(
     "/conflicts",
     summary="Predicted conflicts per ordered pair as they are made",
     response_description="text/event-stream; event 'conflict', id = partition:offset pairs",
+    **requires(Role.VIEWER),
 )
 async def stream_conflicts(
     ctx: ContextDep,
@@ -207,6 +212,7 @@ async def stream_conflicts(
     "/emergence",
     summary="System-level emergence scores per window as they are made",
     response_description="text/event-stream; event 'emergence', id = partition:offset pairs",
+    **requires(Role.VIEWER),
 )
 async def stream_emergence(
     ctx: ContextDep,
@@ -230,6 +236,7 @@ async def stream_emergence(
     "/alerts",
     summary="Alerts as they are raised",
     response_description="text/event-stream; event 'alert', id = partition:offset pairs",
+    **requires(Role.VIEWER),
 )
 async def stream_alerts(
     ctx: ContextDep,

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
+from deltaomega.api.auth.access import requires
 from deltaomega.api.deps import ApiContext, ContextDep
 from deltaomega.api.models import (
     VoiceHistory,
@@ -19,6 +20,7 @@ from deltaomega.api.params import End, Limit, time_range
 from deltaomega.api.problems import problem_responses
 from deltaomega.errors import NotFoundError
 from deltaomega.schemas.records import ID_RULE, MAX_ID_LENGTH
+from deltaomega.security.roles import Role
 
 router = APIRouter(prefix="/api/v1/voices", tags=["voices"], responses=problem_responses(404))
 
@@ -55,7 +57,12 @@ async def _checked_history(
     return [VoiceState.from_row(r) for r in rows]
 
 
-@router.get("", response_model=VoiceList, summary="Every known voice with its latest state")
+@router.get(
+    "",
+    response_model=VoiceList,
+    summary="Every known voice with its latest state",
+    **requires(Role.VIEWER),
+)
 async def list_voices(ctx: ContextDep) -> VoiceList:
     latest = {r["voice_id"]: r for r in await ctx.queries.latest_states()}
     ids = sorted(set(await ctx.queries.voice_ids()) | set(latest))
@@ -67,7 +74,7 @@ async def list_voices(ctx: ContextDep) -> VoiceList:
     )
 
 
-@router.get("/{voice_id:path}/state", response_model=VoiceStateResponse)
+@router.get("/{voice_id:path}/state", response_model=VoiceStateResponse, **requires(Role.VIEWER))
 async def read_voice_state(
     ctx: ContextDep,
     voice_id: VoiceId,
@@ -86,7 +93,7 @@ async def read_voice_state(
     )
 
 
-@router.get("/{voice_id:path}/history", response_model=VoiceHistory)
+@router.get("/{voice_id:path}/history", response_model=VoiceHistory, **requires(Role.VIEWER))
 async def read_voice_history(
     ctx: ContextDep,
     voice_id: VoiceId,

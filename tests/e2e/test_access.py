@@ -1,0 +1,235 @@
+"""Who may call what, against a running API: the route × role matrix cell by cell, every way
+credentials fail (401 with its challenge), anonymous reads, /metrics behind a setting,
+and the README's table generated from the same declarations."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import jwt
+import pytest
+import uvicorn
+
+from deltaomega.api.auth.access import access_of, api_routes, routes_table
+from deltaomega.config import Settings
+from deltaomega.security.roles import Role, Tier
+from deltaomega.service import build_app
+from deltaomega.sinks.clickhouse import ClickHouse
+from tests import api_client
+from tests.conftest import RunningService, free_port
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _declared() -> list[tuple[str, Role]]:
+    app = build_app(Settings(auth_secret=api_client.SECRET), worker=False)
+    out = []
+    for route in api_routes(app):
+        access = access_of(route)
+        assert access is not None, f"{route.path} declares no access"
+        if access.role is not None:
+            out.append((route.path, access.role))
+    return out
+
+
+ROUTES = _declared()
+#: (path, role, allowed): one cell of the route × role table each
+CELLS = [(path, role, role >= needed) for path, needed in ROUTES for role in Role]
+
+
+def _url(path: str) -> str:
+    return path.replace("{voice_id:path}", "v1")
+
+
+@pytest.fixture(scope="module")
+def api(
+    kafka_bootstrap: str, clickhouse: ClickHouse, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """One API (no worker) for the module: the cells only read."""
+    tag = f"acc{int(time.time() * 1000) % 10**9}"
+    settings = Settings(
+        kafka_bootstrap=kafka_bootstrap,
+        topic_prefix=f"{tag}.",
+        app_id=tag,
+        data_dir=tmp_path_factory.mktemp("access"),
+        clickhouse_database=f"test_{tag}",
+        auth_secret=api_client.SECRET,
+        sse_ping_seconds=1.0,
+        rate_limits=False,
+    )
+    port = free_port()
+    app = build_app(settings, clickhouse, worker=False)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    else:
+        raise AssertionError("API not ready in 60 s")
+    yield url
+    server.should_exit = True
+    thread.join(timeout=30)
+    clickhouse.call(lambda c: c.command(f"DROP DATABASE IF EXISTS {settings.clickhouse_database}"))
+
+
+def _status(url: str, headers: dict[str, str]) -> tuple[int, httpx.Headers, bytes]:
+    """Status, headers and (for a non-stream) body; a feed is closed once it answers."""
+    with httpx.stream("GET", url, headers=headers, timeout=10) as response:
+        body = b"" if response.status_code == 200 and "/stream/" in url else response.read()
+        return response.status_code, response.headers, body
+
+
+def _cell_id(cell: tuple[str, Role, bool]) -> str:
+    path, role, allowed = cell
+    return f"{path.removeprefix('/api/v1/')}-{role.label}-{'allowed' if allowed else 'forbidden'}"
+
+
+@pytest.mark.parametrize("cell", CELLS, ids=[_cell_id(c) for c in CELLS])
+def test_route_role_cell(api: str, cell: tuple[str, Role, bool]) -> None:
+    """Below the route's role: 403 problem+json naming both roles. At or above: the answer an
+    admin gets (the route ran)."""
+    path, role, allowed = cell
+    url = api + _url(path)
+    status, headers, body = _status(url, api_client.auth(role, Tier.PREMIUM))
+    if allowed:
+        admin_status, _, _ = _status(url, api_client.auth(Role.ADMIN))
+        assert status == admin_status
+        assert status in (200, 404)
+    else:
+        needed = dict(ROUTES)[path]
+        assert status == 403
+        assert headers["content-type"] == "application/problem+json"
+        problem = httpx.Response(403, content=body).json()
+        assert problem["title"] == "Forbidden"
+        assert problem["detail"] == (
+            f"this route needs the {needed.label} role or above; tester is a {role.label}"
+        )
+
+
+def _challenge(response: httpx.Response) -> str:
+    assert response.status_code == 401
+    assert response.headers["content-type"] == "application/problem+json"
+    return response.headers["www-authenticate"]
+
+
+def _token(claims: dict[str, object], key: str = api_client.SECRET) -> str:
+    now = int(time.time())
+    base: dict[str, object] = {
+        "sub": "mallory",
+        "role": "admin",
+        "iss": "deltaomega",
+        "aud": "deltaomega-api",
+        "exp": now + 60,
+    }
+    return jwt.encode(base | claims, key, "HS256")
+
+
+@pytest.mark.parametrize(
+    ("headers", "challenge"),
+    [
+        ({}, 'Bearer realm="deltaomega"'),
+        (
+            {"Authorization": f"Bearer {_token({'exp': int(time.time()) - 3600})}"},
+            'Bearer realm="deltaomega", error="invalid_token", error_description="token expired"',
+        ),
+        (
+            {"Authorization": f"Bearer {_token({}, key='another-secret-' + 'x' * 30)}"},
+            'Bearer realm="deltaomega", error="invalid_token", '
+            'error_description="token signature does not verify"',
+        ),
+        (
+            {"Authorization": f"Bearer {_token({'aud': 'someone-else'})}"},
+            'Bearer realm="deltaomega", error="invalid_token", '
+            'error_description="token for another audience"',
+        ),
+        (
+            {"Authorization": "Basic dXNlcjpwYXNz"},
+            'Bearer realm="deltaomega", error="invalid_request", '
+            "error_description=\"the Authorization header must be 'Bearer <token>'\"",
+        ),
+        (
+            {"X-API-Key": "dok_0123456789abcdef_" + "A" * 43},
+            'ApiKey realm="deltaomega", error="invalid_key", error_description="unknown API key"',
+        ),
+        (
+            {"X-API-Key": "not-a-key"},
+            'ApiKey realm="deltaomega", error="invalid_key", error_description="malformed API key"',
+        ),
+    ],
+    ids=["none", "expired", "wrong-signature", "wrong-audience", "basic", "unknown-key", "junk"],
+)
+def test_credentials_that_prove_nothing_get_401_with_the_reason(
+    api: str, headers: dict[str, str], challenge: str
+) -> None:
+    response = httpx.get(f"{api}/api/v1/voices", headers=headers)
+    assert _challenge(response) == challenge
+    body = response.json()
+    assert body["status"] == 401 and body["title"] == "Unauthorized"
+    assert body["detail"] == (
+        re.search(r'error_description="(.*)"$', challenge).group(1)  # type: ignore[union-attr]
+        if "error=" in challenge
+        else "credentials required: an X-API-Key header or an Authorization: Bearer token"
+    )
+
+
+def test_health_and_metrics_stay_open_and_docs_list_both_schemes(api: str) -> None:
+    assert httpx.get(f"{api}/healthz").status_code == 200
+    assert httpx.get(f"{api}/readyz").status_code == 200
+    assert httpx.get(f"{api}/metrics").status_code == 200
+    schema = httpx.get(f"{api}/openapi.json").json()
+    assert set(schema["components"]["securitySchemes"]) == {"bearer", "apiKey"}
+    voices = schema["paths"]["/api/v1/voices"]["get"]
+    assert voices["x-access"] == {"role": "viewer", "rate-limit": "read"}
+    assert {"401", "403", "429"} <= set(voices["responses"])
+
+
+def test_metrics_ask_for_credentials_when_the_setting_says_so(
+    settings_factory: Callable[..., Settings], service_factory: Callable[..., RunningService]
+) -> None:
+    service = service_factory(settings_factory(metrics_auth=True), worker=False)
+    assert _challenge(httpx.get(f"{service.url}/metrics")) == 'Bearer realm="deltaomega"'
+    viewer = httpx.get(f"{service.url}/metrics", headers=api_client.auth(Role.VIEWER))
+    assert viewer.status_code == 200
+    assert "deltaomega_auth_denied_total" in viewer.text
+    assert httpx.get(f"{service.url}/healthz").status_code == 200
+
+
+def test_anonymous_reads_when_allowed_are_a_viewer_with_ten_a_minute(
+    settings_factory: Callable[..., Settings], service_factory: Callable[..., RunningService]
+) -> None:
+    service = service_factory(settings_factory(auth_anonymous=True), worker=False)
+    statuses = [httpx.get(f"{service.url}/api/v1/voices").status_code for _ in range(11)]
+    assert statuses == [200] * 10 + [429]
+
+
+def test_anonymous_callers_may_not_read_an_analyst_route(
+    settings_factory: Callable[..., Settings], service_factory: Callable[..., RunningService]
+) -> None:
+    service = service_factory(settings_factory(auth_anonymous=True), worker=False)
+    response = httpx.get(f"{service.url}/api/v1/predictions")
+    assert response.status_code == 403
+    assert response.json()["detail"] == (
+        "this route needs the analyst role or above; anonymous is a viewer"
+    )
+
+
+def test_readme_table_is_the_one_the_code_declares() -> None:
+    app = build_app(Settings(auth_secret=api_client.SECRET), worker=False)
+    text = README.read_text()
+    start = text.index("<!-- routes:start -->") + len("<!-- routes:start -->")
+    end = text.index("<!-- routes:end -->")
+    assert text[start:end].strip() == routes_table(app), (
+        "README's route table is stale: run `deltaomega auth routes` and paste it"
+    )
