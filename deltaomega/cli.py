@@ -221,13 +221,16 @@ def _cmd_auth_token(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_auth_keys(args: argparse.Namespace, settings: Settings) -> int:
+    from deltaomega.security.audit import AuditTrail
     from deltaomega.security.keys import KeyLedger
     from deltaomega.topics import ensure_topics
 
     ensure_topics(settings)
     ledger = KeyLedger(settings)
+    audit = AuditTrail(settings)
     if args.auth_command == "create-key":
         record, text = ledger.create(args.name, Role.parse(args.role), Tier.parse(args.tier))
+        audit.record_cli("api_key.create", record.key_id, after=record.public())
         print(text)
         print(
             f"created key {record.key_id} ({record.name}, {record.role.label}, "
@@ -236,6 +239,7 @@ def _cmd_auth_keys(args: argparse.Namespace, settings: Settings) -> int:
         )
     elif args.auth_command == "revoke-key":
         record = ledger.revoke(args.key_id)
+        audit.record_cli("api_key.revoke", record.key_id, after=record.public())
         print(f"revoked key {record.key_id} ({record.name}) at {_when(record.revoked_ms)}")
     else:
         keys = ledger.list()

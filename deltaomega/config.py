@@ -204,6 +204,9 @@ class Settings(BaseSettings):
     ttl_outputs_days: int = Field(
         default=365, ge=0, description="Closed windows, model outputs, alerts, the voice list."
     )
+    ttl_audit_days: int = Field(
+        default=7 * 365 + 2, ge=0, description="The audit log: seven years, as the seed asks."
+    )
 
     # Logging
     log_level: str = "INFO"

@@ -34,6 +34,7 @@ from deltaomega.errors import ConfigurationError, DeltaOmegaError, ServiceUnavai
 from deltaomega.outages import configure_outages
 from deltaomega.producer import SimulationConfig, run_simulation
 from deltaomega.schemas.codec import AvroCodec
+from deltaomega.security.audit import AuditTrail
 from deltaomega.security.gatekeeper import Gatekeeper
 from deltaomega.security.keys import KeyLedger
 from deltaomega.security.roles import Role
@@ -76,6 +77,7 @@ def build_app(
         codec=codec,
         topics=Topics.from_settings(settings),
         gatekeeper=Gatekeeper.from_settings(settings),
+        audit=AuditTrail(settings, codec),
         worker=pipeline.worker if pipeline else None,
     )
 
@@ -93,6 +95,7 @@ def build_app(
             await asyncio.wait({starting}, timeout=1.0)
             if pipeline is not None:
                 await pipeline.worker.stop(settings.shutdown_seconds / 2)
+            await in_thread(context.audit.close)
 
     return create_api(context, lifespan, serve_api=api)
 

@@ -45,6 +45,8 @@ class Topics:
     inference_lease: str
     #: one compacted partition: the API keys (hashes only) every API process follows
     api_keys: str
+    #: one partition, in order: every write, approval, automatic action and refusal
+    audit: str
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topics:
@@ -64,6 +66,7 @@ class Topics:
             interaction_windows_changelog=f"{p}{settings.app_id}.interaction-windows.changelog",
             inference_lease=f"{p}{settings.app_id}.inference-lease",
             api_keys=f"{p}{settings.app_id}.api-keys",
+            audit=f"{p}{settings.app_id}.audit",
         )
 
     def all(self) -> list[str]:
@@ -81,15 +84,17 @@ class Topics:
             *self.changelogs(),
             self.inference_lease,
             self.api_keys,
+            self.audit,
         ]
 
     def changelogs(self) -> list[str]:
         return [self.voice_windows_changelog, self.interaction_windows_changelog]
 
     def partitions(self, name: str, settings: Settings) -> int:
-        """How many partitions ``name`` has: the lease and the keys one, every other the
-        setting."""
-        return 1 if name in (self.inference_lease, self.api_keys) else settings.partitions
+        """How many partitions ``name`` has: the lease, keys and audit topics one, every
+        other the setting."""
+        one = (self.inference_lease, self.api_keys, self.audit)
+        return 1 if name in one else settings.partitions
 
     def config(self, name: str) -> dict[str, str]:
         """Changelogs and keys are compacted (the latest value per key, for ever); the rest

@@ -8,12 +8,13 @@ from fastapi import FastAPI
 
 from deltaomega import __version__
 from deltaomega.api import problems
-from deltaomega.api.auth.guard import Guard, OnDenied
+from deltaomega.api.auth.guard import Guard
 from deltaomega.api.deps import ApiContext
 from deltaomega.api.read_cache import ReadCache
 from deltaomega.api.red_metrics import RedMetrics
 from deltaomega.api.routes import (
     alerts,
+    audit,
     emergence,
     health,
     interactions,
@@ -29,7 +30,6 @@ def create_api(
     lifespan: Any | None = None,
     *,
     serve_api: bool = True,
-    on_denied: OnDenied | None = None,
 ) -> FastAPI:
     """The app; with ``serve_api`` False only health and metrics (a worker-only process)."""
     app = FastAPI(
@@ -42,7 +42,8 @@ def create_api(
     app.state.context = context
     problems.install(app)
     if serve_api:
-        for module in (voices, interactions, predictions, patterns, emergence, alerts, stream):
+        routers = (voices, interactions, predictions, patterns, emergence, alerts, stream, audit)
+        for module in routers:
             app.include_router(module.router, responses=problems.problem_responses(422, 503))
     app.include_router(health.router)
     build_openapi = app.openapi
@@ -56,6 +57,6 @@ def create_api(
 
     # The last added is the outermost: metrics see every answer, cached ones too.
     app.add_middleware(ReadCache, seconds=context.settings.api_cache_seconds)
-    app.add_middleware(Guard, api=app, gatekeeper=context.gatekeeper, on_denied=on_denied)
+    app.add_middleware(Guard, api=app, gatekeeper=context.gatekeeper, audit=context.audit)
     app.add_middleware(RedMetrics)
     return app

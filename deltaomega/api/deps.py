@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from deltaomega.api.queries import Queries
 from deltaomega.config import Settings
 from deltaomega.schemas.codec import AvroCodec
+from deltaomega.security.audit import AuditTrail
 from deltaomega.security.gatekeeper import Gatekeeper
 from deltaomega.streams.worker import Worker
 from deltaomega.topics import Topics
@@ -23,6 +24,8 @@ class ApiContext:
     topics: Topics
     #: who calls and whether they may
     gatekeeper: Gatekeeper
+    #: where writes and refusals are recorded
+    audit: AuditTrail
     #: The worker when it runs in this process (for readiness), else None.
     worker: Worker | None = None
     #: Topics and tables exist (the lifespan prepares them in the background).

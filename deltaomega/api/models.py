@@ -212,3 +212,31 @@ class Alert(BaseModel):
 
 class AlertList(BaseModel):
     alerts: list[Alert] = Field(description="Newest window first.")
+
+
+class AuditEvent(BaseModel):
+    event_id: str
+    occurred_at: datetime
+    principal: str = Field(
+        description="Token subject, 'key:<id>', 'anonymous', 'system' or 'cli:<user>'."
+    )
+    role: str = Field(description="The principal's role; '' when it was not known.")
+    auth_method: str = Field(description="token, api_key, anonymous, none, cli or system.")
+    action: str
+    target: str
+    rationale: str
+    request_id: str = Field(description="The X-Request-ID of the request it came from.")
+    client: str
+    outcome: str = Field(description="OK, DENIED or FAILED.")
+    status: int = Field(description="The HTTP status; 0 outside HTTP.")
+    detail: str
+    before: str = Field(description="JSON of the state it replaced; '' if none.")
+    after: str = Field(description="JSON of the state it made; '' if none.")
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> AuditEvent:
+        return cls(**_with_times(row, "occurred_at"))
+
+
+class AuditList(BaseModel):
+    events: list[AuditEvent] = Field(description="Newest first.")

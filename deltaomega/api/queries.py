@@ -46,6 +46,10 @@ _ALERT_COLUMNS = (
     f"alert_id, {_ms('window_start')}, rule, severity, subject, message, value, threshold, "
     f"recommended_actions, model_version, {_ms('produced_at')}"
 )
+_AUDIT_COLUMNS = (
+    f"event_id, {_ms('occurred_at')}, principal, role, auth_method, action, target, rationale, "
+    "request_id, client, outcome, status, detail, before, after"
+)
 # The table's window_start is a column name and its alias; qualify it in WHERE clauses.
 _IN_RANGE = (
     "{table}.window_start >= fromUnixTimestamp64Milli({{from_ms:Int64}})"
@@ -240,4 +244,38 @@ class Queries:
             },
             "window_start DESC, alert_id",
             limit,
+        )
+
+    async def audit(
+        self,
+        principal: str | None,
+        action: str | None,
+        outcome: str | None,
+        from_ms: int,
+        to_ms: int | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        """Audit events in [from, to), newest first."""
+        conditions = [
+            "audit_log.occurred_at >= fromUnixTimestamp64Milli({from_ms:Int64})",
+            "audit_log.occurred_at < fromUnixTimestamp64Milli({to_ms:Int64})",
+        ]
+        parameters: dict[str, Any] = {
+            "from_ms": from_ms,
+            "to_ms": _NO_END if to_ms is None else to_ms,
+            "n": limit,
+        }
+        for name, column, value in (
+            ("p", "principal", principal),
+            ("a", "action", action),
+            ("o", "outcome", outcome),
+        ):
+            if value is not None:
+                conditions.append(f"{column} = {{{name}:String}}")
+                parameters[name] = value
+        return await self._rows(
+            f"SELECT {_AUDIT_COLUMNS} FROM {self.db}.audit_log FINAL "
+            f"WHERE {' AND '.join(conditions)} ORDER BY occurred_at DESC, event_id "
+            "LIMIT {n:UInt32}",
+            **parameters,
         )

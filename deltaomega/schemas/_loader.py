@@ -25,6 +25,7 @@ _FILES = (
     "emergence.avsc",
     "pattern.avsc",
     "alert.avsc",
+    "audit_event.avsc",
 )
 
 

@@ -20,6 +20,7 @@ CONFLICT_PREDICTION = "deltaomega.ConflictPrediction"
 EMERGENCE = "deltaomega.Emergence"
 PATTERN = "deltaomega.Pattern"
 ALERT = "deltaomega.Alert"
+AUDIT_EVENT = "deltaomega.AuditEvent"
 SEVERITIES: tuple[str, ...] = ("CRITICAL", "WARNING", "INFO")
 
 METRICS: tuple[str, ...] = ("temperature", "activation", "stress", "influence")

@@ -73,6 +73,16 @@ class ApiKey:
     def revoked(self) -> bool:
         return self.revoked_ms is not None
 
+    def public(self) -> dict[str, Any]:
+        """What an audit row says of the key: never its hash."""
+        return {
+            "key_id": self.key_id,
+            "name": self.name,
+            "role": self.role.label,
+            "tier": self.tier.value,
+            "revoked_ms": self.revoked_ms,
+        }
+
     def to_json(self) -> bytes:
         record = asdict(self) | {"role": self.role.label, "tier": self.tier.value}
         record.pop("last_used_ms")

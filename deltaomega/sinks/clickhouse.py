@@ -42,7 +42,9 @@ _STRINGS = pa.list_(pa.string())
 _KINDS = pa.array(INTERACTION_KINDS, pa.string())
 #: Every ``timestamp-millis`` field of the record types stored through ``insert_states``
 #: (decoded as epoch-millis ints); a unit test keeps this in step with the schemas.
-TIMESTAMP_FIELDS = frozenset({"window_start", "window_end", "target_window_start", "produced_at"})
+TIMESTAMP_FIELDS = frozenset(
+    {"window_start", "window_end", "target_window_start", "produced_at", "occurred_at"}
+)
 #: Server errors that mean "try again later", not "this query is wrong": network and
 #: socket errors, timeouts, too many queries, memory limits, read-only replicas, and a
 #: database or table the migrations have not created yet.

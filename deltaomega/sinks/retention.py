@@ -34,6 +34,7 @@ def ttls(settings: Settings) -> dict[str, tuple[str, int]]:
     """table → (event-time column, days to keep; 0: for ever)."""
     out = {t: (c, settings.ttl_raw_days) for t, c in RAW_TABLES.items()}
     out |= {t: (c, settings.ttl_outputs_days) for t, c in OUTPUT_TABLES.items()}
+    out["audit_log"] = ("occurred_at", settings.ttl_audit_days)
     return out
 
 

@@ -15,6 +15,7 @@ from deltaomega.kafka_clients import client_config
 from deltaomega.schemas.codec import AvroCodec
 from deltaomega.schemas.records import (
     ALERT,
+    AUDIT_EVENT,
     CONFLICT_PREDICTION,
     EMERGENCE,
     INTERACTION_STATE,
@@ -122,6 +123,7 @@ def create_pipeline(
     }
     for schema, topic in output_topics(topics).items():
         sinks[topic] = StateSinkAgent(schema, tables[schema], codec, sink, deadletter)
+    sinks[topics.audit] = StateSinkAgent(AUDIT_EVENT, "audit_log", codec, sink, deadletter)
     consumers.append(
         SinkConsumer(settings, sinks, sink_outputs, _SINK_MAX_ROWS, _SINK_WITHIN_SECONDS)
     )

@@ -10,17 +10,19 @@ the 404.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+import re
+import uuid
 
 from fastapi import FastAPI
 from fastapi.routing import RouteContext
 from starlette.routing import Match
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deltaomega.api.auth.access import Access, access_of, api_routes
 from deltaomega.api.problems import problem
 from deltaomega.errors import ServiceUnavailableError
 from deltaomega.metrics import AUTH_DENIED
+from deltaomega.security.audit import AuditTrail, Outcome
 from deltaomega.security.gatekeeper import (
     ForbiddenError,
     Gatekeeper,
@@ -32,8 +34,29 @@ from deltaomega.security.tokens import Principal
 
 log = logging.getLogger(__name__)
 
-#: Called for each refused request: (scope, principal or None, status, reason).
-OnDenied = Callable[[Scope, Principal | None, int, str], Awaitable[None]]
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def _request_id(given: str | None) -> str:
+    """The caller's X-Request-ID when it is a sane token, else a new one."""
+    if given is not None and _REQUEST_ID.match(given):
+        return given
+    return uuid.uuid4().hex
+
+
+def _with_request_id(send: Send, request_id: str) -> Send:
+    """Every answer names its request (audit rows carry the same id)."""
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [
+                *message.get("headers", []),
+                (b"x-request-id", request_id.encode()),
+            ]
+        await send(message)
+
+    return sending
+
 
 _UNDECLARED = Access(Role.ADMIN)
 
@@ -44,18 +67,22 @@ class Guard:
         app: ASGIApp,
         api: FastAPI,
         gatekeeper: Gatekeeper,
-        on_denied: OnDenied | None = None,
+        audit: AuditTrail,
     ) -> None:
         self.app = app
         self.api = api
         self.gatekeeper = gatekeeper
-        self.on_denied = on_denied
+        self.audit = audit
         self._routes: list[RouteContext] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        request_id = _request_id(headers.get("x-request-id"))
+        scope.setdefault("state", {})["request_id"] = request_id
+        send = _with_request_id(send, request_id)
         route = self._route(scope)
         if route is None:
             await self.app(scope, receive, send)
@@ -71,7 +98,6 @@ class Guard:
                 await self.app(scope, receive, send)
                 return
             needed = Role.VIEWER
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         principal: Principal | None = None
         try:
             principal = self.gatekeeper.authenticate(
@@ -103,7 +129,7 @@ class Guard:
             response.headers["Retry-After"] = str(exc.retry_after)
             await response(scope, receive, send)
             return
-        scope.setdefault("state", {})["principal"] = principal
+        scope["state"]["principal"] = principal
         await self.app(scope, receive, send)
 
     async def _deny(
@@ -117,8 +143,17 @@ class Guard:
     ) -> None:
         status = int(getattr(response, "status_code", 0))
         AUTH_DENIED.labels(str(status)).inc()
-        if self.on_denied is not None:
-            await self.on_denied(scope, principal, status, reason)
+        route = scope.get("route")
+        self.audit.record(
+            f"{scope.get('method', 'WEBSOCKET')} {getattr(route, 'path', scope['path'])}",
+            Outcome.DENIED,
+            principal=principal,
+            target=scope["path"],
+            request_id=scope["state"]["request_id"],
+            client=(scope.get("client") or ("", 0))[0],
+            status=status,
+            detail=reason,
+        )
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008, "reason": reason[:120]})
             return
