@@ -84,6 +84,7 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         simulate_voices=getattr(args, "voices", 8),
         simulate_rate=getattr(args, "rate", 200.0),
         demo_keys=getattr(args, "demo_keys", False),
+        control=args.command in ("run", "control"),
     )
     return 0
 
@@ -325,7 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="create and print an admin and a viewer API key for this local run",
     )
     run.set_defaults(func=_cmd_run)
-    for name, text in (("worker", "stream worker only"), ("api", "API only")):
+    for name, text in (
+        ("worker", "stream worker only"),
+        ("api", "API only"),
+        ("control", "control plane only (Faust: parameter expiry)"),
+    ):
         sub.add_parser(name, help=text).set_defaults(func=_cmd_run)
 
     train = sub.add_parser("train", help="train, evaluate and export the four models (torch)")
@@ -372,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: Commands that run until stopped; the others do one thing and report how it went.
-_SERVICES = ("run", "worker", "api")
+_SERVICES = ("run", "worker", "api", "control")
 
 
 def _fail(message: str) -> int:

@@ -29,7 +29,10 @@ from deltaomega import faults
 from deltaomega.api.app import create_api
 from deltaomega.api.deps import ApiContext
 from deltaomega.api.queries import Queries
+from deltaomega.api.writes import KafkaWrites
 from deltaomega.config import Settings
+from deltaomega.control.app import control_app
+from deltaomega.control.runner import ControlPlane
 from deltaomega.errors import ConfigurationError, DeltaOmegaError, ServiceUnavailableError
 from deltaomega.outages import configure_outages
 from deltaomega.producer import SimulationConfig, run_simulation
@@ -48,6 +51,8 @@ from deltaomega.topics import Topics, ensure_topics
 log = logging.getLogger(__name__)
 
 PROGRESS_SECONDS = 5.0
+#: Stopping the simulator, the key follower and the control plane (each bounded).
+_STOP_PARTS_SECONDS = 5.0
 _PREPARE_MAX_DELAY_SECONDS = 10.0
 #: ClickHouse settings of the API's reads: one core each, so reads never starve ingestion.
 _READ_OPTIONS = {"max_threads": 1}
@@ -61,6 +66,7 @@ def build_app(
     api: bool = True,
     simulation: SimulationConfig | None = None,
     demo_keys: bool = False,
+    control: bool = False,
 ) -> FastAPI:
     """The ASGI app; its lifespan prepares topics and tables and starts what was asked."""
     configure_outages(settings.outage_summary_seconds)
@@ -78,23 +84,38 @@ def build_app(
         topics=Topics.from_settings(settings),
         gatekeeper=Gatekeeper.from_settings(settings),
         audit=AuditTrail(settings, codec),
+        writes=KafkaWrites(settings),
         worker=pipeline.worker if pipeline else None,
+    )
+
+    control_plane = (
+        ControlPlane(lambda: control_app(settings, codec, context.audit)) if control else None
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         stop = threading.Event()
         starting = asyncio.get_running_loop().create_task(
-            _prepare_and_start(settings, clickhouse, context, pipeline, simulation, stop, demo_keys)
+            _prepare_and_start(
+                settings,
+                clickhouse,
+                context,
+                pipeline,
+                simulation,
+                stop,
+                demo_keys=demo_keys,
+                control_plane=control_plane,
+            )
         )
         try:
             yield
         finally:
             stop.set()
             starting.cancel()
-            await asyncio.wait({starting}, timeout=1.0)
+            await asyncio.wait({starting}, timeout=_STOP_PARTS_SECONDS)
             if pipeline is not None:
                 await pipeline.worker.stop(settings.shutdown_seconds / 2)
+            await in_thread(context.writes.close)
             await in_thread(context.audit.close)
 
     return create_api(context, lifespan, serve_api=api)
@@ -108,6 +129,7 @@ async def _prepare_and_start(
     simulation: SimulationConfig | None,
     stop: threading.Event,
     demo_keys: bool = False,
+    control_plane: ControlPlane | None = None,
 ) -> None:
     """Create topics and tables (each retried while its service is away), then start the
     worker and the simulator; runs until cancelled."""
@@ -129,6 +151,9 @@ async def _prepare_and_start(
     if pipeline is not None:
         pipeline.worker.start()
         tasks.append(asyncio.create_task(_report_progress(pipeline)))
+    if control_plane is not None:
+        context.control = control_plane
+        control_plane.start()
     simulator = None
     if simulation is not None:
         simulator = threading.Thread(
@@ -147,6 +172,8 @@ async def _prepare_and_start(
         for task in tasks:
             task.cancel()
         stop.set()
+        if control_plane is not None:
+            await in_thread(control_plane.stop)
         await in_thread(keys.stop)
         if simulator is not None:
             await in_thread(simulator.join, 2.0)
@@ -246,6 +273,7 @@ def run_service(
     simulate_voices: int = 8,
     simulate_rate: float = 200.0,
     demo_keys: bool = False,
+    control: bool = False,
 ) -> None:
     simulation = (
         SimulationConfig(
@@ -254,14 +282,21 @@ def run_service(
         if simulate
         else None
     )
-    app = build_app(settings, worker=worker, api=api, simulation=simulation, demo_keys=demo_keys)
+    app = build_app(
+        settings,
+        worker=worker,
+        api=api,
+        simulation=simulation,
+        demo_keys=demo_keys,
+        control=control,
+    )
     host, port = settings.api_host, settings.api_port
     if api:
         base = f"http://{host}:{port}"
         log.info("API %s/api/v1/voices | docs %s/docs | metrics %s/metrics", base, base, base)
     else:
-        # `deltaomega worker`: the same app, serving only health and metrics.
-        log.info("worker health and metrics on http://%s:%d/readyz", host, port)
+        # `deltaomega worker` or `control`: the same app, serving only health and metrics.
+        log.info("health and metrics on http://%s:%d/readyz", host, port)
     config = uvicorn.Config(
         app,
         host=host,

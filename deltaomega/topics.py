@@ -39,6 +39,10 @@ class Topics:
     emergence: str
     patterns: str
     alerts: str
+    #: compacted, key voice id: each voice's latest parameter change
+    parameters: str
+    #: the control plane's own: voices whose parameter change has run out, to revert
+    parameter_expiry: str
     voice_windows_changelog: str
     interaction_windows_changelog: str
     #: one partition, no records: its consumer group makes one worker the inference leader
@@ -62,6 +66,8 @@ class Topics:
             emergence=f"{p}voice.emergence",
             patterns=f"{p}voice.patterns",
             alerts=f"{p}voice.alerts",
+            parameters=f"{p}voice.parameters",
+            parameter_expiry=f"{p}{settings.app_id}.parameter-expiry",
             voice_windows_changelog=f"{p}{settings.app_id}.voice-windows.changelog",
             interaction_windows_changelog=f"{p}{settings.app_id}.interaction-windows.changelog",
             inference_lease=f"{p}{settings.app_id}.inference-lease",
@@ -81,6 +87,8 @@ class Topics:
             self.emergence,
             self.patterns,
             self.alerts,
+            self.parameters,
+            self.parameter_expiry,
             *self.changelogs(),
             self.inference_lease,
             self.api_keys,
@@ -101,7 +109,7 @@ class Topics:
         are kept a week."""
         if name in self.changelogs():
             return _CHANGELOG_CONFIG
-        if name == self.api_keys:
+        if name in (self.api_keys, self.parameters):
             return {"cleanup.policy": "compact"}
         return {"retention.ms": _RETENTION_MS}
 

@@ -158,29 +158,33 @@ def service_factory(clickhouse: ClickHouse) -> Iterator[Callable[..., RunningSer
         worker: bool = True,
         simulation: SimulationConfig | None = None,
         wait_ready: bool = True,
+        control: bool = False,
     ) -> RunningService:
         """Start it and wait until /readyz says ready (or, without ``wait_ready``, until
         /healthz answers)."""
         port = free_port()
-        app = build_app(settings, clickhouse, worker=worker, simulation=simulation)
+        app = build_app(settings, clickhouse, worker=worker, simulation=simulation, control=control)
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, name=f"service-{port}", daemon=True)
         thread.start()
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 90
+        last = ""
         while time.monotonic() < deadline:
             if not thread.is_alive():
                 raise RuntimeError("service thread exited during start-up")
             try:
                 probe = "/readyz" if wait_ready else "/healthz"
-                if httpx.get(f"{url}{probe}", timeout=2).status_code == 200:
+                answer = httpx.get(f"{url}{probe}", timeout=2)
+                if answer.status_code == 200:
                     break
-            except httpx.HTTPError:
-                pass
+                last = answer.text
+            except httpx.HTTPError as exc:
+                last = str(exc)
             time.sleep(0.2)
         else:
-            raise RuntimeError("service not ready within 90 s")
+            raise RuntimeError(f"service not ready within 90 s: {last}")
         running = RunningService(server, thread, url)
         started.append(running)
         return running

@@ -18,6 +18,7 @@ from deltaomega.api.routes import (
     emergence,
     health,
     interactions,
+    parameters,
     patterns,
     predictions,
     stream,
@@ -42,7 +43,17 @@ def create_api(
     app.state.context = context
     problems.install(app)
     if serve_api:
-        routers = (voices, interactions, predictions, patterns, emergence, alerts, stream, audit)
+        routers = (
+            parameters,
+            voices,
+            interactions,
+            predictions,
+            patterns,
+            emergence,
+            alerts,
+            stream,
+            audit,
+        )
         for module in routers:
             app.include_router(module.router, responses=problems.problem_responses(422, 503))
     app.include_router(health.router)

@@ -8,7 +8,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from deltaomega.api.queries import Queries
+from deltaomega.api.writes import KafkaWrites
 from deltaomega.config import Settings
+from deltaomega.control.runner import ControlPlane
 from deltaomega.schemas.codec import AvroCodec
 from deltaomega.security.audit import AuditTrail
 from deltaomega.security.gatekeeper import Gatekeeper
@@ -26,12 +28,16 @@ class ApiContext:
     gatekeeper: Gatekeeper
     #: where writes and refusals are recorded
     audit: AuditTrail
+    #: the API's writes to Kafka (parameter changes)
+    writes: KafkaWrites
     #: The worker when it runs in this process (for readiness), else None.
     worker: Worker | None = None
     #: Topics and tables exist (the lifespan prepares them in the background).
     prepared: bool = False
     #: Why preparing stopped for good (topics that do not match the settings), if it did.
     setup_problem: str | None = None
+    #: The control plane when it runs in this process.
+    control: ControlPlane | None = None
 
 
 def _context(request: Request) -> ApiContext:

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import math
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StringConstraints,
+    WithJsonSchema,
+)
 
 from deltaomega.api.queries import FORECAST_STATS
 from deltaomega.schemas.records import METRICS, STAT_NAMES
@@ -89,13 +98,13 @@ class InteractionMatrix(BaseModel):
     pairs: list[PairScore]
 
 
-def _utc(ms: int) -> datetime:
+def utc_from_ms(ms: int) -> datetime:
     """Exact: no float on the way, so a stored millisecond reads back unchanged."""
     return _EPOCH + timedelta(milliseconds=ms)
 
 
 def _with_times(row: dict[str, Any], *names: str) -> dict[str, Any]:
-    return {**row, **{name: _utc(row[name]) for name in names}}
+    return {**row, **{name: utc_from_ms(row[name]) for name in names}}
 
 
 class MetricForecast(BaseModel):
@@ -240,3 +249,112 @@ class AuditEvent(BaseModel):
 
 class AuditList(BaseModel):
     events: list[AuditEvent] = Field(description="Newest first.")
+
+
+def _modifier_value(value: Any) -> str | float:
+    """A string (at most 1000 characters) or a finite number: one error naming the key,
+    not one per branch of a union."""
+    if isinstance(value, str):
+        if len(value) > _MAX_MODIFIER_TEXT:
+            raise ValueError(f"a string of at most {_MAX_MODIFIER_TEXT} characters")
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ValueError("a finite number")
+        return float(value)
+    raise ValueError("must be a string or a number")
+
+
+_MAX_MODIFIER_TEXT = 1000
+ModifierValue = Annotated[
+    str | float,
+    PlainValidator(_modifier_value),
+    WithJsonSchema({"anyOf": [{"type": "string", "maxLength": 1000}, {"type": "number"}]}),
+]
+
+
+class VoiceParameters(BaseModel):
+    """The seed's tunable parameters; an absent one stays as it is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sensitivity: float | None = Field(default=None, ge=0, le=2, allow_inf_nan=False)
+    activation_threshold: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
+    influence_weight: float | None = Field(default=None, ge=0, le=2, allow_inf_nan=False)
+    context_modifiers: dict[
+        Annotated[str, StringConstraints(min_length=1, max_length=100)], ModifierValue
+    ] = Field(default_factory=dict, max_length=50)
+
+
+class ParameterChangeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    parameters: VoiceParameters
+    rationale: str = Field(min_length=3, max_length=2000, description="Why; kept in the audit log.")
+    expected_duration: int | None = Field(
+        default=None,
+        ge=1,
+        le=10080,
+        description="Minutes until the change is reverted (at most a week); unset: until "
+        "changed again.",
+    )
+    monitoring_enabled: bool = True
+
+
+class ParameterChangeAccepted(BaseModel):
+    change_id: str
+    voice_id: str
+    status: str = Field(description="'accepted': on voice.parameters, for the voice to apply.")
+    requested_at: datetime
+    expires_at: datetime | None
+
+
+class ParameterValues(BaseModel):
+    sensitivity: float
+    activation_threshold: float
+    influence_weight: float
+    context_modifiers: dict[str, str | float]
+
+
+class ParameterChange(BaseModel):
+    change_id: str
+    sensitivity: float | None
+    activation_threshold: float | None
+    influence_weight: float | None
+    context_modifiers: dict[str, str | float]
+    rationale: str
+    expected_duration: int | None = Field(description="Minutes; null: until changed again.")
+    monitoring_enabled: bool
+    requested_by: str = Field(description="The principal, or 'system' for a revert.")
+    requested_at: datetime
+    expires_at: datetime | None
+    reverts: str | None = Field(description="The change this one undid (the control plane's).")
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> ParameterChange:
+        return cls(
+            **{
+                **row,
+                "context_modifiers": json.loads(row["context_modifiers"]),
+                "expected_duration": row["expected_duration_minutes"],
+                "requested_at": utc_from_ms(row["requested_at"]),
+                "expires_at": None if row["expires_at"] is None else utc_from_ms(row["expires_at"]),
+            }
+        )
+
+
+class VoiceParametersState(BaseModel):
+    voice_id: str
+    parameters: ParameterValues = Field(
+        description="In effect now (the defaults if never changed)."
+    )
+    replaced: ParameterValues | None = Field(description="What the last change replaced.")
+    last_change: ParameterChange | None
+    expires_at: datetime | None = Field(
+        description="When the last change is reverted; null if it lasts until changed again."
+    )
+
+
+class ParameterHistory(BaseModel):
+    voice_id: str
+    changes: list[ParameterChange] = Field(description="Newest first.")

@@ -279,3 +279,20 @@ class Queries:
             "LIMIT {n:UInt32}",
             **parameters,
         )
+
+    async def parameter_changes(self, voice_id: str, limit: int) -> list[dict[str, Any]]:
+        """The voice's latest ``limit`` parameter changes, oldest first."""
+        return list(
+            reversed(
+                await self._rows(
+                    f"SELECT change_id, voice_id, sensitivity, activation_threshold, "
+                    f"influence_weight, context_modifiers, rationale, expected_duration_minutes, "
+                    f"monitoring_enabled, requested_by, {_ms('requested_at')}, "
+                    f"toUnixTimestamp64Milli(expires_at) AS expires_at, reverts "
+                    f"FROM {self.db}.parameter_changes FINAL WHERE voice_id = {{v:String}} "
+                    "ORDER BY requested_at DESC, change_id DESC LIMIT {n:UInt32}",
+                    v=voice_id,
+                    n=limit,
+                )
+            )
+        )

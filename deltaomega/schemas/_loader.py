@@ -26,6 +26,7 @@ _FILES = (
     "pattern.avsc",
     "alert.avsc",
     "audit_event.avsc",
+    "parameter_change.avsc",
 )
 
 

@@ -21,6 +21,7 @@ EMERGENCE = "deltaomega.Emergence"
 PATTERN = "deltaomega.Pattern"
 ALERT = "deltaomega.Alert"
 AUDIT_EVENT = "deltaomega.AuditEvent"
+PARAMETER_CHANGE = "deltaomega.ParameterChange"
 SEVERITIES: tuple[str, ...] = ("CRITICAL", "WARNING", "INFO")
 
 METRICS: tuple[str, ...] = ("temperature", "activation", "stress", "influence")

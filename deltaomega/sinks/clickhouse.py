@@ -43,7 +43,15 @@ _KINDS = pa.array(INTERACTION_KINDS, pa.string())
 #: Every ``timestamp-millis`` field of the record types stored through ``insert_states``
 #: (decoded as epoch-millis ints); a unit test keeps this in step with the schemas.
 TIMESTAMP_FIELDS = frozenset(
-    {"window_start", "window_end", "target_window_start", "produced_at", "occurred_at"}
+    {
+        "window_start",
+        "window_end",
+        "target_window_start",
+        "produced_at",
+        "occurred_at",
+        "requested_at",
+        "expires_at",
+    }
 )
 #: Server errors that mean "try again later", not "this query is wrong": network and
 #: socket errors, timeouts, too many queries, memory limits, read-only replicas, and a

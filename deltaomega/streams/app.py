@@ -8,7 +8,9 @@ models themselves run in a process of their own.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
 from deltaomega.config import Settings
 from deltaomega.kafka_clients import client_config
@@ -20,6 +22,7 @@ from deltaomega.schemas.records import (
     EMERGENCE,
     INTERACTION_STATE,
     METRICS,
+    PARAMETER_CHANGE,
     PATTERN,
     PREDICTION,
     VOICE_STATE,
@@ -42,6 +45,13 @@ from deltaomega.streams.worker import Worker
 from deltaomega.topics import Topics
 
 _SINK_MAX_ROWS = 50_000
+
+
+def _json_modifiers(change: dict[str, Any]) -> dict[str, Any]:
+    """Context modifiers hold strings and numbers: the column keeps them as JSON."""
+    return {**change, "context_modifiers": json.dumps(change["context_modifiers"], sort_keys=True)}
+
+
 _SINK_WITHIN_SECONDS = 1.0
 
 
@@ -124,6 +134,9 @@ def create_pipeline(
     for schema, topic in output_topics(topics).items():
         sinks[topic] = StateSinkAgent(schema, tables[schema], codec, sink, deadletter)
     sinks[topics.audit] = StateSinkAgent(AUDIT_EVENT, "audit_log", codec, sink, deadletter)
+    sinks[topics.parameters] = StateSinkAgent(
+        PARAMETER_CHANGE, "parameter_changes", codec, sink, deadletter, prepare=_json_modifiers
+    )
     consumers.append(
         SinkConsumer(settings, sinks, sink_outputs, _SINK_MAX_ROWS, _SINK_WITHIN_SECONDS)
     )

@@ -38,6 +38,7 @@ class StateSinkAgent:
         sink: ClickHouseSink,
         deadletter: DeadLetterPublisher,
         on_records: Callable[[str, list[dict[str, Any]], list[int]], None] | None = None,
+        prepare: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> None:
         self.schema = schema
         self.table = table
@@ -46,6 +47,8 @@ class StateSinkAgent:
         self.deadletter = deadletter
         #: Sees every decoded batch before it is stored (the inference engine's input).
         self.on_records = on_records
+        #: A record's row, where a column is not the Avro field as it is
+        self.prepare = prepare
 
     async def process(self, batch: SourceBatch) -> None:
         RECORDS_CONSUMED.labels(batch.topic).inc(len(batch))
@@ -56,6 +59,8 @@ class StateSinkAgent:
         if self.on_records is not None and records:
             self.on_records(self.schema, records, partitions)
         offsets = [int(batch.offsets[i]) for i, _ in good]
+        if self.prepare is not None:
+            records = [self.prepare(r) for r in records]
         await insert_until_acknowledged(
             self.table, self.sink.insert_states, self.table, records, partitions, offsets
         )

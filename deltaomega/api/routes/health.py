@@ -55,6 +55,8 @@ async def readyz(ctx: ContextDep) -> JSONResponse:
         checks["setup"] = "creating topics and tables"
     if ctx.prepared and not ctx.gatekeeper.keys.loaded:
         checks["api-keys"] = "loading"
+    if ctx.control is not None:
+        checks["control-plane"] = ctx.control.state
     if ctx.worker is not None and ctx.prepared:
         readiness = ctx.worker.readiness()
         checks.update(readiness.checks)

@@ -1,0 +1,134 @@
+"""Parameter changes: validated here, produced to the compacted ``voice.parameters`` topic
+(key voice id) for the voice to apply, and audited; read back from ClickHouse, where the
+worker sinks the topic (operators' changes and the control plane's reverts).
+
+This router comes before the voices router: ``…/parameters/history`` would otherwise read
+as the history of a voice named ``…/parameters``."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request
+
+from deltaomega.api.auth.access import requires
+from deltaomega.api.deps import ContextDep
+from deltaomega.api.models import (
+    ParameterChange,
+    ParameterChangeAccepted,
+    ParameterChangeRequest,
+    ParameterHistory,
+    ParameterValues,
+    VoiceParametersState,
+    utc_from_ms,
+)
+from deltaomega.api.params import Limit
+from deltaomega.control.parameters import DEFAULTS, applied
+from deltaomega.schemas.records import ID_RULE, MAX_ID_LENGTH, PARAMETER_CHANGE
+from deltaomega.security.audit import Outcome
+from deltaomega.security.rate_limits import RouteClass
+from deltaomega.security.roles import Role
+from deltaomega.security.tokens import Principal
+
+router = APIRouter(prefix="/api/v1/voices", tags=["parameters"])
+
+#: Changes folded into the current parameters: all of them, up to a bound no voice reaches.
+_FOLD_LIMIT = 10_000
+
+VoiceId = Annotated[
+    str, Path(min_length=1, max_length=MAX_ID_LENGTH, description=f"A voice id: {ID_RULE}.")
+]
+
+
+@router.post(
+    "/{voice_id:path}/parameters",
+    status_code=202,
+    response_model=ParameterChangeAccepted,
+    summary="Change a voice's parameters (for a time, or until changed again)",
+    **requires(Role.OPERATOR, RouteClass.WRITE),
+)
+async def set_parameters(
+    ctx: ContextDep, request: Request, voice_id: VoiceId, body: ParameterChangeRequest
+) -> ParameterChangeAccepted:
+    """Accepted once the broker has the change (202); the voice applies it from the topic."""
+    principal: Principal = request.state.principal
+    now = int(time.time() * 1000)
+    expires = now + body.expected_duration * 60_000 if body.expected_duration else None
+    change: dict[str, Any] = {
+        "change_id": uuid.uuid4().hex,
+        "voice_id": voice_id,
+        **body.parameters.model_dump(exclude={"context_modifiers"}),
+        "context_modifiers": {
+            k: float(v) if isinstance(v, int | float) else v
+            for k, v in body.parameters.context_modifiers.items()
+        },
+        "rationale": body.rationale,
+        "expected_duration_minutes": body.expected_duration,
+        "monitoring_enabled": body.monitoring_enabled,
+        "requested_by": principal.subject,
+        "requested_at": now,
+        "expires_at": expires,
+        "reverts": None,
+    }
+    await ctx.writes.send(
+        ctx.topics.parameters, voice_id, ctx.codec.encode(PARAMETER_CHANGE, change)
+    )
+    ctx.audit.record(
+        "parameters.set",
+        Outcome.OK,
+        principal=principal,
+        target=voice_id,
+        rationale=body.rationale,
+        request_id=request.state.request_id,
+        client=request.client.host if request.client else "",
+        status=202,
+        after=change,
+    )
+    return ParameterChangeAccepted(
+        change_id=change["change_id"],
+        voice_id=voice_id,
+        status="accepted",
+        requested_at=utc_from_ms(now),
+        expires_at=utc_from_ms(expires) if expires is not None else None,
+    )
+
+
+@router.get(
+    "/{voice_id:path}/parameters/history",
+    response_model=ParameterHistory,
+    summary="A voice's parameter changes, newest first (operators' and reverts)",
+    **requires(Role.VIEWER),
+)
+async def parameter_history(
+    ctx: ContextDep, voice_id: VoiceId, limit: Limit = 500
+) -> ParameterHistory:
+    rows = await ctx.queries.parameter_changes(voice_id, limit)
+    return ParameterHistory(
+        voice_id=voice_id, changes=[ParameterChange.from_row(r) for r in reversed(rows)]
+    )
+
+
+@router.get(
+    "/{voice_id:path}/parameters",
+    response_model=VoiceParametersState,
+    summary="A voice's parameters now, what the last change replaced, when it ends",
+    **requires(Role.VIEWER),
+)
+async def current_parameters(ctx: ContextDep, voice_id: VoiceId) -> VoiceParametersState:
+    rows = await ctx.queries.parameter_changes(voice_id, _FOLD_LIMIT)
+    effective: dict[str, Any] = DEFAULTS
+    replaced: dict[str, Any] | None = None
+    for row in rows:
+        change = {**row, "context_modifiers": json.loads(row["context_modifiers"])}
+        replaced, effective = effective, applied(effective, change)
+    last = ParameterChange.from_row(rows[-1]) if rows else None
+    return VoiceParametersState(
+        voice_id=voice_id,
+        parameters=ParameterValues(**effective),
+        replaced=ParameterValues(**replaced) if replaced is not None else None,
+        last_change=last,
+        expires_at=last.expires_at if last is not None else None,
+    )
