@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -32,6 +32,16 @@ class Settings(BaseSettings):
     schema_registry_url: str | None = Field(
         default=None, description="Confluent-compatible registry; unset = Avro single-object."
     )
+    # Kafka connection security, for every client (deltaomega.kafka_clients)
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_ssl_ca_file: Path | None = Field(
+        default=None, description="CA bundle the brokers' certificates are checked against."
+    )
+    kafka_ssl_cert_file: Path | None = Field(default=None, description="Client certificate (mTLS).")
+    kafka_ssl_key_file: Path | None = Field(default=None, description="Its private key.")
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr = SecretStr("")
 
     # Local broker (`deltaomega kafka …`, test fixtures)
     kafka_version: str = "4.1.1"
@@ -146,6 +156,9 @@ class Settings(BaseSettings):
     clickhouse_database: str = Field(default="deltaomega", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     clickhouse_user: str = "default"
     clickhouse_password: SecretStr = SecretStr("")
+    clickhouse_ca_file: Path | None = Field(
+        default=None, description="CA bundle for an https:// ClickHouse URL (else the system's)."
+    )
     clickhouse_read_connections: int = Field(
         default=2,
         ge=1,
@@ -156,6 +169,10 @@ class Settings(BaseSettings):
     # API
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
+    api_tls_cert: Path | None = Field(
+        default=None, description="With api_tls_key: serve HTTPS (TLS 1.2 or later, 1.3 first)."
+    )
+    api_tls_key: Path | None = None
     sse_ping_seconds: float = Field(default=15.0, gt=0)
     api_cache_seconds: float = Field(
         default=1.0,
@@ -211,6 +228,14 @@ class Settings(BaseSettings):
     # Logging
     log_level: str = "INFO"
     log_json: bool = False
+
+    @model_validator(mode="after")
+    def _tls_pairs(self) -> Settings:
+        if (self.api_tls_cert is None) != (self.api_tls_key is None):
+            raise ValueError("api_tls_cert and api_tls_key go together: set both or neither")
+        if self.kafka_security_protocol.startswith("SASL") and not self.kafka_sasl_username:
+            raise ValueError("kafka_sasl_username is needed with a SASL security protocol")
+        return self
 
     @field_validator("topic_prefix")
     @classmethod

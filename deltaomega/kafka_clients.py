@@ -11,6 +11,7 @@ coordinators loading) are logged at INFO: they are the outage's after-effects, n
 from __future__ import annotations
 
 import logging
+import ssl
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
@@ -72,12 +73,80 @@ def client_config(settings: Settings, client_id: str | None = None) -> dict[str,
     }
     if client_id is not None:
         config["client.id"] = client_id
+    return config | security_config(settings)
+
+
+def security_config(settings: Settings) -> dict[str, Any]:
+    """librdkafka's security settings (TLS, SASL); empty for PLAINTEXT."""
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return {}
+    config: dict[str, Any] = {"security.protocol": protocol.lower()}
+    files = {
+        "ssl.ca.location": settings.kafka_ssl_ca_file,
+        "ssl.certificate.location": settings.kafka_ssl_cert_file,
+        "ssl.key.location": settings.kafka_ssl_key_file,
+    }
+    config |= {name: str(path) for name, path in files.items() if path is not None}
+    if protocol.startswith("SASL"):
+        config |= {
+            "sasl.mechanism": settings.kafka_sasl_mechanism,
+            "sasl.username": settings.kafka_sasl_username,
+            "sasl.password": settings.kafka_sasl_password.get_secret_value(),
+        }
     return config
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context of the Python clients (aiokafka, Faust); None without TLS."""
+    if not settings.kafka_security_protocol.endswith("SSL"):
+        return None
+    context = ssl.create_default_context(
+        cafile=str(settings.kafka_ssl_ca_file) if settings.kafka_ssl_ca_file else None
+    )
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if settings.kafka_ssl_cert_file is not None:
+        context.load_cert_chain(
+            str(settings.kafka_ssl_cert_file),
+            str(settings.kafka_ssl_key_file) if settings.kafka_ssl_key_file else None,
+        )
+    return context
 
 
 def aiokafka_config(settings: Settings) -> dict[str, Any]:
     """The same connection for aiokafka clients (the API's feeds)."""
-    return {"bootstrap_servers": settings.kafka_bootstrap}
+    config: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    context = ssl_context(settings)
+    if context is not None:
+        config["ssl_context"] = context
+    if settings.kafka_security_protocol.startswith("SASL"):
+        config |= {
+            "sasl_mechanism": settings.kafka_sasl_mechanism,
+            "sasl_plain_username": settings.kafka_sasl_username,
+            "sasl_plain_password": settings.kafka_sasl_password.get_secret_value(),
+        }
+    return config
+
+
+def faust_credentials(settings: Settings) -> Any:
+    """The same connection for Faust (the control plane); None for PLAINTEXT."""
+    import faust
+
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context = ssl_context(settings)
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    return faust.SASLCredentials(
+        username=settings.kafka_sasl_username,
+        password=settings.kafka_sasl_password.get_secret_value(),
+        ssl_context=context,
+        mechanism=settings.kafka_sasl_mechanism,
+    )
 
 
 def admin_client(settings: Settings) -> AdminClient:

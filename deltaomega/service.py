@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import ssl
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from types import FrameType
@@ -189,7 +190,7 @@ def _print_demo_keys(settings: Settings) -> None:
     for old in ledger.list():
         if old.name in names and not old.revoked:
             ledger.revoke(old.key_id)
-    base = f"http://{settings.api_host}:{settings.api_port}"
+    base = base_url(settings)
     for name, role in _DEMO_KEYS:
         _, text = ledger.create(name, role)
         log.info("%s key (%s): %s", name, role.label, text)
@@ -222,6 +223,39 @@ async def _report_progress(pipeline: Pipeline) -> None:
     while True:
         await asyncio.sleep(PROGRESS_SECONDS)
         log.info("%s", pipeline.progress.line())
+
+
+def base_url(settings: Settings) -> str:
+    scheme = "https" if settings.api_tls_cert is not None else "http"
+    return f"{scheme}://{settings.api_host}:{settings.api_port}"
+
+
+def server_config(app: FastAPI, settings: Settings, host: str, port: int) -> uvicorn.Config:
+    """uvicorn's settings: HTTPS when a certificate and key are set."""
+    tls: dict[str, Any] = {}
+    if settings.api_tls_cert is not None:
+        tls = {
+            "ssl_certfile": str(settings.api_tls_cert),
+            "ssl_keyfile": str(settings.api_tls_key),
+            "ssl_context_factory": _tls_context,
+        }
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=max(1, int(settings.shutdown_seconds / 4)),
+        **tls,
+    )
+
+
+def _tls_context(config: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+    """uvicorn's context, refusing anything before TLS 1.2 (1.3 is chosen when the client
+    offers it: OpenSSL takes the highest version both sides speak)."""
+    context = default()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
 
 
 class _Server(uvicorn.Server):
@@ -291,20 +325,13 @@ def run_service(
         control=control,
     )
     host, port = settings.api_host, settings.api_port
+    base = base_url(settings)
     if api:
-        base = f"http://{host}:{port}"
         log.info("API %s/api/v1/voices | docs %s/docs | metrics %s/metrics", base, base, base)
     else:
         # `deltaomega worker` or `control`: the same app, serving only health and metrics.
-        log.info("health and metrics on http://%s:%d/readyz", host, port)
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=max(1, int(settings.shutdown_seconds / 4)),
-    )
+        log.info("health and metrics on %s/readyz", base)
+    config = server_config(app, settings, host, port)
     server: Any = _Server(config, settings.shutdown_seconds)
     with _no_stray_threads():
         server.run()

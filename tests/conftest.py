@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -149,7 +150,7 @@ class RunningService:
 @pytest.fixture
 def service_factory(clickhouse: ClickHouse) -> Iterator[Callable[..., RunningService]]:
     """Run `deltaomega run` (worker + API) in this process, on a thread with its own loop."""
-    from deltaomega.service import build_app
+    from deltaomega.service import build_app, server_config
 
     started: list[RunningService] = []
 
@@ -164,11 +165,11 @@ def service_factory(clickhouse: ClickHouse) -> Iterator[Callable[..., RunningSer
         /healthz answers)."""
         port = free_port()
         app = build_app(settings, clickhouse, worker=worker, simulation=simulation, control=control)
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
-        server = uvicorn.Server(config)
+        server = uvicorn.Server(server_config(app, settings, "127.0.0.1", port))
         thread = threading.Thread(target=server.run, name=f"service-{port}", daemon=True)
         thread.start()
-        url = f"http://127.0.0.1:{port}"
+        tls = settings.api_tls_cert is not None
+        url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
         deadline = time.monotonic() + 90
         last = ""
         while time.monotonic() < deadline:
@@ -176,7 +177,10 @@ def service_factory(clickhouse: ClickHouse) -> Iterator[Callable[..., RunningSer
                 raise RuntimeError("service thread exited during start-up")
             try:
                 probe = "/readyz" if wait_ready else "/healthz"
-                answer = httpx.get(f"{url}{probe}", timeout=2)
+                verify = (
+                    ssl.create_default_context(cafile=str(settings.api_tls_cert)) if tls else True
+                )
+                answer = httpx.get(f"{url}{probe}", timeout=2, verify=verify)
                 if answer.status_code == 200:
                     break
                 last = answer.text

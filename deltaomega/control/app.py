@@ -18,6 +18,7 @@ import faust
 
 from deltaomega.config import Settings
 from deltaomega.control.parameters import DEFAULTS, applied, undoing
+from deltaomega.kafka_clients import faust_credentials
 from deltaomega.schemas.codec import AvroCodec
 from deltaomega.schemas.records import PARAMETER_CHANGE
 from deltaomega.security.audit import AuditTrail, Outcome
@@ -36,7 +37,8 @@ def control_app(settings: Settings, codec: AvroCodec, audit: AuditTrail) -> faus
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         f"{settings.topic_prefix}{settings.app_id}-control",
-        broker=f"kafka://{settings.kafka_bootstrap}",
+        broker=[f"kafka://{host}" for host in settings.kafka_bootstrap.split(",")],
+        broker_credentials=faust_credentials(settings),
         store="memory://",
         datadir=str(datadir),
         topic_partitions=settings.partitions,

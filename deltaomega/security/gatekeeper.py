@@ -18,6 +18,7 @@ from deltaomega.security.tokens import (
     TokenError,
     TokenVerifier,
 )
+from deltaomega.threads import in_thread
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +90,11 @@ class Gatekeeper:
         )
         return cls(settings, KeyFollower(settings), limiter, tokens, off)
 
-    def authenticate(self, authorization: str | None, api_key: str | None) -> Principal | None:
-        """The caller, or None when there are no credentials at all."""
+    async def authenticate(
+        self, authorization: str | None, api_key: str | None
+    ) -> Principal | None:
+        """The caller, or None when there are no credentials at all. A provider's token may
+        need its keys fetched (a new key id): that happens off the event loop."""
         if api_key:
             try:
                 record = self.keys.check(api_key)
@@ -107,6 +111,8 @@ class Gatekeeper:
         if self.tokens is None:
             raise UnauthenticatedError(self.tokens_off, error="invalid_token")
         try:
+            if self.settings.auth_jwks_url:
+                return await in_thread(self.tokens.verify, token.strip())
             return self.tokens.verify(token.strip())
         except TokenError as exc:
             raise UnauthenticatedError(str(exc), error="invalid_token") from None

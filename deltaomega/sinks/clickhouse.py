@@ -130,6 +130,8 @@ def create_client(settings: Settings, **options: Any) -> Any:
         password=settings.clickhouse_password.get_secret_value(),
         # Concurrent queries from the API would collide on one server session.
         autogenerate_session_id=False,
+        # https:// URLs verify the server against this CA bundle (else the system's)
+        ca_cert=str(settings.clickhouse_ca_file) if settings.clickhouse_ca_file else None,
         settings=options or None,
     )
 

@@ -4,6 +4,7 @@ real Redis hold one budget between them."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import httpx
@@ -66,3 +67,8 @@ def test_an_unreachable_redis_lets_requests_through(
     service = service_factory(settings, worker=False)
     caller = api_client.auth(Role.VIEWER, Tier.STANDARD)
     assert _reads(service.url, 101, caller) == [200] * 101
+    ready = httpx.get(f"{service.url}/readyz")
+    assert ready.status_code == 200
+    assert re.fullmatch(
+        r"ok \(unavailable for \d+ s; rate limits not enforced\)", ready.json()["checks"]["redis"]
+    )

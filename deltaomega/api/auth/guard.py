@@ -100,7 +100,7 @@ class Guard:
             needed = Role.VIEWER
         principal: Principal | None = None
         try:
-            principal = self.gatekeeper.authenticate(
+            principal = await self.gatekeeper.authenticate(
                 headers.get("authorization"), headers.get("x-api-key")
             )
             principal = self.gatekeeper.admit(principal, needed)
