@@ -221,6 +221,11 @@ class Settings(BaseSettings):
     ttl_outputs_days: int = Field(
         default=365, ge=0, description="Closed windows, model outputs, alerts, the voice list."
     )
+    orchestration_approval_seconds: float = Field(
+        default=1800.0,
+        gt=0,
+        description="A proposed orchestration not approved within this time expires.",
+    )
     ttl_audit_days: int = Field(
         default=7 * 365 + 2, ge=0, description="The audit log: seven years, as the seed asks."
     )

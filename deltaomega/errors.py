@@ -79,3 +79,8 @@ class ClickHouseUnavailableError(ServiceUnavailableError):
     def __init__(self, where: str, detail: str) -> None:
         super().__init__("clickhouse", f"ClickHouse is not reachable at {where} ({detail})")
         self.where = where
+
+
+class ConflictError(DeltaOmegaError):
+    """A request the current state of its target does not allow (approving one's own
+    request, rolling back what is not active)."""

@@ -51,6 +51,40 @@ class _RepeatFilter(logging.Filter):
 
 KAFKA_LOG.addFilter(_RepeatFilter())
 
+#: The Python clients (aiokafka under the feeds and the control plane's Faust) log each
+#: failed attempt at a broker that is away, several times a second.
+_PYTHON_CLIENTS = ("aiokafka", "faust", "mode")
+_CONNECTION_FAILURES = (
+    "Unable connect to node",
+    "Unable to connect",
+    "Failed fetch messages",
+    "KafkaConnectionError",
+    "NodeNotReadyError",
+    "Unable to update metadata",
+    "Unable to request metadata",
+    "Group Coordinator Request failed",
+    "Heartbeat send request failed",
+    "Connection at",
+    "coordinator dead",
+)
+
+
+class PythonClientFilter(logging.Filter):
+    """For a handler: the Python clients' connection failures go to the ``kafka`` outage
+    tracker (which logs the first, a summary and the end) instead of one line each; their
+    other warnings while the cluster is away or coming back are logged at INFO."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(_PYTHON_CLIENTS) or record.levelno < logging.WARNING:
+            return True
+        message = record.getMessage()
+        if any(failure in message for failure in _CONNECTION_FAILURES):
+            outage("kafka").failed(message[:300])
+            return False
+        if outage("kafka").recovering():
+            record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
+        return True
+
 
 def on_kafka_error(error: KafkaError) -> None:
     """librdkafka's error callback, for every client."""

@@ -39,6 +39,10 @@ def configure_logging(level: str = "INFO", json_lines: bool = False) -> None:
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
         )
+    # imported here: the filter reports to the outage tracker, which logs through this handler
+    from deltaomega.kafka_clients import PythonClientFilter
+
+    handler.addFilter(PythonClientFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -43,6 +43,12 @@ class Topics:
     parameters: str
     #: the control plane's own: voices whose parameter change has run out, to revert
     parameter_expiry: str
+    #: orchestration requests and decisions, key orchestration id (the state machine's input)
+    orchestration: str
+    #: each orchestration's state after every change, key orchestration id (sunk to ClickHouse)
+    orchestration_status: str
+    #: what active orchestrations ask voices to do, key voice id
+    commands: str
     voice_windows_changelog: str
     interaction_windows_changelog: str
     #: one partition, no records: its consumer group makes one worker the inference leader
@@ -68,6 +74,9 @@ class Topics:
             alerts=f"{p}voice.alerts",
             parameters=f"{p}voice.parameters",
             parameter_expiry=f"{p}{settings.app_id}.parameter-expiry",
+            orchestration=f"{p}voice.orchestration",
+            orchestration_status=f"{p}voice.orchestration-status",
+            commands=f"{p}voice.commands",
             voice_windows_changelog=f"{p}{settings.app_id}.voice-windows.changelog",
             interaction_windows_changelog=f"{p}{settings.app_id}.interaction-windows.changelog",
             inference_lease=f"{p}{settings.app_id}.inference-lease",
@@ -89,6 +98,9 @@ class Topics:
             self.alerts,
             self.parameters,
             self.parameter_expiry,
+            self.orchestration,
+            self.orchestration_status,
+            self.commands,
             *self.changelogs(),
             self.inference_lease,
             self.api_keys,

@@ -26,9 +26,11 @@ def token(role: Role = Role.ADMIN, tier: Tier = Tier.PREMIUM, subject: str = "te
     return issue_token(Settings(auth_secret=SECRET), subject, role, 3600, tier)
 
 
-def auth(role: Role = Role.ADMIN, tier: Tier = Tier.PREMIUM) -> dict[str, str]:
-    """Headers that authenticate as ``role``."""
-    return {"Authorization": f"Bearer {token(role, tier)}"}
+def auth(
+    role: Role = Role.ADMIN, tier: Tier = Tier.PREMIUM, subject: str = "tester"
+) -> dict[str, str]:
+    """Headers that authenticate as ``subject`` with ``role``."""
+    return {"Authorization": f"Bearer {token(role, tier, subject)}"}
 
 
 def get(url: str, headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:

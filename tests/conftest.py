@@ -189,6 +189,14 @@ def service_factory(clickhouse: ClickHouse) -> Iterator[Callable[..., RunningSer
             time.sleep(0.2)
         else:
             raise RuntimeError(f"service not ready within 90 s: {last}")
+        if control:  # ready to serve; the control plane may still be joining its group
+            wait_for(
+                lambda: (
+                    httpx.get(f"{url}/readyz", timeout=2).json()["checks"]["control-plane"] == "ok"
+                ),
+                60,
+                "the control plane",
+            )
         running = RunningService(server, thread, url)
         started.append(running)
         return running

@@ -18,6 +18,7 @@ from deltaomega.api.routes import (
     emergence,
     health,
     interactions,
+    orchestration,
     parameters,
     patterns,
     predictions,
@@ -52,6 +53,7 @@ def create_api(
             emergence,
             alerts,
             stream,
+            orchestration,
             audit,
         )
         for module in routers:

@@ -358,3 +358,85 @@ class VoiceParametersState(BaseModel):
 class ParameterHistory(BaseModel):
     voice_id: str
     changes: list[ParameterChange] = Field(description="Newest first.")
+
+
+class OrchestrationTargets(BaseModel):
+    """Parameters for the direct and evolution strategies (ignored by the others)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sensitivity: float | None = Field(default=None, ge=0, le=2, allow_inf_nan=False)
+    activation_threshold: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
+    influence_weight: float | None = Field(default=None, ge=0, le=2, allow_inf_nan=False)
+
+
+class StrategyOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scale: float | None = Field(
+        default=None, gt=0, le=1, allow_inf_nan=False, description="adaptive: 0–1 (0.5)."
+    )
+    step: float | None = Field(
+        default=None, gt=0, le=1, allow_inf_nan=False, description="evolution: 0–1 (0.25)."
+    )
+
+
+class OrchestrationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    target_voices: list[Annotated[str, StringConstraints(min_length=1, max_length=256)]] = Field(
+        min_length=1, max_length=50
+    )
+    duration: int = Field(ge=1, le=1440, description="Minutes it stays active once approved.")
+    parameters: OrchestrationTargets = Field(default_factory=OrchestrationTargets)
+    strategy_parameters: StrategyOptions = Field(default_factory=StrategyOptions)
+    rationale: str = Field(min_length=3, max_length=2000)
+
+
+class OrchestrationDecision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rationale: str = Field(min_length=3, max_length=2000)
+
+
+class OrchestrationAccepted(BaseModel):
+    orchestration_id: str
+    action: str = Field(description="request, approve, reject or rollback.")
+    status: str = Field(description="'accepted': the control plane applies it in order.")
+
+
+class Orchestration(BaseModel):
+    orchestration_id: str
+    state: str = Field(
+        description="PROPOSED, APPROVED, REJECTED, ACTIVE, COMPLETED, ROLLED_BACK or EXPIRED."
+    )
+    strategy: str
+    target_voices: list[str]
+    duration_seconds: int
+    voice_parameters: dict[str, dict[str, float]] = Field(
+        description="Per voice, the parameters it sets (worked out when requested)."
+    )
+    rationale: str
+    requested_by: str
+    decided_by: str
+    detail: str = Field(description="Why the last decision was refused, or what happened.")
+    requested_at: datetime
+    changed_at: datetime
+    ends_at: datetime | None
+    version: int
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Orchestration:
+        return cls(
+            **{
+                **row,
+                "voice_parameters": json.loads(row["voice_parameters"]),
+                "requested_at": utc_from_ms(row["requested_at"]),
+                "changed_at": utc_from_ms(row["changed_at"]),
+                "ends_at": None if row["ends_at"] is None else utc_from_ms(row["ends_at"]),
+            }
+        )
+
+
+class OrchestrationList(BaseModel):
+    orchestrations: list[Orchestration] = Field(description="Newest request first.")

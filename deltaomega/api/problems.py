@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from deltaomega.errors import (
+    ConflictError,
     DeltaOmegaError,
     NotFoundError,
     ServiceUnavailableError,
@@ -48,6 +49,7 @@ _DESCRIPTIONS = {
     401: "No credentials, or credentials that do not verify; `WWW-Authenticate` says why",
     403: "The caller's role may not call this route",
     404: "Not found",
+    409: "The target's current state does not allow it; `detail` says why",
     422: "Invalid request: `errors` names each invalid field",
     429: "Over the caller's rate limit; retry after the `Retry-After` seconds",
     503: "A service behind the API is unavailable (or, for /readyz, not ready); retry after "
@@ -111,6 +113,10 @@ async def _not_found(request: Request, exc: Exception) -> JSONResponse:
     return problem(404, f"{exc.kind.capitalize()} not found", str(exc))
 
 
+async def _conflict(request: Request, exc: Exception) -> JSONResponse:
+    return problem(409, "Conflict", str(exc))
+
+
 async def _invalid(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ValidationError)
     return problem(
@@ -143,6 +149,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(NotFoundError, _not_found)
+    app.add_exception_handler(ConflictError, _conflict)
     app.add_exception_handler(ValidationError, _invalid)
     app.add_exception_handler(ServiceUnavailableError, _unavailable)
     app.add_exception_handler(DeltaOmegaError, _internal)

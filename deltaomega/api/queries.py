@@ -296,3 +296,25 @@ class Queries:
                 )
             )
         )
+
+    async def orchestrations(
+        self, orchestration_id: str | None, state: str | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """Orchestrations in their current state, newest request first."""
+        conditions = ["1"]
+        parameters: dict[str, Any] = {"n": limit}
+        if orchestration_id is not None:
+            conditions.append("orchestration_id = {id:String}")
+            parameters["id"] = orchestration_id
+        if state is not None:
+            conditions.append("state = {state:String}")
+            parameters["state"] = state
+        return await self._rows(
+            f"SELECT orchestration_id, state, strategy, target_voices, duration_seconds, "
+            f"voice_parameters, rationale, requested_by, decided_by, detail, "
+            f"{_ms('requested_at')}, {_ms('changed_at')}, "
+            f"toUnixTimestamp64Milli(ends_at) AS ends_at, version "
+            f"FROM {self.db}.orchestrations FINAL WHERE {' AND '.join(conditions)} "
+            "ORDER BY requested_at DESC, orchestration_id LIMIT {n:UInt32}",
+            **parameters,
+        )

@@ -1,5 +1,6 @@
 """The control plane's Faust app: parameter changes kept per voice in a changelog-backed
-table, and a timer that reverts a change when its expected duration ends.
+table, a timer that reverts a change when its expected duration ends, and the
+orchestration state machine (deltaomega.control.orchestration).
 
 Expiry runs through the agent rather than the timer itself: a Faust table may only be
 written from an agent (its changelog partition is the event's), so the timer sends an
@@ -17,6 +18,8 @@ from typing import Any
 import faust
 
 from deltaomega.config import Settings
+from deltaomega.control.channels import raw_topic
+from deltaomega.control.orchestration import install_orchestration
 from deltaomega.control.parameters import DEFAULTS, applied, undoing
 from deltaomega.kafka_clients import faust_credentials
 from deltaomega.schemas.codec import AvroCodec
@@ -44,26 +47,15 @@ def control_app(settings: Settings, codec: AvroCodec, audit: AuditTrail) -> faus
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         consumer_auto_offset_reset="earliest",
+        # a crashed instance's partitions move on as soon as the worker's would
+        broker_session_timeout=settings.consumer_session_timeout_seconds,
+        broker_heartbeat_interval=settings.consumer_session_timeout_seconds / 5,
         web_enabled=False,
         # the app is one part of a process that has its own logging and signals
         loghandlers=[],
     )
-    changes = app.topic(
-        topics.parameters,
-        key_type=bytes,
-        value_type=bytes,
-        value_serializer="raw",
-        key_serializer="raw",
-        partitions=settings.partitions,
-    )
-    expiries = app.topic(
-        topics.parameter_expiry,
-        key_type=bytes,
-        value_type=bytes,
-        value_serializer="raw",
-        key_serializer="raw",
-        partitions=settings.partitions,
-    )
+    changes = raw_topic(app, topics.parameters, settings.partitions)
+    expiries = raw_topic(app, topics.parameter_expiry, settings.partitions)
     #: voice id → {"parameters": effective values, "pending": the change to revert or None}
     voices = app.Table("voice-parameters", default=dict, partitions=settings.partitions)
     #: voice → when its expiry was last sent to the agent (sent again if nothing came of it)
@@ -97,11 +89,16 @@ def control_app(settings: Settings, codec: AvroCodec, audit: AuditTrail) -> faus
 
     @app.agent(expiries)
     async def expire(stream: Any) -> None:
-        async for key, _ in stream.items():
+        async for key, value in stream.items():
             voice = key.decode()
             state = voices[voice]
             pending = state.get("pending") if state else None
-            if not pending or pending["reverting"] or pending["expires_at"] > _now_ms():
+            # an empty value: revert if the change has run out; a change id: revert that
+            # change now (an orchestration rolled back)
+            if not pending or pending["reverting"]:
+                continue
+            forced = bool(value) and pending["change_id"] == value.decode()
+            if pending["expires_at"] > _now_ms() and not forced:
                 continue
             revert = {
                 "change_id": uuid.uuid4().hex,
@@ -110,7 +107,11 @@ def control_app(settings: Settings, codec: AvroCodec, audit: AuditTrail) -> faus
                 "activation_threshold": pending["restore"].get("activation_threshold"),
                 "influence_weight": pending["restore"].get("influence_weight"),
                 "context_modifiers": pending["restore"]["context_modifiers"],
-                "rationale": f"the expected duration of change {pending['change_id']} ended",
+                "rationale": (
+                    f"change {pending['change_id']} rolled back"
+                    if forced
+                    else f"the expected duration of change {pending['change_id']} ended"
+                ),
                 "expected_duration_minutes": None,
                 "monitoring_enabled": True,
                 "requested_by": SYSTEM,
@@ -131,6 +132,8 @@ def control_app(settings: Settings, codec: AvroCodec, audit: AuditTrail) -> faus
                 after=revert,
             )
             log.info("reverted change %s of voice %s", pending["change_id"], voice)
+
+    install_orchestration(app, settings, codec, audit, changes, expiries)
 
     @app.timer(EXPIRY_CHECK_SECONDS)  # type: ignore[untyped-decorator]
     async def check_expiry() -> None:

@@ -41,3 +41,13 @@ def undoing(before: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
     }
     restore["context_modifiers"] = dict(before["context_modifiers"])
     return restore
+
+
+def effective(changes: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """(the parameters in effect, what the last change replaced) after ``changes``, oldest
+    first (their context modifiers as maps)."""
+    current: dict[str, Any] = DEFAULTS
+    replaced: dict[str, Any] | None = None
+    for change in changes:
+        replaced, current = current, applied(current, change)
+    return current, replaced

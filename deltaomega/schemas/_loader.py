@@ -27,6 +27,9 @@ _FILES = (
     "alert.avsc",
     "audit_event.avsc",
     "parameter_change.avsc",
+    "orchestration_event.avsc",
+    "orchestration_status.avsc",
+    "voice_command.avsc",
 )
 
 

@@ -22,6 +22,9 @@ PATTERN = "deltaomega.Pattern"
 ALERT = "deltaomega.Alert"
 AUDIT_EVENT = "deltaomega.AuditEvent"
 PARAMETER_CHANGE = "deltaomega.ParameterChange"
+ORCHESTRATION_EVENT = "deltaomega.OrchestrationEvent"
+ORCHESTRATION_STATUS = "deltaomega.OrchestrationStatus"
+VOICE_COMMAND = "deltaomega.VoiceCommand"
 SEVERITIES: tuple[str, ...] = ("CRITICAL", "WARNING", "INFO")
 
 METRICS: tuple[str, ...] = ("temperature", "activation", "stress", "influence")

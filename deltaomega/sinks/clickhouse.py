@@ -51,6 +51,8 @@ TIMESTAMP_FIELDS = frozenset(
         "occurred_at",
         "requested_at",
         "expires_at",
+        "changed_at",
+        "ends_at",
     }
 )
 #: Server errors that mean "try again later", not "this query is wrong": network and

@@ -28,6 +28,7 @@ OUTPUT_TABLES = {
     "patterns": "window_start",
     "alerts": "window_start",
     "parameter_changes": "requested_at",
+    "orchestrations": "requested_at",
 }
 
 

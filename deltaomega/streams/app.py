@@ -22,6 +22,7 @@ from deltaomega.schemas.records import (
     EMERGENCE,
     INTERACTION_STATE,
     METRICS,
+    ORCHESTRATION_STATUS,
     PARAMETER_CHANGE,
     PATTERN,
     PREDICTION,
@@ -134,6 +135,9 @@ def create_pipeline(
     for schema, topic in output_topics(topics).items():
         sinks[topic] = StateSinkAgent(schema, tables[schema], codec, sink, deadletter)
     sinks[topics.audit] = StateSinkAgent(AUDIT_EVENT, "audit_log", codec, sink, deadletter)
+    sinks[topics.orchestration_status] = StateSinkAgent(
+        ORCHESTRATION_STATUS, "orchestrations", codec, sink, deadletter
+    )
     sinks[topics.parameters] = StateSinkAgent(
         PARAMETER_CHANGE, "parameter_changes", codec, sink, deadletter, prepare=_json_modifiers
     )

@@ -45,6 +45,15 @@ BODIES: dict[str, dict[str, object]] = {
         "parameters": {"influence_weight": 0.5},
         "rationale": "access test",
     },
+    "/api/v1/orchestration/{strategy}": {
+        "target_voices": ["v1"],
+        "duration": 5,
+        "rationale": "access test",
+    },
+    **{
+        f"/api/v1/orchestration/{{orchestration_id}}/{action}": {"rationale": "access test"}
+        for action in ("approve", "reject", "rollback")
+    },
 }
 
 
@@ -54,7 +63,11 @@ CELLS = [(method, path, role, role >= needed) for method, path, needed in ROUTES
 
 
 def _url(path: str) -> str:
-    return path.replace("{voice_id:path}", "v1")
+    return (
+        path.replace("{voice_id:path}", "v1")
+        .replace("{strategy}", "adaptive")
+        .replace("{orchestration_id}", "0" * 32)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +134,8 @@ def test_route_role_cell(api: str, cell: tuple[str, str, Role, bool]) -> None:
     if allowed:
         admin_status, _, _ = _status(method, path, url, api_client.auth(Role.ADMIN))
         assert status == admin_status
-        assert status in ((202,) if method == "POST" else (200, 404))
+        # 404: an orchestration that does not exist (a decision on it)
+        assert status in ((202, 404) if method == "POST" else (200, 404))
     else:
         needed = {(m, p): r for m, p, r in ROUTES}[(method, path)]
         assert status == 403

@@ -58,7 +58,10 @@ async def readyz(ctx: ContextDep) -> JSONResponse:
     if ctx.prepared and not ctx.gatekeeper.keys.loaded:
         checks["api-keys"] = "loading"
     if ctx.control is not None:
-        checks["control-plane"] = ctx.control.state
+        # the API serves while the control plane joins its group (after a crash, the old
+        # member's session must run out first); a stopped one is a failure
+        state = ctx.control.state
+        checks["control-plane"] = "ok (starting)" if state == "starting" else state
     if ctx.worker is not None and ctx.prepared:
         readiness = ctx.worker.readiness()
         checks.update(readiness.checks)

@@ -26,17 +26,19 @@ from deltaomega.api.models import (
     utc_from_ms,
 )
 from deltaomega.api.params import Limit
-from deltaomega.control.parameters import DEFAULTS, applied
+from deltaomega.api.problems import problem_responses
+from deltaomega.control.parameters import effective
 from deltaomega.schemas.records import ID_RULE, MAX_ID_LENGTH, PARAMETER_CHANGE
 from deltaomega.security.audit import Outcome
 from deltaomega.security.rate_limits import RouteClass
 from deltaomega.security.roles import Role
 from deltaomega.security.tokens import Principal
 
-router = APIRouter(prefix="/api/v1/voices", tags=["parameters"])
+#: 404: a voice id that cannot be addressed in a path (a line break in it)
+router = APIRouter(prefix="/api/v1/voices", tags=["parameters"], responses=problem_responses(404))
 
 #: Changes folded into the current parameters: all of them, up to a bound no voice reaches.
-_FOLD_LIMIT = 10_000
+FOLD_LIMIT = 10_000
 
 VoiceId = Annotated[
     str, Path(min_length=1, max_length=MAX_ID_LENGTH, description=f"A voice id: {ID_RULE}.")
@@ -118,16 +120,14 @@ async def parameter_history(
     **requires(Role.VIEWER),
 )
 async def current_parameters(ctx: ContextDep, voice_id: VoiceId) -> VoiceParametersState:
-    rows = await ctx.queries.parameter_changes(voice_id, _FOLD_LIMIT)
-    effective: dict[str, Any] = DEFAULTS
-    replaced: dict[str, Any] | None = None
-    for row in rows:
-        change = {**row, "context_modifiers": json.loads(row["context_modifiers"])}
-        replaced, effective = effective, applied(effective, change)
+    rows = await ctx.queries.parameter_changes(voice_id, FOLD_LIMIT)
+    in_effect, replaced = effective(
+        [{**row, "context_modifiers": json.loads(row["context_modifiers"])} for row in rows]
+    )
     last = ParameterChange.from_row(rows[-1]) if rows else None
     return VoiceParametersState(
         voice_id=voice_id,
-        parameters=ParameterValues(**effective),
+        parameters=ParameterValues(**in_effect),
         replaced=ParameterValues(**replaced) if replaced is not None else None,
         last_change=last,
         expires_at=last.expires_at if last is not None else None,

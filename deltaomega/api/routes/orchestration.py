@@ -1,0 +1,200 @@
+"""Orchestration: requests (the strategy's parameters worked out here, from each target's
+parameters now) and decisions go to ``voice.orchestration`` for the control plane's state
+machine; reads come from ClickHouse, where the worker sinks each state change. A decision
+the current state does not allow is a 409 at once (the state machine refuses it too)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query, Request
+
+from deltaomega.api.auth.access import requires
+from deltaomega.api.deps import ApiContext, ContextDep
+from deltaomega.api.models import (
+    Orchestration,
+    OrchestrationAccepted,
+    OrchestrationDecision,
+    OrchestrationList,
+    OrchestrationRequest,
+)
+from deltaomega.api.params import Limit
+from deltaomega.api.problems import problem_responses
+from deltaomega.api.routes.parameters import FOLD_LIMIT
+from deltaomega.control.parameters import effective
+from deltaomega.control.strategies import Strategy, planned
+from deltaomega.errors import ConflictError, NotFoundError, ValidationError
+from deltaomega.schemas.records import ORCHESTRATION_EVENT
+from deltaomega.security.audit import Outcome
+from deltaomega.security.rate_limits import RouteClass
+from deltaomega.security.roles import Role
+from deltaomega.security.tokens import Principal
+
+router = APIRouter(
+    prefix="/api/v1/orchestration", tags=["orchestration"], responses=problem_responses(404)
+)
+
+OrchestrationId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="As created.")]
+State = Literal["PROPOSED", "APPROVED", "REJECTED", "ACTIVE", "COMPLETED", "ROLLED_BACK", "EXPIRED"]
+#: decision → the state it needs
+_NEEDS = {"approve": "PROPOSED", "reject": "PROPOSED", "rollback": "ACTIVE"}
+_PAST = {"approve": "approved", "reject": "rejected", "rollback": "rolled back"}
+
+
+async def _current(ctx: ApiContext, voice: str) -> dict[str, Any]:
+    rows = await ctx.queries.parameter_changes(voice, FOLD_LIMIT)
+    changes = [{**r, "context_modifiers": json.loads(r["context_modifiers"])} for r in rows]
+    return effective(changes)[0]
+
+
+async def _send(ctx: ApiContext, event: dict[str, Any]) -> None:
+    value = ctx.codec.encode(ORCHESTRATION_EVENT, event)
+    await ctx.writes.send(ctx.topics.orchestration, event["orchestration_id"], value)
+
+
+def _event(
+    oid: str, action: str, principal: Principal, rationale: str, **fields: Any
+) -> dict[str, Any]:
+    return {
+        "event_id": uuid.uuid4().hex,
+        "orchestration_id": oid,
+        "action": action,
+        "strategy": fields.get("strategy", ""),
+        "target_voices": fields.get("target_voices", []),
+        "duration_seconds": fields.get("duration_seconds", 0),
+        "voice_parameters": fields.get("voice_parameters", {}),
+        "strategy_parameters": fields.get("strategy_parameters", {}),
+        "rationale": rationale,
+        "actor": principal.subject,
+        "actor_role": principal.role.label,
+        "at": int(time.time() * 1000),
+    }
+
+
+def _audit(
+    ctx: ApiContext, request: Request, action: str, oid: str, outcome: Outcome, **extra: Any
+) -> None:
+    ctx.audit.record(
+        f"orchestration.{action}",
+        outcome,
+        principal=request.state.principal,
+        target=oid,
+        request_id=request.state.request_id,
+        client=request.client.host if request.client else "",
+        **extra,
+    )
+
+
+@router.post(
+    "/{strategy}",
+    status_code=202,
+    response_model=OrchestrationAccepted,
+    summary="Propose an orchestration (an admin's emergency starts at once)",
+    **requires(Role.OPERATOR, RouteClass.WRITE),
+)
+async def request_orchestration(
+    ctx: ContextDep, request: Request, strategy: Strategy, body: OrchestrationRequest
+) -> OrchestrationAccepted:
+    given = body.parameters.model_dump(exclude_none=True)
+    if strategy in (Strategy.DIRECT, Strategy.EVOLUTION) and not given:
+        raise ValidationError("parameters", f"the {strategy.value} strategy needs a parameter")
+    if len(set(body.target_voices)) != len(body.target_voices):
+        raise ValidationError("target_voices", "a voice is named twice")
+    options = body.strategy_parameters.model_dump(exclude_none=True)
+    plans = {
+        voice: planned(strategy, await _current(ctx, voice), given, options)
+        for voice in body.target_voices
+    }
+    oid = uuid.uuid4().hex
+    event = _event(
+        oid,
+        "REQUEST",
+        request.state.principal,
+        body.rationale,
+        strategy=strategy.value,
+        target_voices=body.target_voices,
+        duration_seconds=body.duration * 60,
+        voice_parameters=plans,
+        strategy_parameters=options,
+    )
+    await _send(ctx, event)
+    _audit(ctx, request, "request", oid, Outcome.OK, rationale=body.rationale, after=event)
+    return OrchestrationAccepted(orchestration_id=oid, action="request", status="accepted")
+
+
+async def _decide(
+    ctx: ApiContext, request: Request, oid: str, action: str, body: OrchestrationDecision
+) -> OrchestrationAccepted:
+    rows = await ctx.queries.orchestrations(oid, None, 1)
+    if not rows:
+        raise NotFoundError("orchestration", oid)
+    state = rows[0]
+    principal: Principal = request.state.principal
+    why = None
+    if state["state"] != _NEEDS[action]:
+        why = f"only a {_NEEDS[action].lower()} orchestration can be {_PAST[action]}"
+        why += f"; this one is {state['state']}"
+    elif action == "approve" and state["requested_by"] == principal.subject:
+        why = "the requester cannot approve their own request"
+    if why is not None:
+        _audit(ctx, request, action, oid, Outcome.DENIED, rationale=body.rationale, detail=why)
+        raise ConflictError(why)
+    await _send(ctx, _event(oid, action.upper(), principal, body.rationale))
+    _audit(ctx, request, action, oid, Outcome.OK, rationale=body.rationale)
+    return OrchestrationAccepted(orchestration_id=oid, action=action, status="accepted")
+
+
+for _action, _summary in (
+    ("approve", "Approve a proposed orchestration (not its requester): it starts"),
+    ("reject", "Reject a proposed orchestration"),
+    ("rollback", "Roll back an active orchestration: its voices' parameters are restored"),
+):
+
+    def _route(action: str = _action) -> Any:
+        async def decide(
+            ctx: ContextDep,
+            request: Request,
+            orchestration_id: OrchestrationId,
+            body: OrchestrationDecision,
+        ) -> OrchestrationAccepted:
+            return await _decide(ctx, request, orchestration_id, action, body)
+
+        decide.__name__ = f"{action}_orchestration"
+        return decide
+
+    router.post(
+        f"/{{orchestration_id}}/{_action}",
+        status_code=202,
+        response_model=OrchestrationAccepted,
+        summary=_summary,
+        **requires(Role.OPERATOR, RouteClass.WRITE, 409),
+    )(_route())
+
+
+@router.get(
+    "",
+    response_model=OrchestrationList,
+    summary="Orchestrations in their current state, newest first",
+    **requires(Role.VIEWER),
+)
+async def list_orchestrations(
+    ctx: ContextDep, state: Annotated[State | None, Query()] = None, limit: Limit = 500
+) -> OrchestrationList:
+    rows = await ctx.queries.orchestrations(None, state, limit)
+    return OrchestrationList(orchestrations=[Orchestration.from_row(r) for r in rows])
+
+
+@router.get(
+    "/{orchestration_id}",
+    response_model=Orchestration,
+    summary="One orchestration in its current state",
+    **requires(Role.VIEWER),
+)
+async def get_orchestration(ctx: ContextDep, orchestration_id: OrchestrationId) -> Orchestration:
+    rows = await ctx.queries.orchestrations(orchestration_id, None, 1)
+    if not rows:
+        raise NotFoundError("orchestration", orchestration_id)
+    return Orchestration.from_row(rows[0])
