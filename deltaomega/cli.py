@@ -62,6 +62,7 @@ def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         batch_size=args.batch_size,
         start_ms=args.start_ms,
         labels=labels,
+        control=args.control,
     )
     if labels is not None:
         labels.close()
@@ -314,6 +315,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--labels", type=Path, default=None, help="write the episodes (JSON Lines) to this file"
     )
     sim.add_argument("--no-episodes", action="store_true", help="base dynamics only, no regimes")
+    sim.add_argument(
+        "--control",
+        action="store_true",
+        help="follow voice.parameters: operators' changes bend the simulated dynamics",
+    )
     sim.set_defaults(func=_cmd_simulate)
 
     run = sub.add_parser("run", help="worker + API in one process (the embedded default)")

@@ -33,6 +33,9 @@ UNREACHABLE = frozenset(
         KafkaError._TIMED_OUT,  # noqa: SLF001
     }
 )
+# librdkafka warnings of a moment that clients wait out (a broker stopping, leadership
+# moving); they come just before an outage is known, too, and persist only as errors.
+_TRANSIENT = ("not found in cache",)
 # librdkafka log lines that repeat what the error callback reports.
 _REPEATS = ("Connect to ", "Disconnected", "brokers are down", "Connection refused")
 
@@ -44,7 +47,8 @@ class _RepeatFilter(logging.Filter):
         message = record.getMessage()
         if any(repeat in message for repeat in _REPEATS):
             return False
-        if record.levelno == logging.WARNING and outage("kafka").recovering():
+        transient = any(marker in message for marker in _TRANSIENT)
+        if record.levelno == logging.WARNING and (transient or outage("kafka").recovering()):
             record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
         return True
 

@@ -160,7 +160,7 @@ async def _prepare_and_start(
         simulator = threading.Thread(
             target=run_simulation,
             args=(settings, simulation, None),
-            kwargs={"realtime": True, "stop": stop},
+            kwargs={"realtime": True, "stop": stop, "control": True},
             name="simulator",
             daemon=True,
         )

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO
 
 from deltaomega.config import Settings
+from deltaomega.errors import ServiceUnavailableError
+from deltaomega.producer.control_listener import ControlListener
 from deltaomega.producer.episodes import Scenario, write_episodes
 from deltaomega.producer.simulator import SimulationConfig, VoiceDynamics
 from deltaomega.producer.voice_producer import VoiceProducer
@@ -26,6 +30,15 @@ class SimulationSummary:
     failed: int = 0
 
 
+@contextlib.contextmanager
+def _stopped_after(listener: ControlListener | None) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if listener is not None:
+            listener.stop()
+
+
 def run_simulation(
     settings: Settings,
     config: SimulationConfig,
@@ -39,6 +52,7 @@ def run_simulation(
     progress_every: float = 5.0,
     labels: IO[str] | None = None,
     scenario: Scenario | None = None,
+    control: bool = False,
 ) -> SimulationSummary:
     """Publish the simulation for ``duration`` simulated seconds (None: until ``stop``).
 
@@ -50,11 +64,19 @@ def run_simulation(
     if start_ms is None:
         start_ms = int(time.time() * 1000)
     dynamics = VoiceDynamics(config, start_ms, scenario)
+    listener = None
+    if control:  # operators' parameter changes reach the simulated voices
+        listener = ControlListener(settings, dynamics.set_parameters, voices=dynamics.voice_ids)
+        try:
+            listener.start()
+        except ServiceUnavailableError as exc:
+            log.warning("simulating without operators' parameters: %s", exc)
+            listener = None
     summary = SimulationSummary()
     ticks = None if duration is None else max(1, round(duration / tick_seconds))
     wall_start = time.monotonic()
     next_report = wall_start + progress_every
-    with VoiceProducer(settings, batch_size=batch_size) as producer:
+    with VoiceProducer(settings, batch_size=batch_size) as producer, _stopped_after(listener):
         while ticks is None or summary.ticks < ticks:
             if stop is not None and stop.is_set():
                 break

@@ -14,6 +14,11 @@ The graph holds directed links j → i with a kind and a strength s_ji in [0.2, 
   κ s a_j; SUPPRESSION also lowers its activation by κ s a_j / 2;
 * temperature follows stress (+0.5 κ (stress − 0.3)); influence follows out-strength.
 
+Operators' parameters (:meth:`VoiceDynamics.set_parameters`, fed by a control listener)
+bend the coupling: a link j → i counts ``influence_weight_j × sensitivity_i`` times its
+strength (in the pull and in the interaction events it fires), and a voice's activation
+baseline falls by ``activation_threshold − 0.5``. The defaults (1, 1, 0.5) change nothing.
+
 Values are clipped to their valid ranges. Every link fires interaction events at a
 Poisson rate proportional to its strength, with observed strength s·(0.5 + a_j) plus
 noise, clipped to [0, 1]. Voice telemetry is a Poisson stream per voice. Everything is
@@ -27,6 +32,7 @@ parameters during labelled regimes (conflicts, polarisation, an emergence onset 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -92,21 +98,40 @@ class VoiceDynamics:
             scenario = Scenario(self.voice_ids, start_ms, config.seed)
         self.scenario = scenario
         self._emerged: set[int] = set()
+        #: operators' parameters per voice (set from a control listener's thread)
+        self.influence_weight = np.ones(n)
+        self.sensitivity = np.ones(n)
+        self.activation_threshold = np.full(n, 0.5)
+
+    def set_parameters(self, voice_id: str, parameters: dict[str, Any]) -> None:
+        """A voice's parameters now (a control listener's callback); unknown voices are
+        not simulated here and are ignored."""
+        i = self._index.get(voice_id)
+        if i is None:
+            return
+        self.influence_weight[i] = parameters["influence_weight"]
+        self.sensitivity[i] = parameters["sensitivity"]
+        self.activation_threshold[i] = parameters["activation_threshold"]
 
     def _next_id(self) -> str:
         self._seq += 1
         return f"sim-{self.config.seed}-{self._seq:010d}"
 
     def _apply_episodes(self, t_ms: int) -> np.ndarray:
-        """Set this step's links and coupling from the active episodes; return baselines."""
+        """Set this step's links and coupling from the active episodes and the operators'
+        parameters; return baselines."""
         mu = self.mu.copy()
         self.kind = self.base_kind.copy()
         self.strength = self.base_strength.copy()
-        if self.scenario is None:
-            return mu
-        self.scenario.plan_until(t_ms + 1)
-        for episode in self.scenario.active(t_ms):
-            self._apply(episode, t_ms, mu)
+        if self.scenario is not None:
+            self.scenario.plan_until(t_ms + 1)
+            for episode in self.scenario.active(t_ms):
+                self._apply(episode, t_ms, mu)
+        weights = self.influence_weight[:, None] * self.sensitivity[None, :]
+        if not np.all(weights == 1.0):
+            self.strength = np.minimum(1.0, self.strength * weights)
+        mu[:, 1] -= self.activation_threshold - 0.5
+        np.clip(mu, LOW, HIGH, out=mu)
         return mu
 
     def _apply(self, episode: Episode, t_ms: int, mu: np.ndarray) -> None:

@@ -105,9 +105,10 @@ def test_every_table_keeps_rows_as_long_as_the_settings_say(
         )
         return {r["name"]: r["engine_full"] for r in rows}
 
-    assert len(clickhouse.call(lambda c: apply_ttls(c, database, settings))) == 13
+    assert len(clickhouse.call(lambda c: apply_ttls(c, database, settings))) == 14
     assert ttls(settings)["audit_log"] == ("occurred_at", 7 * 365 + 2)  # seven years
     assert ttls(settings)["parameter_changes"] == ("requested_at", 365)
+    assert ttls(settings)["orchestrations"] == ("requested_at", 365)
     for table, (column, days) in ttls(settings).items():
         assert f"TTL toDateTime({column}) + toIntervalDay({days})" in engines()[table], table
     assert clickhouse.call(lambda c: apply_ttls(c, database, settings)) == []  # unchanged
