@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from deltaomega.config import Settings
+from deltaomega.schemas.codec import AvroCodec
 
 
 @dataclass(frozen=True)
@@ -72,3 +76,38 @@ def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
         return {tp.partition: int(tp.offset) for tp in found}
     finally:
         consumer.close()
+
+
+def avro_records(settings: Settings, topic: str) -> list[tuple[bytes | None, dict[str, Any]]]:
+    """(key, decoded record) of each record of ``topic`` up to its end now, partition by
+    partition."""
+    codec = AvroCodec.from_settings(settings)
+    return [
+        (r.key, codec.decode(r.value)[1])
+        for r in read_topic(settings.kafka_bootstrap, topic)
+        if r.value is not None
+    ]
+
+
+def wait_for_records(
+    settings: Settings, topic: str, count: int, timeout: float = 30.0
+) -> list[tuple[bytes | None, dict[str, Any]]]:
+    """The records of ``topic`` once it holds at least ``count``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        records = avro_records(settings, topic)
+        if len(records) >= count:
+            return records
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{len(records)} records on {topic} after {timeout}s, not {count}")
+        time.sleep(0.2)
+
+
+def produce_avro(
+    settings: Settings, topic: str, key: str, schema: str, record: dict[str, Any]
+) -> None:
+    """One Avro record, delivered before this returns."""
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
+    codec = AvroCodec.from_settings(settings)
+    producer.produce(topic, codec.encode(schema, record), key.encode())
+    assert producer.flush(10) == 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -12,7 +12,7 @@ from deltaomega.api.writes import KafkaWrites
 from deltaomega.config import Settings
 from deltaomega.control.runner import ControlPlane
 from deltaomega.schemas.codec import AvroCodec
-from deltaomega.security.audit import AuditTrail
+from deltaomega.security.audit import AuditTrail, Outcome
 from deltaomega.security.gatekeeper import Gatekeeper
 from deltaomega.streams.worker import Worker
 from deltaomega.topics import Topics
@@ -46,3 +46,18 @@ def _context(request: Request) -> ApiContext:
 
 
 ContextDep = Annotated[ApiContext, Depends(_context)]
+
+
+def audit_request(
+    ctx: ApiContext, request: Request, action: str, target: str, outcome: Outcome, **extra: Any
+) -> None:
+    """An audit row for this request: who (the guard's principal), its id and address."""
+    ctx.audit.record(
+        action,
+        outcome,
+        principal=request.state.principal,
+        target=target,
+        request_id=request.state.request_id,
+        client=request.client.host if request.client else "",
+        **extra,
+    )

@@ -18,7 +18,7 @@ from typing import Any
 import faust
 
 from deltaomega.config import Settings
-from deltaomega.control.channels import raw_topic
+from deltaomega.control.channels import decoded, raw_topic
 from deltaomega.control.orchestration import install_orchestration
 from deltaomega.control.parameters import DEFAULTS, applied, undoing
 from deltaomega.kafka_clients import faust_credentials
@@ -63,12 +63,7 @@ def control_app(settings: Settings, codec: AvroCodec, audit: AuditTrail) -> faus
 
     @app.agent(changes)
     async def apply_changes(stream: Any) -> None:
-        async for key, value in stream.items():
-            try:
-                _, change = codec.decode(value)
-            except Exception:  # noqa: BLE001 - a record we cannot read changes nothing
-                log.warning("skipping an unreadable parameter change (key %r)", key)
-                continue
+        async for _key, change in decoded(stream, codec, PARAMETER_CHANGE):
             voice = change["voice_id"]
             state = voices[voice] or {"parameters": DEFAULTS, "pending": None}
             before = state["parameters"]

@@ -24,7 +24,8 @@ from typing import Any
 import faust
 
 from deltaomega.config import Settings
-from deltaomega.control.channels import raw_topic
+from deltaomega.control.channels import decoded, raw_topic
+from deltaomega.control.decisions import NEEDS, refusal
 from deltaomega.control.strategies import Strategy
 from deltaomega.schemas.codec import AvroCodec
 from deltaomega.schemas.records import (
@@ -131,12 +132,7 @@ def install_orchestration(
 
     @app.agent(events)
     async def run_orchestrations(stream: Any) -> None:
-        async for key, value in stream.items():
-            try:
-                _, event = codec.decode(value)
-            except Exception:  # noqa: BLE001 - a record we cannot read changes nothing
-                log.warning("skipping an unreadable orchestration event (key %r)", key)
-                continue
+        async for _key, event in decoded(stream, codec, ORCHESTRATION_EVENT):
             oid = event["orchestration_id"]
             state = dict(table[oid] or {})
             action = event["action"]
@@ -158,40 +154,27 @@ def install_orchestration(
                 state["refused"] = False
                 step = action.lower()
                 current = state["state"]
-                if action == "APPROVE":
-                    if current != "PROPOSED":
-                        state["detail"] = (
-                            f"only a proposed orchestration can be approved ({current})"
-                        )
-                    elif actor == state["requested_by"]:
-                        refuse(state, "the requester cannot approve their own request")
-                    else:
-                        state["decided_by"] = actor
-                        state["state"] = "APPROVED"
-                        await publish_version(state, actor, role, "approve")
-                        await activate(state)
-                        step = "start"
+                requester = state["requested_by"]
+                why = refusal(action, current, requester, actor) if action in NEEDS else None
+                if why is not None:
+                    refuse(state, why)
+                elif action == "APPROVE":
+                    state["decided_by"] = actor
+                    state["state"] = "APPROVED"
+                    await publish_version(state, actor, role, "approve")
+                    await activate(state)
+                    step = "start"
                 elif action == "REJECT":
-                    if current != "PROPOSED":
-                        state["detail"] = (
-                            f"only a proposed orchestration can be rejected ({current})"
-                        )
-                    else:
-                        state["decided_by"] = actor
-                        state["state"] = "REJECTED"
+                    state["decided_by"] = actor
+                    state["state"] = "REJECTED"
                 elif action == "ROLLBACK":
-                    if current != "ACTIVE":
-                        state["detail"] = (
-                            f"only an active orchestration can be rolled back ({current})"
+                    state["decided_by"] = actor
+                    state["state"] = "ROLLED_BACK"
+                    for voice in state["target_voices"]:
+                        await expiries.send(
+                            key=voice.encode(), value=change_id(oid, voice).encode()
                         )
-                    else:
-                        state["decided_by"] = actor
-                        state["state"] = "ROLLED_BACK"
-                        for voice in state["target_voices"]:
-                            await expiries.send(
-                                key=voice.encode(), value=change_id(oid, voice).encode()
-                            )
-                        await command(state, "STOP")
+                    await command(state, "STOP")
                 elif action == "EXPIRE":
                     now = _now_ms()
                     if current == "ACTIVE" and now >= state["ends_at"]:

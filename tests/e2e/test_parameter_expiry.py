@@ -10,16 +10,14 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from confluent_kafka import Consumer, Producer, TopicPartition
 
 from deltaomega.config import Settings
-from deltaomega.schemas.codec import AvroCodec
 from deltaomega.schemas.records import PARAMETER_CHANGE
 from deltaomega.security.roles import Role
 from deltaomega.topics import Topics
 from tests import api_client
 from tests.conftest import RunningService, wait_for
-from tests.e2e.test_parameters import _parameter_records
+from tests.kafka_tools import avro_records, produce_avro, wait_for_records
 
 
 def test_a_change_is_reverted_once_when_its_duration_ends(
@@ -54,16 +52,10 @@ def test_a_change_is_reverted_once_when_its_duration_ends(
         "expires_at": now + 2_000,
         "reverts": None,
     }
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
-    codec = AvroCodec.from_settings(settings)
-    producer.produce(
-        Topics.from_settings(settings).parameters,
-        codec.encode(PARAMETER_CHANGE, temporary),
-        b"a",
-    )
-    assert producer.flush(10) == 0
+    topic = Topics.from_settings(settings).parameters
+    produce_avro(settings, topic, "a", PARAMETER_CHANGE, temporary)
 
-    records = _parameter_records(settings, 3)
+    records = wait_for_records(settings, topic, 3)
     assert [key for key, _ in records] == [b"a", b"a", b"a"]
     revert = records[2][1]
     assert revert["requested_at"] >= now + 2_000
@@ -119,11 +111,4 @@ def test_a_change_is_reverted_once_when_its_duration_ends(
     assert json.loads(audited[0]["after"])["reverts"] == "temp-1"
     # the timer keeps running: three seconds on, still the three records, one revert
     time.sleep(3)
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "ends"})
-    topic = Topics.from_settings(settings).parameters
-    ends = [
-        consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-        for p in range(settings.partitions)
-    ]
-    consumer.close()
-    assert sum(ends) == 3
+    assert len(avro_records(settings, topic)) == 3

@@ -4,22 +4,20 @@ topic, its audit row, every validation error naming its field, and the write bud
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import httpx
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from deltaomega.config import Settings
-from deltaomega.schemas.codec import AvroCodec
 from deltaomega.security.roles import Role, Tier
 from deltaomega.topics import Topics
 from tests import api_client
 from tests.api_client import assert_invalid
 from tests.conftest import RunningService, wait_for
+from tests.kafka_tools import wait_for_records
 
 VALID: dict[str, Any] = {
     "parameters": {
@@ -32,27 +30,6 @@ VALID: dict[str, Any] = {
     "expected_duration": 10,
     "monitoring_enabled": True,
 }
-
-
-def _parameter_records(settings: Settings, count: int) -> list[tuple[bytes, dict[str, Any]]]:
-    topic = Topics.from_settings(settings).parameters
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": "inspect",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.assign([TopicPartition(topic, p, 0) for p in range(settings.partitions)])
-    codec = AvroCodec.from_settings(settings)
-    out: list[tuple[bytes, dict[str, Any]]] = []
-    deadline = time.monotonic() + 20
-    while len(out) < count and time.monotonic() < deadline:
-        message = consumer.poll(0.5)
-        if message is not None and message.error() is None:
-            out.append((message.key(), codec.decode(message.value())[1]))
-    consumer.close()
-    return out
 
 
 def _ms(iso: str) -> int:
@@ -76,7 +53,7 @@ def test_a_change_is_the_exact_avro_record_on_the_topic_and_audited(
     assert accepted["voice_id"] == "team/alpha" and accepted["status"] == "accepted"
     assert _ms(accepted["expires_at"]) == requested_at + 10 * 60_000
 
-    [(key, record)] = _parameter_records(settings, 1)
+    [(key, record)] = wait_for_records(settings, Topics.from_settings(settings).parameters, 1)
     expected = {
         "change_id": accepted["change_id"],
         "voice_id": "team/alpha",

@@ -8,14 +8,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import Producer
-
 from deltaomega.config import Settings
 from deltaomega.producer import ControlListener
-from deltaomega.schemas.codec import AvroCodec
 from deltaomega.schemas.records import PARAMETER_CHANGE, VOICE_COMMAND
 from deltaomega.topics import Topics, ensure_topics
 from tests.conftest import wait_for
+from tests.kafka_tools import produce_avro
 
 
 def _change(voice: str, n: int, **values: Any) -> dict[str, Any]:
@@ -42,12 +40,9 @@ def test_a_listener_starts_from_the_current_state_and_follows_changes_and_comman
     settings = settings_factory()
     ensure_topics(settings)
     topics = Topics.from_settings(settings)
-    codec = AvroCodec.from_settings(settings)
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
 
     def send(topic: str, key: str, schema: str, record: dict[str, Any]) -> None:
-        producer.produce(topic, codec.encode(schema, record), key.encode())
-        assert producer.flush(10) == 0
+        produce_avro(settings, topic, key, schema, record)
 
     send(topics.parameters, "a", PARAMETER_CHANGE, _change("a", 1, influence_weight=0.4))
     send(topics.parameters, "a", PARAMETER_CHANGE, _change("a", 2, sensitivity=1.5))

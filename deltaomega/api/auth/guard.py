@@ -113,9 +113,8 @@ class Guard:
             await self._deny(scope, receive, send, response, None, str(exc))
             return
         except ForbiddenError as exc:
-            await self._deny(
-                scope, receive, send, problem(403, "Forbidden", str(exc)), principal, str(exc)
-            )
+            forbidden = problem(403, "Forbidden", str(exc))
+            await self._deny(scope, receive, send, forbidden, exc.principal, str(exc))
             return
         except RateLimitedError as exc:
             response = problem(429, "Too many requests", str(exc))

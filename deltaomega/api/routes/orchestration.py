@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request
 
 from deltaomega.api.auth.access import requires
-from deltaomega.api.deps import ApiContext, ContextDep
+from deltaomega.api.deps import ApiContext, ContextDep, audit_request
 from deltaomega.api.models import (
     Orchestration,
     OrchestrationAccepted,
@@ -24,6 +24,7 @@ from deltaomega.api.models import (
 from deltaomega.api.params import Limit
 from deltaomega.api.problems import problem_responses
 from deltaomega.api.routes.parameters import FOLD_LIMIT
+from deltaomega.control.decisions import refusal
 from deltaomega.control.parameters import effective
 from deltaomega.control.strategies import Strategy, planned
 from deltaomega.errors import ConflictError, NotFoundError, ValidationError
@@ -39,9 +40,6 @@ router = APIRouter(
 
 OrchestrationId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="As created.")]
 State = Literal["PROPOSED", "APPROVED", "REJECTED", "ACTIVE", "COMPLETED", "ROLLED_BACK", "EXPIRED"]
-#: decision → the state it needs
-_NEEDS = {"approve": "PROPOSED", "reject": "PROPOSED", "rollback": "ACTIVE"}
-_PAST = {"approve": "approved", "reject": "rejected", "rollback": "rolled back"}
 
 
 async def _current(ctx: ApiContext, voice: str) -> dict[str, Any]:
@@ -72,20 +70,6 @@ def _event(
         "actor_role": principal.role.label,
         "at": int(time.time() * 1000),
     }
-
-
-def _audit(
-    ctx: ApiContext, request: Request, action: str, oid: str, outcome: Outcome, **extra: Any
-) -> None:
-    ctx.audit.record(
-        f"orchestration.{action}",
-        outcome,
-        principal=request.state.principal,
-        target=oid,
-        request_id=request.state.request_id,
-        client=request.client.host if request.client else "",
-        **extra,
-    )
 
 
 @router.post(
@@ -121,7 +105,15 @@ async def request_orchestration(
         strategy_parameters=options,
     )
     await _send(ctx, event)
-    _audit(ctx, request, "request", oid, Outcome.OK, rationale=body.rationale, after=event)
+    audit_request(
+        ctx,
+        request,
+        "orchestration.request",
+        oid,
+        Outcome.OK,
+        rationale=body.rationale,
+        after=event,
+    )
     return OrchestrationAccepted(orchestration_id=oid, action="request", status="accepted")
 
 
@@ -133,17 +125,22 @@ async def _decide(
         raise NotFoundError("orchestration", oid)
     state = rows[0]
     principal: Principal = request.state.principal
-    why = None
-    if state["state"] != _NEEDS[action]:
-        why = f"only a {_NEEDS[action].lower()} orchestration can be {_PAST[action]}"
-        why += f"; this one is {state['state']}"
-    elif action == "approve" and state["requested_by"] == principal.subject:
-        why = "the requester cannot approve their own request"
+    why = refusal(action.upper(), state["state"], state["requested_by"], principal.subject)
     if why is not None:
-        _audit(ctx, request, action, oid, Outcome.DENIED, rationale=body.rationale, detail=why)
+        audit_request(
+            ctx,
+            request,
+            f"orchestration.{action}",
+            oid,
+            Outcome.DENIED,
+            rationale=body.rationale,
+            detail=why,
+        )
         raise ConflictError(why)
     await _send(ctx, _event(oid, action.upper(), principal, body.rationale))
-    _audit(ctx, request, action, oid, Outcome.OK, rationale=body.rationale)
+    audit_request(
+        ctx, request, f"orchestration.{action}", oid, Outcome.OK, rationale=body.rationale
+    )
     return OrchestrationAccepted(orchestration_id=oid, action=action, status="accepted")
 
 

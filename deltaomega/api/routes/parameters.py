@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 
 from deltaomega.api.auth.access import requires
-from deltaomega.api.deps import ContextDep
+from deltaomega.api.deps import ContextDep, audit_request
 from deltaomega.api.models import (
     ParameterChange,
     ParameterChangeAccepted,
@@ -78,14 +78,13 @@ async def set_parameters(
     await ctx.writes.send(
         ctx.topics.parameters, voice_id, ctx.codec.encode(PARAMETER_CHANGE, change)
     )
-    ctx.audit.record(
+    audit_request(
+        ctx,
+        request,
         "parameters.set",
+        voice_id,
         Outcome.OK,
-        principal=principal,
-        target=voice_id,
         rationale=body.rationale,
-        request_id=request.state.request_id,
-        client=request.client.host if request.client else "",
         status=202,
         after=change,
     )
