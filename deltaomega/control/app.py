@@ -19,7 +19,7 @@ import faust
 
 from deltaomega.config import Settings
 from deltaomega.control.channels import decoded, raw_topic
-from deltaomega.control.orchestration import install_orchestration
+from deltaomega.control.orchestration import SYSTEM, install_orchestration
 from deltaomega.control.parameters import DEFAULTS, applied, undoing
 from deltaomega.kafka_clients import faust_credentials
 from deltaomega.schemas.codec import AvroCodec
@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 
 EXPIRY_CHECK_SECONDS = 1.0
 _ASK_AGAIN_SECONDS = 10.0
-SYSTEM = "system"
 
 
 def control_app(settings: Settings, codec: AvroCodec, audit: AuditTrail) -> faust.App:

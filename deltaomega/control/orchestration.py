@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 CHECK_SECONDS = 1.0
 _ASK_AGAIN_SECONDS = 10.0
+#: the principal of the control plane's own actions (reverts, expiry)
 SYSTEM = "system"
 #: state → the events that move it on
 _OPEN = ("PROPOSED", "ACTIVE")
