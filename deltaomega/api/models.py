@@ -335,7 +335,6 @@ class ParameterChange(BaseModel):
         return cls(
             **{
                 **row,
-                "context_modifiers": json.loads(row["context_modifiers"]),
                 "expected_duration": row["expected_duration_minutes"],
                 "requested_at": utc_from_ms(row["requested_at"]),
                 "expires_at": None if row["expires_at"] is None else utc_from_ms(row["expires_at"]),

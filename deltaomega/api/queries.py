@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from deltaomega.schemas.records import METRICS, STAT_NAMES
@@ -281,8 +282,9 @@ class Queries:
         )
 
     async def parameter_changes(self, voice_id: str, limit: int) -> list[dict[str, Any]]:
-        """The voice's latest ``limit`` parameter changes, oldest first."""
-        return list(
+        """The voice's latest ``limit`` parameter changes, oldest first (context modifiers
+        as maps: the column keeps them as JSON)."""
+        rows = list(
             reversed(
                 await self._rows(
                     f"SELECT change_id, voice_id, sensitivity, activation_threshold, "
@@ -296,6 +298,7 @@ class Queries:
                 )
             )
         )
+        return [{**r, "context_modifiers": json.loads(r["context_modifiers"])} for r in rows]
 
     async def orchestrations(
         self, orchestration_id: str | None, state: str | None, limit: int

@@ -5,7 +5,6 @@ the current state does not allow is a 409 at once (the state machine refuses it 
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from typing import Annotated, Any, Literal
@@ -43,9 +42,7 @@ State = Literal["PROPOSED", "APPROVED", "REJECTED", "ACTIVE", "COMPLETED", "ROLL
 
 
 async def _current(ctx: ApiContext, voice: str) -> dict[str, Any]:
-    rows = await ctx.queries.parameter_changes(voice, FOLD_LIMIT)
-    changes = [{**r, "context_modifiers": json.loads(r["context_modifiers"])} for r in rows]
-    return effective(changes)[0]
+    return effective(await ctx.queries.parameter_changes(voice, FOLD_LIMIT))[0]
 
 
 async def _send(ctx: ApiContext, event: dict[str, Any]) -> None:

@@ -7,7 +7,6 @@ as the history of a voice named ``…/parameters``."""
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from typing import Annotated, Any
@@ -120,9 +119,7 @@ async def parameter_history(
 )
 async def current_parameters(ctx: ContextDep, voice_id: VoiceId) -> VoiceParametersState:
     rows = await ctx.queries.parameter_changes(voice_id, FOLD_LIMIT)
-    in_effect, replaced = effective(
-        [{**row, "context_modifiers": json.loads(row["context_modifiers"])} for row in rows]
-    )
+    in_effect, replaced = effective(rows)
     last = ParameterChange.from_row(rows[-1]) if rows else None
     return VoiceParametersState(
         voice_id=voice_id,
