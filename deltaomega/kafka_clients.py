@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import time
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
@@ -88,6 +89,29 @@ class PythonClientFilter(logging.Filter):
         if outage("kafka").recovering():
             record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
         return True
+
+
+class KafkaProbe:
+    """For a client's own thread: while Kafka is down, asks the cluster for metadata every
+    few seconds, and only an answer ends the outage (records a consumer still has fetched,
+    or a flush with nothing to send, say nothing of the broker)."""
+
+    EVERY_SECONDS = 2.0
+
+    def __init__(self) -> None:
+        self._at = 0.0
+
+    def __call__(self, client: Any) -> None:
+        kafka = outage("kafka")
+        now = time.monotonic()
+        if not kafka.down or now - self._at < self.EVERY_SECONDS:
+            return
+        self._at = now
+        try:
+            client.list_topics(timeout=1.0)
+        except KafkaException:
+            return
+        kafka.recovered()
 
 
 def on_kafka_error(error: KafkaError) -> None:

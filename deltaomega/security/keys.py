@@ -36,7 +36,7 @@ from confluent_kafka import (
 
 from deltaomega.config import Settings
 from deltaomega.errors import DeltaOmegaError, NotFoundError, ServiceUnavailableError
-from deltaomega.kafka_clients import client_config, unavailable
+from deltaomega.kafka_clients import UNREACHABLE, KafkaProbe, client_config, unavailable
 from deltaomega.outages import outage
 from deltaomega.security.roles import Role, Tier
 from deltaomega.topics import Topics
@@ -313,8 +313,10 @@ class KeyFollower:
             consumer.assign([partition])
             if high == 0:
                 self._loaded.set()
+            probe = KafkaProbe()  # this may be the process's only Kafka client
             while not self._stop.is_set():
                 message = consumer.poll(_POLL_SECONDS)
+                probe(consumer)
                 if message is None or message.error() is not None:
                     continue
                 self._book.apply(message.key(), message.value())
@@ -332,6 +334,10 @@ class KeyFollower:
                 outage("kafka").recovered()
                 return int(high)
             except KafkaException as exc:
-                outage("kafka").failed(str(exc))
+                error = exc.args[0]
+                if error.code() in UNREACHABLE:
+                    outage("kafka").failed(error.str())
+                else:  # e.g. a new topic's leader not elected yet
+                    log.debug("waiting for %s: %s", self.topic, error.str())
                 self._stop.wait(1.0)
         return None

@@ -27,7 +27,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from deltaomega.config import Settings
 from deltaomega.errors import DeliveryError, ServiceUnavailableError
-from deltaomega.kafka_clients import client_config
+from deltaomega.kafka_clients import KafkaProbe, client_config
 from deltaomega.metrics import CONSUMER_LAG, CONSUMER_RESTARTS
 from deltaomega.outages import outage
 from deltaomega.streams.outputs import BatchOutputs
@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 
 _MAX_RESTART_DELAY_SECONDS = 10.0
 _LAG_EVERY_SECONDS = 5.0
-_PROBE_EVERY_SECONDS = 2.0
 # The batch is replayed by the partition's next owner.
 _LOST_COMMIT = {
     KafkaError.REBALANCE_IN_PROGRESS,
@@ -127,7 +126,7 @@ class BatchConsumer:
         self.outputs = outputs
         self.health = ConsumerHealth(name)
         self._lag_at = 0.0
-        self._probe_at = 0.0
+        self._probe = KafkaProbe()
 
     async def run(self) -> None:
         """Consume until cancelled; an error restarts the consumer from the last commit."""
@@ -179,16 +178,11 @@ class BatchConsumer:
         now = time.monotonic()
         self.health.polled(empty=not messages)
         kafka = outage("kafka")
-        if messages:
-            kafka.recovered()
-        elif kafka.down and now - self._probe_at > _PROBE_EVERY_SECONDS:
-            self._probe_at = now
-            try:
-                consumer.list_topics(timeout=1.0)
-            except KafkaException:
-                pass
-            else:
-                kafka.recovered()
+        if not kafka.down:
+            if messages:
+                kafka.recovered()  # ends a settling failure; a no-op otherwise
+        else:
+            self._probe(consumer)
         if now - self._lag_at > _LAG_EVERY_SECONDS:
             self._lag_at = now
             self._measure_lag(consumer)

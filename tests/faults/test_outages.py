@@ -151,3 +151,27 @@ def test_clickhouse_unavailable_for_20_s_mid_stream(
         drained_s=round(drained_in, 2),
         **asdict(landed),
     )
+
+
+def test_an_api_process_alone_sees_the_broker_go_and_come_back(
+    own_broker: Settings, scenario: Scenario, launch: Launch, report: dict[str, Any]
+) -> None:
+    """`deltaomega api` has no worker polling Kafka: its key follower probes the broker."""
+    settings = scenario(kafka_bootstrap=localkafka.status(own_broker).bootstrap)
+    process = launch(settings, "api", outage_summary_seconds=5)
+    process.wait_ready()
+    localkafka.stop(own_broker)
+    stopped = time.monotonic()
+    process.wait_for_log("kafka is unavailable", timeout=30)
+    ready = process.get("/readyz")
+    assert ready is not None and ready.status_code == 503
+    localkafka.start(own_broker)
+    restarted = time.monotonic()
+    process.wait_for_log("kafka is available again", timeout=60)
+    back = time.monotonic()
+    ready = process.get("/readyz")
+    assert ready is not None and ready.status_code == 200, ready and ready.text
+    process.stop()
+    assert len(process.log_lines("kafka is unavailable")) == 1
+    assert len(process.log_lines("kafka is available again")) == 1
+    report.update(outage_s=round(restarted - stopped, 1), back_after_s=round(back - restarted, 1))
