@@ -10,7 +10,13 @@ from dataclasses import dataclass
 from deltaomega.config import Settings
 from deltaomega.errors import DeltaOmegaError
 from deltaomega.security.keys import KeyFollower, KeyRejectedError
-from deltaomega.security.rate_limits import RateLimiter, RouteClass, Verdict, budget
+from deltaomega.security.rate_limits import (
+    FAILED_AUTHENTICATIONS,
+    RateLimiter,
+    RouteClass,
+    Verdict,
+    budget,
+)
 from deltaomega.security.roles import Role, Tier
 from deltaomega.security.tokens import (
     InsecureSecretError,
@@ -57,9 +63,9 @@ class ForbiddenError(DeltaOmegaError):
 class RateLimitedError(DeltaOmegaError):
     """Over budget: a 429 with Retry-After."""
 
-    def __init__(self, route_class: RouteClass, verdict: Verdict) -> None:
+    def __init__(self, what: str, verdict: Verdict) -> None:
         super().__init__(
-            f"{verdict.limit} {route_class.value} requests per minute for this caller; "
+            f"{verdict.limit} {what} per minute for this caller; "
             f"retry in {verdict.retry_after} s"
         )
         self.verdict = verdict
@@ -138,4 +144,16 @@ class Gatekeeper:
         who = f"ip:{client}" if anonymous else principal.subject
         verdict = await self.limiter.hit(limit, route_class.value, who)
         if not verdict.allowed:
-            raise RateLimitedError(route_class, verdict)
+            raise RateLimitedError(f"{route_class.value} requests", verdict)
+
+    async def before_authentication(self, client: str) -> None:
+        """RateLimitedError for an address that failed authentication too often lately."""
+        if self.limiter is None:
+            return
+        verdict = await self.limiter.check(FAILED_AUTHENTICATIONS, "auth-failed", f"ip:{client}")
+        if not verdict.allowed:
+            raise RateLimitedError("failed authentications", verdict)
+
+    async def failed_authentication(self, client: str) -> None:
+        if self.limiter is not None:
+            await self.limiter.hit(FAILED_AUTHENTICATIONS, "auth-failed", f"ip:{client}")

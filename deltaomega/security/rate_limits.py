@@ -52,6 +52,11 @@ BUDGETS: dict[RouteClass, Budget] = {
 }
 
 
+#: Failed authentications per client address and minute, after which its requests wait
+#: without being checked: guessing keys or tokens is slow.
+FAILED_AUTHENTICATIONS = "30/minute"
+
+
 def budget(route_class: RouteClass, role: Role | None, tier: Tier) -> str:
     """The caller's limit, as `limits` reads it; ``role`` None is an anonymous caller."""
     b = BUDGETS[route_class]
@@ -81,11 +86,22 @@ class RateLimiter:
         self._items: dict[str, RateLimitItem] = {}
 
     async def hit(self, limit: str, *who: str) -> Verdict:
+        """Count one request; whether it was within the limit."""
+        return await self._ask(limit, who, spend=True)
+
+    async def check(self, limit: str, *who: str) -> Verdict:
+        """Whether one more request would be within the limit, counting nothing."""
+        return await self._ask(limit, who, spend=False)
+
+    async def _ask(self, limit: str, who: tuple[str, ...], spend: bool) -> Verdict:
         item = self._items.get(limit)
         if item is None:
             item = self._items[limit] = parse(limit)
         try:
-            allowed = await self.limiter.hit(item, *who)
+            if spend:
+                allowed = await self.limiter.hit(item, *who)
+            else:
+                allowed = await self.limiter.test(item, *who)
             stats = await self.limiter.get_window_stats(item, *who)
         except StorageError as exc:
             outage("redis").failed(str(exc) or type(exc).__name__)

@@ -72,3 +72,27 @@ def test_an_unreachable_redis_lets_requests_through(
     assert re.fullmatch(
         r"ok \(unavailable for \d+ s; rate limits not enforced\)", ready.json()["checks"]["redis"]
     )
+
+
+def test_an_address_that_keeps_failing_authentication_waits(
+    settings_factory: Callable[..., Settings], service_factory: Callable[..., RunningService]
+) -> None:
+    service = service_factory(settings_factory(), worker=False)
+    url = f"{service.url}/api/v1/voices"
+    guessing = {"X-API-Key": "dok_" + "0" * 43}
+    with httpx.Client(timeout=10) as client:
+        assert [client.get(url, headers=guessing).status_code for _ in range(30)] == [401] * 30
+        # the 31st attempt from the address is not even checked: not a key, not a token
+        for headers in (guessing, api_client.auth(Role.VIEWER)):
+            refused = client.get(url, headers=headers)
+            assert refused.status_code == 429
+            assert refused.json()["detail"] == (
+                f"30 failed authentications per minute for this caller; "
+                f"retry in {refused.headers['retry-after']} s"
+            )
+            assert 1 <= int(refused.headers["retry-after"]) <= 60
+    # another address is not held up (both are this machine's loopback)
+    other = httpx.HTTPTransport(local_address="127.0.0.2")
+    with httpx.Client(transport=other, timeout=10) as client:
+        assert client.get(url, headers=api_client.auth(Role.VIEWER)).status_code == 200
+        assert client.get(url, headers=guessing).status_code == 401

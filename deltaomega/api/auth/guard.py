@@ -99,15 +99,17 @@ class Guard:
                 return
             needed = Role.VIEWER
         principal: Principal | None = None
+        client = (scope.get("client") or ("unknown", 0))[0]
         try:
+            await self.gatekeeper.before_authentication(client)
             principal = await self.gatekeeper.authenticate(
                 headers.get("authorization"), headers.get("x-api-key")
             )
             principal = self.gatekeeper.admit(principal, needed)
             if access.route_class is not None:
-                client = (scope.get("client") or ("unknown", 0))[0]
                 await self.gatekeeper.spend(principal, access.route_class, client)
         except UnauthenticatedError as exc:
+            await self.gatekeeper.failed_authentication(client)
             response = problem(401, "Unauthorized", str(exc))
             response.headers["WWW-Authenticate"] = exc.challenge
             await self._deny(scope, receive, send, response, None, str(exc))
