@@ -41,7 +41,9 @@ kafka-resolve: install ## Resolve the Kafka broker jars with Maven (cached)
 
 demo: kafka-resolve ## Start Kafka and run the pipeline with the simulator (Ctrl-C to stop)
 	$(DELTAOMEGA) kafka start
-	DELTAOMEGA_ENV=$${DELTAOMEGA_ENV:-development} $(DELTAOMEGA) run --simulate --demo-keys
+	DELTAOMEGA_ENV=$${DELTAOMEGA_ENV:-development} \
+	DELTAOMEGA_POLICIES_FILE=$${DELTAOMEGA_POLICIES_FILE:-deltaomega/control/policies.example.yaml} \
+	$(DELTAOMEGA) run --simulate --demo-keys
 
 kafka-stop: install ## Stop the local Kafka started by `make demo`
 	$(DELTAOMEGA) kafka stop

@@ -59,6 +59,7 @@ def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         config,
         args.duration,
         realtime=not args.fast,
+        speed=args.speed,
         batch_size=args.batch_size,
         start_ms=args.start_ms,
         labels=labels,
@@ -273,6 +274,26 @@ def _cmd_auth_routes(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_policies(args: argparse.Namespace, settings: Settings) -> int:
+    from deltaomega.control.policies import load_policies
+
+    path = args.file or settings.policies_file
+    if path is None:
+        print("no policies file (set DELTAOMEGA_POLICIES_FILE or pass --file)")
+        return 0
+    policies = load_policies(path)
+    print(f"{path}: {len(policies)} policies")
+    for p in policies:
+        when = f"{p.when.rule} >= {p.when.severity} on {p.when.subject}"
+        plan = p.propose
+        mode = "automatic" if p.automatic else "needs approval"
+        print(
+            f"  {p.name}: {when} -> {plan.strategy.value} on {plan.targets} for "
+            f"{plan.duration_minutes} min ({mode}; quiet {p.quiet_minutes:g} min)"
+        )
+    return 0
+
+
 def _key_id(text: str) -> str:
     if re.fullmatch(r"[0-9a-f]{16}", text) is None:
         raise argparse.ArgumentTypeError(
@@ -308,6 +329,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size", type=_positive_int, default=1, help=">1 packs VoiceEventBatch records"
     )
     sim.add_argument("--fast", action="store_true", help="do not pace to the wall clock")
+    sim.add_argument(
+        "--speed",
+        type=_positive_float,
+        default=1.0,
+        help="simulated seconds per wall-clock second when paced (fast-forward)",
+    )
     sim.add_argument(
         "--start-ms", type=_non_negative_int, default=None, help="event time of the first tick"
     )
@@ -379,6 +406,10 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.set_defaults(func=_cmd_auth_keys)
     routes = auth_commands.add_parser("routes", help="print the route x role table (Markdown)")
     routes.set_defaults(func=_cmd_auth_routes)
+
+    policies = sub.add_parser("policies", help="check and list the policies file")
+    policies.add_argument("--file", type=Path, help="default: DELTAOMEGA_POLICIES_FILE")
+    policies.set_defaults(func=_cmd_policies)
     return parser
 
 

@@ -226,6 +226,11 @@ class Settings(BaseSettings):
         gt=0,
         description="A proposed orchestration not approved within this time expires.",
     )
+    policies_file: Path | None = Field(
+        default=None,
+        description="YAML policies that turn alerts into proposed orchestrations "
+        "(deltaomega/control/policies.py); none without one.",
+    )
     ttl_audit_days: int = Field(
         default=7 * 365 + 2, ge=0, description="The audit log: seven years, as the seed asks."
     )

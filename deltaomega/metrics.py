@@ -106,3 +106,8 @@ CONSUMER_LAG = Gauge(
 CONSUMER_RESTARTS = Counter(
     "deltaomega_consumer_restarts_total", "Consumers restarted after an error", ["consumer"]
 )
+POLICY_PROPOSALS = Counter(
+    "deltaomega_policy_alerts_total",
+    "Alerts a policy matched, by what came of them (proposed, quiet, stale, no_target)",
+    ["policy", "outcome"],
+)

@@ -33,6 +33,7 @@ from deltaomega.api.queries import Queries
 from deltaomega.api.writes import KafkaWrites
 from deltaomega.config import Settings
 from deltaomega.control.app import control_app
+from deltaomega.control.policies import load_policies
 from deltaomega.control.runner import ControlPlane
 from deltaomega.errors import ConfigurationError, DeltaOmegaError, ServiceUnavailableError
 from deltaomega.outages import configure_outages
@@ -89,8 +90,18 @@ def build_app(
         worker=pipeline.worker if pipeline else None,
     )
 
+    policies = load_policies(settings.policies_file) if control else []
+    if policies:
+        log.info(
+            "%d policies from %s: %s",
+            len(policies),
+            settings.policies_file,
+            ", ".join(p.name + (" (automatic)" if p.automatic else "") for p in policies),
+        )
     control_plane = (
-        ControlPlane(lambda: control_app(settings, codec, context.audit)) if control else None
+        ControlPlane(lambda: control_app(settings, codec, context.audit, policies))
+        if control
+        else None
     )
 
     @contextlib.asynccontextmanager

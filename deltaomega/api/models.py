@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from deltaomega.api.queries import FORECAST_STATS
+from deltaomega.control.strategies import OrchestrationTargets, StrategyOptions
 from deltaomega.schemas.records import METRICS, STAT_NAMES
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -357,27 +358,6 @@ class VoiceParametersState(BaseModel):
 class ParameterHistory(BaseModel):
     voice_id: str
     changes: list[ParameterChange] = Field(description="Newest first.")
-
-
-class OrchestrationTargets(BaseModel):
-    """Parameters for the direct and evolution strategies (ignored by the others)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    sensitivity: float | None = Field(default=None, ge=0, le=2, allow_inf_nan=False)
-    activation_threshold: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
-    influence_weight: float | None = Field(default=None, ge=0, le=2, allow_inf_nan=False)
-
-
-class StrategyOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    scale: float | None = Field(
-        default=None, gt=0, le=1, allow_inf_nan=False, description="adaptive: 0–1 (0.5)."
-    )
-    step: float | None = Field(
-        default=None, gt=0, le=1, allow_inf_nan=False, description="evolution: 0–1 (0.25)."
-    )
 
 
 class OrchestrationRequest(BaseModel):

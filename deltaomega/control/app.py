@@ -1,6 +1,7 @@
 """The control plane's Faust app: parameter changes kept per voice in a changelog-backed
 table, a timer that reverts a change when its expected duration ends, and the
-orchestration state machine (deltaomega.control.orchestration).
+orchestration state machine (deltaomega.control.orchestration) and the policies that turn
+alerts into proposed orchestrations (deltaomega.control.policy_agent).
 
 Expiry runs through the agent rather than the timer itself: a Faust table may only be
 written from an agent (its changelog partition is the event's), so the timer sends an
@@ -13,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import faust
@@ -21,6 +23,8 @@ from deltaomega.config import Settings
 from deltaomega.control.channels import decoded, raw_topic
 from deltaomega.control.orchestration import SYSTEM, install_orchestration
 from deltaomega.control.parameters import DEFAULTS, applied, undoing
+from deltaomega.control.policies import Policy
+from deltaomega.control.policy_agent import install_policies
 from deltaomega.kafka_clients import faust_credentials
 from deltaomega.schemas.codec import AvroCodec
 from deltaomega.schemas.records import PARAMETER_CHANGE
@@ -33,7 +37,12 @@ EXPIRY_CHECK_SECONDS = 1.0
 _ASK_AGAIN_SECONDS = 10.0
 
 
-def control_app(settings: Settings, codec: AvroCodec, audit: AuditTrail) -> faust.App:
+def control_app(
+    settings: Settings,
+    codec: AvroCodec,
+    audit: AuditTrail,
+    policies: Sequence[Policy] = (),
+) -> faust.App:
     topics = Topics.from_settings(settings)
     datadir = (settings.data_dir / "control").resolve()
     datadir.mkdir(parents=True, exist_ok=True)
@@ -127,7 +136,8 @@ def control_app(settings: Settings, codec: AvroCodec, audit: AuditTrail) -> faus
             )
             log.info("reverted change %s of voice %s", pending["change_id"], voice)
 
-    install_orchestration(app, settings, codec, audit, changes, expiries)
+    events = install_orchestration(app, settings, codec, audit, changes, expiries)
+    install_policies(app, settings, codec, audit, voices, events, policies)
 
     @app.timer(EXPIRY_CHECK_SECONDS)  # type: ignore[untyped-decorator]
     async def check_expiry() -> None:

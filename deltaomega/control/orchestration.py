@@ -55,6 +55,27 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def orchestration_event(
+    oid: str, action: str, actor: str, role: str, rationale: str, **fields: Any
+) -> dict[str, Any]:
+    """An OrchestrationEvent record; ``fields`` are the request's (strategy, target_voices,
+    duration_seconds, voice_parameters, strategy_parameters)."""
+    return {
+        "event_id": uuid.uuid4().hex,
+        "orchestration_id": oid,
+        "action": action,
+        "strategy": fields.get("strategy", ""),
+        "target_voices": fields.get("target_voices", []),
+        "duration_seconds": fields.get("duration_seconds", 0),
+        "voice_parameters": fields.get("voice_parameters", {}),
+        "strategy_parameters": fields.get("strategy_parameters", {}),
+        "rationale": rationale,
+        "actor": actor,
+        "actor_role": role,
+        "at": _now_ms(),
+    }
+
+
 def install_orchestration(
     app: faust.App,
     settings: Settings,
@@ -62,7 +83,8 @@ def install_orchestration(
     audit: AuditTrail,
     changes: Any,
     expiries: Any,
-) -> None:
+) -> Any:
+    """Installs the agent and its timer; returns the topic of orchestration events."""
     topics = Topics.from_settings(settings)
     events = raw_topic(app, topics.orchestration, settings.partitions)
     statuses = raw_topic(app, topics.orchestration_status, settings.partitions)
@@ -86,7 +108,7 @@ def install_orchestration(
             "orchestration.refused" if refused else f"orchestration.{state['state'].lower()}",
             Outcome.DENIED if refused else Outcome.OK,
             subject=actor,
-            method="system" if actor == SYSTEM else "token",
+            method="system" if role == SYSTEM else "token",
             target=state["orchestration_id"],
             rationale=state["last_rationale"],
             detail=state["detail"],
@@ -205,21 +227,19 @@ def install_orchestration(
                 continue
             if time.monotonic() - asked.get(oid, -_ASK_AGAIN_SECONDS) >= _ASK_AGAIN_SECONDS:
                 asked[oid] = time.monotonic()
-                expire = {
-                    "event_id": uuid.uuid4().hex,
-                    "orchestration_id": oid,
-                    "action": "EXPIRE",
-                    "strategy": state["strategy"],
-                    "target_voices": state["target_voices"],
-                    "duration_seconds": state["duration_seconds"],
-                    "voice_parameters": {},
-                    "strategy_parameters": {},
-                    "rationale": "its time is up",
-                    "actor": SYSTEM,
-                    "actor_role": "",
-                    "at": now,
-                }
+                expire = orchestration_event(
+                    oid,
+                    "EXPIRE",
+                    SYSTEM,
+                    SYSTEM,
+                    "its time is up",
+                    strategy=state["strategy"],
+                    target_voices=state["target_voices"],
+                    duration_seconds=state["duration_seconds"],
+                )
                 await events.send(key=oid.encode(), value=codec.encode(ORCHESTRATION_EVENT, expire))
+
+    return events
 
 
 _STATUS_FIELDS = (

@@ -17,6 +17,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from deltaomega.control.parameters import TUNABLE
 
 RANGES = {"sensitivity": 2.0, "activation_threshold": 1.0, "influence_weight": 2.0}
@@ -52,3 +54,24 @@ def planned(
         step = options.get("step", DEFAULT_STEP)
         out = {k: current[k] + (v - current[k]) * step for k, v in given.items() if k in TUNABLE}
     return {k: round(min(max(v, 0.0), RANGES[k]), 6) for k, v in out.items()}
+
+
+class OrchestrationTargets(BaseModel):
+    """Parameters for the direct and evolution strategies (ignored by the others)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sensitivity: float | None = Field(default=None, ge=0, le=2, allow_inf_nan=False)
+    activation_threshold: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
+    influence_weight: float | None = Field(default=None, ge=0, le=2, allow_inf_nan=False)
+
+
+class StrategyOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scale: float | None = Field(
+        default=None, gt=0, le=1, allow_inf_nan=False, description="adaptive: 0–1 (0.5)."
+    )
+    step: float | None = Field(
+        default=None, gt=0, le=1, allow_inf_nan=False, description="evolution: 0–1 (0.25)."
+    )

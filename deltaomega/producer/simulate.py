@@ -45,6 +45,7 @@ def run_simulation(
     duration: float | None,
     *,
     realtime: bool = True,
+    speed: float = 1.0,
     batch_size: int = 1,
     tick_seconds: float = 0.1,
     start_ms: int | None = None,
@@ -56,8 +57,9 @@ def run_simulation(
 ) -> SimulationSummary:
     """Publish the simulation for ``duration`` simulated seconds (None: until ``stop``).
 
-    ``realtime`` sleeps so event time tracks the wall clock (the live demo); otherwise
-    ticks run back to back and event times advance from ``start_ms`` (reproducible data).
+    ``realtime`` sleeps so event time tracks the wall clock (the live demo), ``speed``
+    simulated seconds per wall-clock second (fast-forward); otherwise ticks run back to
+    back and event times advance from ``start_ms`` (reproducible data).
     ``labels`` receives each episode (JSON Lines) as soon as it begins; ``scenario``
     replaces the seed's random episodes (e.g. :meth:`Scenario.fixed`).
     """
@@ -106,7 +108,7 @@ def run_simulation(
                 )
                 next_report = now + progress_every
             if realtime:
-                lag = wall_start + summary.ticks * tick_seconds - time.monotonic()
+                lag = wall_start + summary.ticks * tick_seconds / speed - time.monotonic()
                 if lag > 0:
                     if stop is not None:
                         stop.wait(lag)

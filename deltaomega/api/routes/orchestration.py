@@ -5,7 +5,6 @@ the current state does not allow is a 409 at once (the state machine refuses it 
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Annotated, Any, Literal
 
@@ -24,6 +23,7 @@ from deltaomega.api.params import Limit
 from deltaomega.api.problems import problem_responses
 from deltaomega.api.routes.parameters import FOLD_LIMIT
 from deltaomega.control.decisions import refusal
+from deltaomega.control.orchestration import orchestration_event
 from deltaomega.control.parameters import effective
 from deltaomega.control.strategies import Strategy, planned
 from deltaomega.errors import ConflictError, NotFoundError, ValidationError
@@ -53,20 +53,9 @@ async def _send(ctx: ApiContext, event: dict[str, Any]) -> None:
 def _event(
     oid: str, action: str, principal: Principal, rationale: str, **fields: Any
 ) -> dict[str, Any]:
-    return {
-        "event_id": uuid.uuid4().hex,
-        "orchestration_id": oid,
-        "action": action,
-        "strategy": fields.get("strategy", ""),
-        "target_voices": fields.get("target_voices", []),
-        "duration_seconds": fields.get("duration_seconds", 0),
-        "voice_parameters": fields.get("voice_parameters", {}),
-        "strategy_parameters": fields.get("strategy_parameters", {}),
-        "rationale": rationale,
-        "actor": principal.subject,
-        "actor_role": principal.role.label,
-        "at": int(time.time() * 1000),
-    }
+    return orchestration_event(
+        oid, action, principal.subject, principal.role.label, rationale, **fields
+    )
 
 
 @router.post(
