@@ -174,6 +174,23 @@ class Settings(BaseSettings):
     )
     api_tls_key: Path | None = None
     sse_ping_seconds: float = Field(default=15.0, gt=0)
+    ws_ping_seconds: float = Field(
+        default=20.0, gt=0, description="WebSocket pings; a peer that does not answer is closed."
+    )
+    ws_idle_seconds: float = Field(
+        default=300.0, gt=0, description="A WebSocket with no subscription that says nothing."
+    )
+    feed_max_subscribers: int = Field(
+        default=2000, ge=1, description="Feed subscribers (SSE and WebSocket) per API process."
+    )
+    feed_max_subscribers_per_principal: int = Field(
+        default=50, ge=1, description="Feed subscribers per caller in one API process."
+    )
+    feed_queue_records: int = Field(
+        default=50_000,
+        ge=100,
+        description="Records waiting for one subscriber before it is dropped as too slow.",
+    )
     api_cache_seconds: float = Field(
         default=1.0,
         ge=0,

@@ -84,3 +84,11 @@ class ClickHouseUnavailableError(ServiceUnavailableError):
 class ConflictError(DeltaOmegaError):
     """A request the current state of its target does not allow (approving one's own
     request, rolling back what is not active)."""
+
+
+class TooManySubscribersError(DeltaOmegaError):
+    """Over a feed subscriber cap: the caller's own (429) or the process's (503)."""
+
+    def __init__(self, message: str, per_principal: bool) -> None:
+        super().__init__(message)
+        self.per_principal = per_principal

@@ -74,10 +74,15 @@ _CONNECTION_FAILURES = (
 )
 
 
+#: Their errors of a moment that they retry themselves (a new topic's leader not elected yet).
+_PYTHON_TRANSIENT = ("NotLeaderForPartitionError", "LeaderNotAvailableError")
+
+
 class PythonClientFilter(logging.Filter):
     """For a handler: the Python clients' connection failures go to the ``kafka`` outage
     tracker (which logs the first, a summary and the end) instead of one line each; their
-    other warnings while the cluster is away or coming back are logged at INFO."""
+    other warnings while the cluster is away or coming back, and errors of a moment that
+    they retry themselves, are logged at INFO."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not record.name.startswith(_PYTHON_CLIENTS) or record.levelno < logging.WARNING:
@@ -86,7 +91,7 @@ class PythonClientFilter(logging.Filter):
         if any(failure in message for failure in _CONNECTION_FAILURES):
             outage("kafka").failed(message[:300])
             return False
-        if outage("kafka").recovering():
+        if outage("kafka").recovering() or any(m in message for m in _PYTHON_TRANSIENT):
             record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
         return True
 

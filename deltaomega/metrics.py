@@ -47,6 +47,14 @@ SINK_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 SSE_CLIENTS = Gauge("deltaomega_sse_clients", "Connected Server-Sent Events clients", ["feed"])
+FEED_TAILS = Gauge(
+    "deltaomega_feed_tails", "Kafka consumers following a feed topic in this process", ["topic"]
+)
+FEED_DROPPED = Counter(
+    "deltaomega_feed_subscribers_dropped_total",
+    "Feed subscribers dropped, by why (too slow, history unavailable, server stopping)",
+    ["topic", "reason"],
+)
 HTTP_REQUESTS = Counter(
     "deltaomega_http_requests_total", "HTTP requests", ["method", "route", "status"]
 )
@@ -111,3 +119,4 @@ POLICY_PROPOSALS = Counter(
     "Alerts a policy matched, by what came of them (proposed, quiet, stale, no_target)",
     ["policy", "outcome"],
 )
+WS_CONNECTIONS = Gauge("deltaomega_ws_connections", "Open WebSocket API connections")

@@ -29,6 +29,7 @@ from fastapi import FastAPI
 from deltaomega import faults
 from deltaomega.api.app import create_api
 from deltaomega.api.deps import ApiContext
+from deltaomega.api.feed_hub import FeedHub
 from deltaomega.api.queries import Queries
 from deltaomega.api.writes import KafkaWrites
 from deltaomega.config import Settings
@@ -87,6 +88,7 @@ def build_app(
         gatekeeper=Gatekeeper.from_settings(settings),
         audit=AuditTrail(settings, codec),
         writes=KafkaWrites(settings),
+        feeds=FeedHub(settings, codec),
         worker=pipeline.worker if pipeline else None,
     )
 
@@ -127,6 +129,7 @@ def build_app(
             await asyncio.wait({starting}, timeout=_STOP_PARTS_SECONDS)
             if pipeline is not None:
                 await pipeline.worker.stop(settings.shutdown_seconds / 2)
+            await context.feeds.close()
             await in_thread(context.writes.close)
             await in_thread(context.audit.close)
 
@@ -257,6 +260,11 @@ def server_config(app: FastAPI, settings: Settings, host: str, port: int) -> uvi
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=max(1, int(settings.shutdown_seconds / 4)),
+        ws="websockets-sansio",
+        ws_per_message_deflate=True,
+        ws_ping_interval=settings.ws_ping_seconds,
+        ws_ping_timeout=settings.ws_ping_seconds,
+        ws_max_size=1024 * 1024,
         **tls,
     )
 

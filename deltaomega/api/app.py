@@ -24,6 +24,7 @@ from deltaomega.api.routes import (
     predictions,
     stream,
     voices,
+    ws,
 )
 
 
@@ -53,6 +54,7 @@ def create_api(
             emergence,
             alerts,
             stream,
+            ws,
             orchestration,
             audit,
         )

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from deltaomega.api.feed_hub import FeedHub
 from deltaomega.api.queries import Queries
 from deltaomega.api.writes import KafkaWrites
 from deltaomega.config import Settings
@@ -30,6 +31,8 @@ class ApiContext:
     audit: AuditTrail
     #: the API's writes to Kafka (parameter changes)
     writes: KafkaWrites
+    #: one tail per feed topic, shared by every SSE and WebSocket subscriber
+    feeds: FeedHub
     #: The worker when it runs in this process (for readiness), else None.
     worker: Worker | None = None
     #: Topics and tables exist (the lifespan prepares them in the background).

@@ -16,6 +16,7 @@ from deltaomega.errors import (
     DeltaOmegaError,
     NotFoundError,
     ServiceUnavailableError,
+    TooManySubscribersError,
     ValidationError,
 )
 
@@ -137,6 +138,14 @@ async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
     return response
 
 
+async def _too_many(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, TooManySubscribersError)
+    status = 429 if exc.per_principal else 503
+    response = problem(status, "Too many subscribers", str(exc))
+    response.headers["Retry-After"] = "10"
+    return response
+
+
 async def _internal(request: Request, exc: Exception) -> JSONResponse:
     """Any other failure: a problem body without internals (the server log has them;
     Starlette re-raises an exception that is not ours to its server, which logs it)."""
@@ -152,5 +161,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ConflictError, _conflict)
     app.add_exception_handler(ValidationError, _invalid)
     app.add_exception_handler(ServiceUnavailableError, _unavailable)
+    app.add_exception_handler(TooManySubscribersError, _too_many)
     app.add_exception_handler(DeltaOmegaError, _internal)
     app.add_exception_handler(Exception, _internal)

@@ -65,8 +65,7 @@ class RateLimitedError(DeltaOmegaError):
 
     def __init__(self, what: str, verdict: Verdict) -> None:
         super().__init__(
-            f"{verdict.limit} {what} per minute for this caller; "
-            f"retry in {verdict.retry_after} s"
+            f"{verdict.limit} {what} per minute for this caller; retry in {verdict.retry_after} s"
         )
         self.verdict = verdict
 

@@ -4,11 +4,12 @@ the README's route × role table (`deltaomega auth routes`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import FastAPI, Security
-from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
+from fastapi.routing import APIRoute, APIWebSocketRoute, RouteContext, iter_route_contexts
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from deltaomega.api.problems import problem_responses
@@ -16,6 +17,7 @@ from deltaomega.security.rate_limits import BUDGETS, RouteClass
 from deltaomega.security.roles import Role
 
 ANYONE = "anyone"
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 #: The setting that makes /metrics ask for a viewer's credentials.
 METRICS_SETTING = "DELTAOMEGA_METRICS_AUTH"
 
@@ -68,6 +70,29 @@ def public(protected_by: str | None = None) -> dict[str, Any]:
     return {"openapi_extra": {"x-access": access}}
 
 
+def websocket_access(
+    role: Role, route_class: RouteClass = RouteClass.READ
+) -> Callable[[Endpoint], Endpoint]:
+    """Decorator of a WebSocket endpoint (which has no OpenAPI operation): the same
+    declaration, on the endpoint itself; connecting counts as one request."""
+
+    def declare(endpoint: Endpoint) -> Endpoint:
+        endpoint.x_access = {"role": role.label, "rate-limit": route_class.value}  # type: ignore[attr-defined]
+        return endpoint
+
+    return declare
+
+
+def guarded_routes(app: FastAPI) -> list[RouteContext]:
+    """What the guard checks: the API's routes and its WebSocket endpoints."""
+    sockets = [
+        r
+        for r in iter_route_contexts(app.routes)
+        if isinstance(r.original_route, APIWebSocketRoute)
+    ]
+    return api_routes(app) + sockets
+
+
 def api_routes(app: FastAPI) -> list[RouteContext]:
     """The routes of the API's schema (not its documentation pages), routers included."""
     return [
@@ -79,7 +104,10 @@ def api_routes(app: FastAPI) -> list[RouteContext]:
 
 def access_of(route: RouteContext) -> Access | None:
     """The route's declared access; None when it declares none (the guard refuses it)."""
-    declared = (route.openapi_extra or {}).get("x-access")
+    if isinstance(route.original_route, APIWebSocketRoute):
+        declared = getattr(route.endpoint, "x_access", None)
+    else:
+        declared = (route.openapi_extra or {}).get("x-access")
     if not isinstance(declared, dict):
         return None
     if declared["role"] == ANYONE:
@@ -92,9 +120,9 @@ def routes_table(app: FastAPI) -> str:
     roles = list(Role)
     head = "| Route | " + " | ".join(r.label for r in roles) + " | Rate limit |"
     lines = [head, "|" + "---|" * (len(roles) + 2)]
-    for route in sorted(api_routes(app), key=lambda r: (r.path, sorted(r.methods or ()))):
+    for route in sorted(guarded_routes(app), key=lambda r: (r.path, sorted(r.methods or ()))):
         access = access_of(route)
-        methods = ",".join(sorted((route.methods or set()) - {"HEAD"}))
+        methods = ",".join(sorted((route.methods or set()) - {"HEAD"})) or "WS"
         cells: list[str]
         if access is None:
             cells = ["—"] * len(roles) + ["undeclared"]

@@ -18,7 +18,7 @@ from fastapi.routing import RouteContext
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from deltaomega.api.auth.access import Access, access_of, api_routes
+from deltaomega.api.auth.access import Access, access_of, guarded_routes
 from deltaomega.api.problems import problem
 from deltaomega.errors import ServiceUnavailableError
 from deltaomega.metrics import AUTH_DENIED
@@ -169,7 +169,7 @@ class Guard:
 
     def _route(self, scope: Scope) -> RouteContext | None:
         if self._routes is None:
-            self._routes = api_routes(self.api)
+            self._routes = guarded_routes(self.api)
         for route in self._routes:
             match, _ = route.matches(scope)
             if match is Match.FULL:

@@ -1,37 +1,38 @@
 """Server-Sent Events feeds, resumable with Last-Event-ID (see :mod:`deltaomega.api.sse`).
 
-Every feed follows one output topic; they differ only in the record type they pass on,
-the event name and a filter, so one helper serves them all.
+Every feed follows one output topic through the process's shared tail
+(:mod:`deltaomega.api.feed_hub`); they differ in the record type they pass on, the event
+name and their filters, so one table defines them all.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Request
+from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from deltaomega.api.auth.access import requires
 from deltaomega.api.deps import ApiContext, ContextDep
-from deltaomega.api.params import Name, Severity, canonical_severity
-from deltaomega.api.sse import KafkaTail, parse_cursor
-from deltaomega.errors import DecodeError
+from deltaomega.api.feed_hub import FeedRecord, Subscriber
+from deltaomega.api.params import canonical_severity
+from deltaomega.api.sse import parse_cursor
 from deltaomega.metrics import SSE_CLIENTS
-from deltaomega.schemas.codec import AvroCodec
 from deltaomega.schemas.records import (
     ALERT,
     CONFLICT_PREDICTION,
     EMERGENCE,
+    ID_RULE,
+    MAX_ID_LENGTH,
     PREDICTION,
+    SEVERITIES,
     VOICE_STATE,
 )
 from deltaomega.security.roles import Role
-
-log = logging.getLogger(__name__)
+from deltaomega.topics import Topics
 
 #: Every feed answers 200 with a stream of Server-Sent Events.
 _EVENT_STREAM: dict[int | str, dict[str, Any]] = {
@@ -44,217 +45,195 @@ router = APIRouter(
     default_response_class=EventSourceResponse,
 )
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
 LastEventId = Annotated[str | None, Header(alias="Last-Event-ID")]
 Cursor = Annotated[
     str | None, Query(description="Same as Last-Event-ID, for clients that cannot set it.")
 ]
-
-_TIMESTAMPS: dict[str, frozenset[str]] = {}
-
-
-def _iso(ms: int) -> str:
-    return (_EPOCH + timedelta(milliseconds=ms)).isoformat().replace("+00:00", "Z")
+_Id = Annotated[
+    str | None, Field(min_length=1, max_length=MAX_ID_LENGTH, description=f"An id: {ID_RULE}.")
+]
 
 
-def _timestamp_fields(codec: AvroCodec, schema: str) -> frozenset[str]:
-    """The record's ``timestamp-millis`` fields, read once from its schema."""
-    found = _TIMESTAMPS.get(schema)
-    if found is None:
-        found = _TIMESTAMPS[schema] = frozenset(
-            f["name"]
-            for f in codec.schema(schema).expanded["fields"]
-            if isinstance(f["type"], dict) and f["type"].get("logicalType") == "timestamp-millis"
-        )
-    return found
+class _Filters(BaseModel):
+    """A feed's filters (query parameters; others, like ``cursor``, are the route's)."""
 
 
-def _record_json(codec: AvroCodec, schema: str, record: dict[str, Any]) -> str:
-    """The record as JSON with its epoch-millis timestamps as ISO-8601 UTC."""
-    out = dict(record)
-    for name in _timestamp_fields(codec, schema):
-        out[name] = _iso(record[name])
-    return json.dumps(out)
+class VoiceFilters(_Filters):
+    voice_id: _Id = None
 
 
-async def _feed(
-    ctx: ApiContext,
-    *,
-    feed: str,
-    topic: str,
-    schema: str,
-    event: str,
-    last_event_id: str | None,
-    cursor: str | None,
-    keep: Callable[[dict[str, Any]], bool],
-) -> EventSourceResponse:
-    """Follow ``topic`` from the client's cursor (or from now), sending the ``schema``
-    records that pass ``keep`` as ``event`` events, each with the position it leaves.
+class ConflictFilters(_Filters):
+    min_probability: float = Field(default=0.5, ge=0.0, le=1.0)
+    source: _Id = None
+    target: _Id = None
 
-    ``feed`` labels the connected-clients gauge.
-    """
-    field = "Last-Event-ID" if last_event_id else "cursor"
-    start = parse_cursor(last_event_id or cursor, field)
-    tail = KafkaTail(ctx.settings, topic, start, field)
-    await tail.__aenter__()  # open before answering, so "connected" means "positioned"
-    clients = SSE_CLIENTS.labels(feed)
+
+class EmergenceFilters(_Filters):
+    detected: bool | None = None
+
+
+class AlertFilters(_Filters):
+    severity: str | None = Field(
+        default=None, description=f"One of {', '.join(SEVERITIES)}, in any case."
+    )
+    rule: _Id = None
+
+
+@dataclass(frozen=True)
+class Feed:
+    """One feed: its path and event name, the topic and record type it follows, and what
+    its filters keep (a function of the filters, checked once per request)."""
+
+    name: str
+    summary: str
+    topic: Callable[[Topics], str]
+    schema: str
+    event: str
+    filters: type[_Filters]
+    keep: Callable[[Any], Callable[[dict[str, Any]], bool]]
+
+
+def _voice(f: VoiceFilters) -> Callable[[dict[str, Any]], bool]:
+    return lambda r: not f.voice_id or r["voice_id"] == f.voice_id
+
+
+def _conflict(f: ConflictFilters) -> Callable[[dict[str, Any]], bool]:
+    return lambda r: (
+        r["probability"] >= f.min_probability
+        and (not f.source or r["source"] == f.source)
+        and (not f.target or r["target"] == f.target)
+    )
+
+
+def _emergence(f: EmergenceFilters) -> Callable[[dict[str, Any]], bool]:
+    return lambda r: f.detected is None or r["detected"] == f.detected
+
+
+def _alert(f: AlertFilters) -> Callable[[dict[str, Any]], bool]:
+    wanted = canonical_severity(f.severity)
+    return lambda r: (
+        (wanted is None or r["severity"] == wanted) and (not f.rule or r["rule"] == f.rule)
+    )
+
+
+FEEDS = (
+    Feed(
+        "voice-states",
+        "Closed voice-state windows as they are emitted",
+        lambda t: t.voice_states,
+        VOICE_STATE,
+        "voice-state",
+        VoiceFilters,
+        _voice,
+    ),
+    Feed(
+        "predictions",
+        "Next-window predictions as they are made",
+        lambda t: t.predictions,
+        PREDICTION,
+        "prediction",
+        VoiceFilters,
+        _voice,
+    ),
+    Feed(
+        "conflicts",
+        "Predicted conflicts per ordered pair as they are made",
+        lambda t: t.conflicts,
+        CONFLICT_PREDICTION,
+        "conflict",
+        ConflictFilters,
+        _conflict,
+    ),
+    Feed(
+        "emergence",
+        "System-level emergence scores per window as they are made",
+        lambda t: t.emergence,
+        EMERGENCE,
+        "emergence",
+        EmergenceFilters,
+        _emergence,
+    ),
+    Feed(
+        "alerts",
+        "Alerts as they are raised",
+        lambda t: t.alerts,
+        ALERT,
+        "alert",
+        AlertFilters,
+        _alert,
+    ),
+)
+
+
+def keeping(feed: Feed, filters: Any) -> Callable[[FeedRecord], bool]:
+    """The feed's records that pass ``filters`` (a 422 for a filter value it refuses)."""
+    keep = feed.keep(filters)
+    return lambda r: r.schema == feed.schema and keep(r.record)
+
+
+async def subscribe(
+    ctx: ApiContext, request: Request, feed: Feed, filters: Any, cursor_text: str | None, field: str
+) -> Subscriber:
+    keep = keeping(feed, filters)
+    return await ctx.feeds.subscribe(
+        feed.topic(ctx.topics),
+        request.state.principal.subject,
+        keep,
+        parse_cursor(cursor_text, field),
+        field,
+    )
+
+
+def _events(feed: Feed, subscriber: Subscriber) -> AsyncIterator[bytes]:
+    """One write per batch the tail offered, not per event: a window's close at 10,000
+    voices is 10,000 events at once."""
+    clients = SSE_CLIENTS.labels(feed.name)
 
     async def events() -> AsyncIterator[bytes]:
-        # One write per Kafka fetch, not per event: at 10,000 voices a window's close is
-        # 10,000 events at once, and a send per event cost the worker's loop more than
-        # building them.
         clients.inc()
         try:
-            async for batch in tail.batches():
-                chunk = []
-                for position, message in batch:
-                    try:
-                        name, record = ctx.codec.decode(message.value)
-                    except DecodeError as exc:
-                        log.warning("skipping undecodable %s at %s: %s", event, position, exc)
-                        continue
-                    if name != schema or not keep(record):
-                        continue
-                    data = _record_json(ctx.codec, schema, record)
-                    chunk.append(ServerSentEvent(data, event=event, id=position).encode())
-                if chunk:
-                    yield b"".join(chunk)
+            async for batch in subscriber.deliveries():
+                yield b"".join(
+                    ServerSentEvent(r.json, event=feed.event, id=position).encode()
+                    for r, position in batch
+                )
+            if subscriber.dropped is not None:
+                yield ServerSentEvent(subscriber.dropped, event="error").encode()
         finally:
             clients.dec()
-            await tail.__aexit__(None, None, None)
+            subscriber.close()
 
-    return EventSourceResponse(events(), ping=int(ctx.settings.sse_ping_seconds))
-
-
-@router.get(
-    "/voice-states",
-    summary="Closed voice-state windows as they are emitted",
-    response_description="text/event-stream; event 'voice-state', id = partition:offset pairs",
-    **requires(Role.VIEWER),
-)
-async def stream_voice_states(
-    ctx: ContextDep,
-    voice_id: Name = None,
-    last_event_id: LastEventId = None,
-    cursor: Cursor = None,
-) -> EventSourceResponse:
-    return await _feed(
-        ctx,
-        feed="voice-states",
-        topic=ctx.topics.voice_states,
-        schema=VOICE_STATE,
-        event="voice-state",
-        last_event_id=last_event_id,
-        cursor=cursor,
-        keep=lambda r: not voice_id or r["voice_id"] == voice_id,
-    )
+    return events()
 
 
-@router.get(
-    "/predictions",
-    summary="Next-window predictions as they are made",
-    response_description="text/event-stream; event 'prediction', id = partition:offset pairs",
-    **requires(Role.VIEWER),
-)
-async def stream_predictions(
-    ctx: ContextDep,
-    voice_id: Name = None,
-    last_event_id: LastEventId = None,
-    cursor: Cursor = None,
-) -> EventSourceResponse:
-    return await _feed(
-        ctx,
-        feed="predictions",
-        topic=ctx.topics.predictions,
-        schema=PREDICTION,
-        event="prediction",
-        last_event_id=last_event_id,
-        cursor=cursor,
-        keep=lambda r: not voice_id or r["voice_id"] == voice_id,
-    )
-
-
-@router.get(
-    "/conflicts",
-    summary="Predicted conflicts per ordered pair as they are made",
-    response_description="text/event-stream; event 'conflict', id = partition:offset pairs",
-    **requires(Role.VIEWER),
-)
-async def stream_conflicts(
-    ctx: ContextDep,
-    min_probability: Annotated[float, Query(ge=0.0, le=1.0)] = 0.5,
-    source: Name = None,
-    target: Name = None,
-    last_event_id: LastEventId = None,
-    cursor: Cursor = None,
-) -> EventSourceResponse:
-    def keep(r: dict[str, Any]) -> bool:
-        return (
-            r["probability"] >= min_probability
-            and (not source or r["source"] == source)
-            and (not target or r["target"] == target)
+def _route(feed: Feed) -> Callable[..., Any]:
+    async def stream(
+        ctx: ContextDep,
+        request: Request,
+        filters: Any,
+        last_event_id: LastEventId = None,
+        cursor: Cursor = None,
+    ) -> EventSourceResponse:
+        field = "Last-Event-ID" if last_event_id else "cursor"
+        # subscribed before answering, so "connected" means "positioned"
+        subscriber = await subscribe(ctx, request, feed, filters, last_event_id or cursor, field)
+        return EventSourceResponse(
+            _events(feed, subscriber), ping=int(ctx.settings.sse_ping_seconds)
         )
 
-    return await _feed(
-        ctx,
-        feed="conflicts",
-        topic=ctx.topics.conflicts,
-        schema=CONFLICT_PREDICTION,
-        event="conflict",
-        last_event_id=last_event_id,
-        cursor=cursor,
-        keep=keep,
-    )
+    stream.__name__ = f"stream_{feed.name.replace('-', '_')}"
+    # the feed's filters as query parameters (this module's annotations are strings)
+    stream.__annotations__["filters"] = Annotated[feed.filters, Query()]
+    return stream
 
 
-@router.get(
-    "/emergence",
-    summary="System-level emergence scores per window as they are made",
-    response_description="text/event-stream; event 'emergence', id = partition:offset pairs",
-    **requires(Role.VIEWER),
-)
-async def stream_emergence(
-    ctx: ContextDep,
-    detected: bool | None = None,
-    last_event_id: LastEventId = None,
-    cursor: Cursor = None,
-) -> EventSourceResponse:
-    return await _feed(
-        ctx,
-        feed="emergence",
-        topic=ctx.topics.emergence,
-        schema=EMERGENCE,
-        event="emergence",
-        last_event_id=last_event_id,
-        cursor=cursor,
-        keep=lambda r: detected is None or r["detected"] == detected,
-    )
-
-
-@router.get(
-    "/alerts",
-    summary="Alerts as they are raised",
-    response_description="text/event-stream; event 'alert', id = partition:offset pairs",
-    **requires(Role.VIEWER),
-)
-async def stream_alerts(
-    ctx: ContextDep,
-    severity: Severity = None,
-    rule: Name = None,
-    last_event_id: LastEventId = None,
-    cursor: Cursor = None,
-) -> EventSourceResponse:
-    wanted = canonical_severity(severity)
-    return await _feed(
-        ctx,
-        feed="alerts",
-        topic=ctx.topics.alerts,
-        schema=ALERT,
-        event="alert",
-        last_event_id=last_event_id,
-        cursor=cursor,
-        keep=lambda r: (
-            (wanted is None or r["severity"] == wanted) and (not rule or r["rule"] == rule)
+for _feed in FEEDS:
+    router.get(
+        f"/{_feed.name}",
+        summary=_feed.summary,
+        response_description=(
+            f"text/event-stream; event '{_feed.event}', id = partition:offset pairs; "
+            "an 'error' event says why a subscriber too slow to keep up was dropped"
         ),
-    )
+        **requires(Role.VIEWER),
+    )(_route(_feed))
