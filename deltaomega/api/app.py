@@ -8,8 +8,10 @@ from fastapi import FastAPI
 
 from deltaomega import __version__
 from deltaomega.api import problems
+from deltaomega.api.auth.access import declare_access
 from deltaomega.api.auth.guard import Guard
 from deltaomega.api.deps import ApiContext
+from deltaomega.api.graphql_api import graphql_router
 from deltaomega.api.read_cache import ReadCache
 from deltaomega.api.red_metrics import RedMetrics
 from deltaomega.api.routes import (
@@ -26,6 +28,7 @@ from deltaomega.api.routes import (
     voices,
     ws,
 )
+from deltaomega.security.roles import Role
 
 
 def create_api(
@@ -60,6 +63,9 @@ def create_api(
         )
         for module in routers:
             app.include_router(module.router, responses=problems.problem_responses(422, 503))
+        graphql = graphql_router()
+        declare_access(graphql.routes, Role.VIEWER)  # each field checks its own role
+        app.include_router(graphql)
     app.include_router(health.router)
     build_openapi = app.openapi
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
 
 from deltaomega.api.feed_hub import FeedHub
 from deltaomega.api.queries import Queries
@@ -52,7 +53,12 @@ ContextDep = Annotated[ApiContext, Depends(_context)]
 
 
 def audit_request(
-    ctx: ApiContext, request: Request, action: str, target: str, outcome: Outcome, **extra: Any
+    ctx: ApiContext,
+    request: HTTPConnection,
+    action: str,
+    target: str,
+    outcome: Outcome,
+    **extra: Any,
 ) -> None:
     """An audit row for this request: who (the guard's principal), its id and address."""
     ctx.audit.record(

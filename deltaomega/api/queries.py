@@ -139,6 +139,19 @@ class Queries:
         )
         return rows, end
 
+    async def interaction_totals_between(
+        self, from_ms: int, to_ms: int | None
+    ) -> list[dict[str, Any]]:
+        """Strength summed per (source, target, kind) over windows starting in [from, to)."""
+        return await self._rows(
+            f"SELECT source, target, kind, sum(strength_mean * count) AS strength, "
+            f"sum(count) AS events FROM {self.db}.interaction_states FINAL "
+            f"WHERE {_IN_RANGE.format(table='interaction_states')} "
+            "GROUP BY source, target, kind ORDER BY source, target, kind",
+            from_ms=from_ms,
+            to_ms=_NO_END if to_ms is None else to_ms,
+        )
+
     async def _windows(
         self,
         table: str,
@@ -284,21 +297,29 @@ class Queries:
     async def parameter_changes(self, voice_id: str, limit: int) -> list[dict[str, Any]]:
         """The voice's latest ``limit`` parameter changes, oldest first (context modifiers
         as maps: the column keeps them as JSON)."""
-        rows = list(
-            reversed(
-                await self._rows(
-                    f"SELECT change_id, voice_id, sensitivity, activation_threshold, "
-                    f"influence_weight, context_modifiers, rationale, expected_duration_minutes, "
-                    f"monitoring_enabled, requested_by, {_ms('requested_at')}, "
-                    f"toUnixTimestamp64Milli(expires_at) AS expires_at, reverts "
-                    f"FROM {self.db}.parameter_changes FINAL WHERE voice_id = {{v:String}} "
-                    "ORDER BY requested_at DESC, change_id DESC LIMIT {n:UInt32}",
-                    v=voice_id,
-                    n=limit,
-                )
-            )
+        return (await self.parameter_changes_of([voice_id], limit)).get(voice_id, [])
+
+    async def parameter_changes_of(
+        self, voice_ids: list[str], limit: int
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Each voice's latest ``limit`` changes, oldest first, in one query (a batch of
+        voices, as GraphQL's loader asks for them)."""
+        rows = await self._rows(
+            f"SELECT change_id, voice_id, sensitivity, activation_threshold, "
+            f"influence_weight, context_modifiers, rationale, expected_duration_minutes, "
+            f"monitoring_enabled, requested_by, {_ms('requested_at')}, "
+            f"toUnixTimestamp64Milli(expires_at) AS expires_at, reverts "
+            f"FROM {self.db}.parameter_changes FINAL WHERE voice_id IN {{v:Array(String)}} "
+            "ORDER BY voice_id, requested_at DESC, change_id DESC LIMIT {n:UInt32} BY voice_id",
+            v=voice_ids,
+            n=limit,
         )
-        return [{**r, "context_modifiers": json.loads(r["context_modifiers"])} for r in rows]
+        out: dict[str, list[dict[str, Any]]] = {}
+        for r in reversed(rows):
+            out.setdefault(r["voice_id"], []).append(
+                {**r, "context_modifiers": json.loads(r["context_modifiers"])}
+            )
+        return out
 
     async def orchestrations(
         self, orchestration_id: str | None, state: str | None, limit: int

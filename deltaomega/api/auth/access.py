@@ -4,13 +4,14 @@ the README's route × role table (`deltaomega auth routes`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from fastapi import FastAPI, Security
 from fastapi.routing import APIRoute, APIWebSocketRoute, RouteContext, iter_route_contexts
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.routing import BaseRoute
 
 from deltaomega.api.problems import problem_responses
 from deltaomega.security.rate_limits import BUDGETS, RouteClass
@@ -83,14 +84,27 @@ def websocket_access(
     return declare
 
 
+def declare_access(
+    routes: Iterable[BaseRoute], role: Role, route_class: RouteClass = RouteClass.READ
+) -> None:
+    """The declaration, on routes a library made (GraphQL's, outside the OpenAPI)."""
+    for route in routes:
+        route.x_access = {"role": role.label, "rate-limit": route_class.value}  # type: ignore[attr-defined]
+
+
 def guarded_routes(app: FastAPI) -> list[RouteContext]:
-    """What the guard checks: the API's routes and its WebSocket endpoints."""
-    sockets = [
+    """What the guard checks: the API's routes, its WebSocket endpoints and the routes
+    declared outside the OpenAPI."""
+    others = [
         r
         for r in iter_route_contexts(app.routes)
-        if isinstance(r.original_route, APIWebSocketRoute)
+        if isinstance(r.original_route, APIWebSocketRoute) or hasattr(r.original_route, "x_access")
     ]
-    return api_routes(app) + sockets
+    return api_routes(app) + [r for r in others if not _in_schema(r)]
+
+
+def _in_schema(route: RouteContext) -> bool:
+    return isinstance(route.original_route, APIRoute) and bool(route.include_in_schema)
 
 
 def api_routes(app: FastAPI) -> list[RouteContext]:
@@ -104,9 +118,10 @@ def api_routes(app: FastAPI) -> list[RouteContext]:
 
 def access_of(route: RouteContext) -> Access | None:
     """The route's declared access; None when it declares none (the guard refuses it)."""
-    if isinstance(route.original_route, APIWebSocketRoute):
+    declared = getattr(route.original_route, "x_access", None)
+    if declared is None and isinstance(route.original_route, APIWebSocketRoute):
         declared = getattr(route.endpoint, "x_access", None)
-    else:
+    elif declared is None:
         declared = (route.openapi_extra or {}).get("x-access")
     if not isinstance(declared, dict):
         return None

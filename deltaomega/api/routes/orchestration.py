@@ -5,11 +5,11 @@ the current state does not allow is a 409 at once (the state machine refuses it 
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 
+from deltaomega.api.actions import decision_event, propose_orchestration, send_event
 from deltaomega.api.auth.access import requires
 from deltaomega.api.deps import ApiContext, ContextDep, audit_request
 from deltaomega.api.models import (
@@ -21,13 +21,9 @@ from deltaomega.api.models import (
 )
 from deltaomega.api.params import Limit
 from deltaomega.api.problems import problem_responses
-from deltaomega.api.routes.parameters import FOLD_LIMIT
 from deltaomega.control.decisions import refusal
-from deltaomega.control.orchestration import orchestration_event
-from deltaomega.control.parameters import effective
-from deltaomega.control.strategies import Strategy, planned
-from deltaomega.errors import ConflictError, NotFoundError, ValidationError
-from deltaomega.schemas.records import ORCHESTRATION_EVENT
+from deltaomega.control.strategies import Strategy
+from deltaomega.errors import ConflictError, NotFoundError
 from deltaomega.security.audit import Outcome
 from deltaomega.security.rate_limits import RouteClass
 from deltaomega.security.roles import Role
@@ -41,23 +37,6 @@ OrchestrationId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="As
 State = Literal["PROPOSED", "APPROVED", "REJECTED", "ACTIVE", "COMPLETED", "ROLLED_BACK", "EXPIRED"]
 
 
-async def _current(ctx: ApiContext, voice: str) -> dict[str, Any]:
-    return effective(await ctx.queries.parameter_changes(voice, FOLD_LIMIT))[0]
-
-
-async def _send(ctx: ApiContext, event: dict[str, Any]) -> None:
-    value = ctx.codec.encode(ORCHESTRATION_EVENT, event)
-    await ctx.writes.send(ctx.topics.orchestration, event["orchestration_id"], value)
-
-
-def _event(
-    oid: str, action: str, principal: Principal, rationale: str, **fields: Any
-) -> dict[str, Any]:
-    return orchestration_event(
-        oid, action, principal.subject, principal.role.label, rationale, **fields
-    )
-
-
 @router.post(
     "/{strategy}",
     status_code=202,
@@ -68,39 +47,7 @@ def _event(
 async def request_orchestration(
     ctx: ContextDep, request: Request, strategy: Strategy, body: OrchestrationRequest
 ) -> OrchestrationAccepted:
-    given = body.parameters.model_dump(exclude_none=True)
-    if strategy in (Strategy.DIRECT, Strategy.EVOLUTION) and not given:
-        raise ValidationError("parameters", f"the {strategy.value} strategy needs a parameter")
-    if len(set(body.target_voices)) != len(body.target_voices):
-        raise ValidationError("target_voices", "a voice is named twice")
-    options = body.strategy_parameters.model_dump(exclude_none=True)
-    plans = {
-        voice: planned(strategy, await _current(ctx, voice), given, options)
-        for voice in body.target_voices
-    }
-    oid = uuid.uuid4().hex
-    event = _event(
-        oid,
-        "REQUEST",
-        request.state.principal,
-        body.rationale,
-        strategy=strategy.value,
-        target_voices=body.target_voices,
-        duration_seconds=body.duration * 60,
-        voice_parameters=plans,
-        strategy_parameters=options,
-    )
-    await _send(ctx, event)
-    audit_request(
-        ctx,
-        request,
-        "orchestration.request",
-        oid,
-        Outcome.OK,
-        rationale=body.rationale,
-        after=event,
-    )
-    return OrchestrationAccepted(orchestration_id=oid, action="request", status="accepted")
+    return await propose_orchestration(ctx, request, strategy, body)
 
 
 async def _decide(
@@ -123,7 +70,7 @@ async def _decide(
             detail=why,
         )
         raise ConflictError(why)
-    await _send(ctx, _event(oid, action.upper(), principal, body.rationale))
+    await send_event(ctx, decision_event(oid, action.upper(), principal, body.rationale))
     audit_request(
         ctx, request, f"orchestration.{action}", oid, Outcome.OK, rationale=body.rationale
     )

@@ -7,14 +7,13 @@ as the history of a voice named ``…/parameters``."""
 
 from __future__ import annotations
 
-import time
-import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
 
+from deltaomega.api.actions import FOLD_LIMIT, change_parameters
 from deltaomega.api.auth.access import requires
-from deltaomega.api.deps import ContextDep, audit_request
+from deltaomega.api.deps import ContextDep
 from deltaomega.api.models import (
     ParameterChange,
     ParameterChangeAccepted,
@@ -22,22 +21,16 @@ from deltaomega.api.models import (
     ParameterHistory,
     ParameterValues,
     VoiceParametersState,
-    utc_from_ms,
 )
 from deltaomega.api.params import Limit
 from deltaomega.api.problems import problem_responses
 from deltaomega.control.parameters import effective
-from deltaomega.schemas.records import ID_RULE, MAX_ID_LENGTH, PARAMETER_CHANGE
-from deltaomega.security.audit import Outcome
+from deltaomega.schemas.records import ID_RULE, MAX_ID_LENGTH
 from deltaomega.security.rate_limits import RouteClass
 from deltaomega.security.roles import Role
-from deltaomega.security.tokens import Principal
 
 #: 404: a voice id that cannot be addressed in a path (a line break in it)
 router = APIRouter(prefix="/api/v1/voices", tags=["parameters"], responses=problem_responses(404))
-
-#: Changes folded into the current parameters: all of them, up to a bound no voice reaches.
-FOLD_LIMIT = 10_000
 
 VoiceId = Annotated[
     str, Path(min_length=1, max_length=MAX_ID_LENGTH, description=f"A voice id: {ID_RULE}.")
@@ -55,45 +48,7 @@ async def set_parameters(
     ctx: ContextDep, request: Request, voice_id: VoiceId, body: ParameterChangeRequest
 ) -> ParameterChangeAccepted:
     """Accepted once the broker has the change (202); the voice applies it from the topic."""
-    principal: Principal = request.state.principal
-    now = int(time.time() * 1000)
-    expires = now + body.expected_duration * 60_000 if body.expected_duration else None
-    change: dict[str, Any] = {
-        "change_id": uuid.uuid4().hex,
-        "voice_id": voice_id,
-        **body.parameters.model_dump(exclude={"context_modifiers"}),
-        "context_modifiers": {
-            k: float(v) if isinstance(v, int | float) else v
-            for k, v in body.parameters.context_modifiers.items()
-        },
-        "rationale": body.rationale,
-        "expected_duration_minutes": body.expected_duration,
-        "monitoring_enabled": body.monitoring_enabled,
-        "requested_by": principal.subject,
-        "requested_at": now,
-        "expires_at": expires,
-        "reverts": None,
-    }
-    await ctx.writes.send(
-        ctx.topics.parameters, voice_id, ctx.codec.encode(PARAMETER_CHANGE, change)
-    )
-    audit_request(
-        ctx,
-        request,
-        "parameters.set",
-        voice_id,
-        Outcome.OK,
-        rationale=body.rationale,
-        status=202,
-        after=change,
-    )
-    return ParameterChangeAccepted(
-        change_id=change["change_id"],
-        voice_id=voice_id,
-        status="accepted",
-        requested_at=utc_from_ms(now),
-        expires_at=utc_from_ms(expires) if expires is not None else None,
-    )
+    return await change_parameters(ctx, request, voice_id, body)
 
 
 @router.get(
