@@ -174,6 +174,18 @@ class Settings(BaseSettings):
     )
     api_tls_key: Path | None = None
     sse_ping_seconds: float = Field(default=15.0, gt=0)
+    analysis_max_execution_seconds: float = Field(
+        default=10.0, gt=0, description="An analyst's SQL query is stopped after this long."
+    )
+    analysis_max_result_rows: int = Field(
+        default=10_000, ge=1, description="Rows an analyst's SQL query may return."
+    )
+    analysis_max_rows_to_read: int = Field(
+        default=200_000_000, ge=1, description="Rows an analyst's SQL query may read."
+    )
+    analysis_max_memory_bytes: int = Field(
+        default=2 << 30, ge=1 << 20, description="Memory an analyst's SQL query may use."
+    )
     ws_ping_seconds: float = Field(
         default=20.0, gt=0, description="WebSocket pings; a peer that does not answer is closed."
     )

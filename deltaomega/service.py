@@ -27,6 +27,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from deltaomega import faults
+from deltaomega.api.analysis_sql import AnalysisSql
 from deltaomega.api.app import create_api
 from deltaomega.api.deps import ApiContext
 from deltaomega.api.feed_hub import FeedHub
@@ -58,7 +59,7 @@ PROGRESS_SECONDS = 5.0
 _STOP_PARTS_SECONDS = 5.0
 _PREPARE_MAX_DELAY_SECONDS = 10.0
 #: ClickHouse settings of the API's reads: one core each, so reads never starve ingestion.
-_READ_OPTIONS = {"max_threads": 1}
+_READ_OPTIONS: dict[str, Any] = {"max_threads": 1}
 
 
 def build_app(
@@ -89,6 +90,7 @@ def build_app(
         audit=AuditTrail(settings, codec),
         writes=KafkaWrites(settings),
         feeds=FeedHub(settings, codec),
+        analysis=AnalysisSql(settings, clickhouse.settings),
         worker=pipeline.worker if pipeline else None,
     )
 

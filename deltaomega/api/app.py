@@ -24,6 +24,7 @@ from deltaomega.api.routes import (
     parameters,
     patterns,
     predictions,
+    query,
     stream,
     voices,
     ws,
@@ -60,6 +61,7 @@ def create_api(
             ws,
             orchestration,
             audit,
+            query,
         )
         for module in routers:
             app.include_router(module.router, responses=problems.problem_responses(422, 503))

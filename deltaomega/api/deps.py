@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from starlette.requests import HTTPConnection
 
+from deltaomega.api.analysis_sql import AnalysisSql
 from deltaomega.api.feed_hub import FeedHub
 from deltaomega.api.queries import Queries
 from deltaomega.api.writes import KafkaWrites
@@ -34,6 +35,8 @@ class ApiContext:
     writes: KafkaWrites
     #: one tail per feed topic, shared by every SSE and WebSocket subscriber
     feeds: FeedHub
+    #: analysts' SQL, on a connection of its own
+    analysis: AnalysisSql
     #: The worker when it runs in this process (for readiness), else None.
     worker: Worker | None = None
     #: Topics and tables exist (the lifespan prepares them in the background).

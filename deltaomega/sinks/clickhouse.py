@@ -73,9 +73,11 @@ class ClickHouse:
     Clients are made when first needed, so a process starts while ClickHouse is away.
     """
 
-    def __init__(self, settings: Settings, size: int = 1, **options: Any) -> None:
+    def __init__(
+        self, settings: Settings, size: int = 1, *, database: str | None = None, **options: Any
+    ) -> None:
         self.settings = settings
-        self._factory = functools.partial(create_client, settings, **options)
+        self._factory = functools.partial(create_client, settings, database=database, **options)
         self._where = settings.clickhouse_url or "the embedded engine"
         self._idle: queue.LifoQueue[Any] = queue.LifoQueue()
         self._slots = queue.Queue[None]()
@@ -121,13 +123,16 @@ class ClickHouse:
         return await in_thread(self.rows, sql, **parameters)
 
 
-def create_client(settings: Settings, **options: Any) -> Any:
-    """A new clickhouse-connect client for ``settings.clickhouse_dsn`` (raises if it is away)."""
+def create_client(settings: Settings, *, database: str | None = None, **options: Any) -> Any:
+    """A new clickhouse-connect client for ``settings.clickhouse_dsn`` (raises if it is away);
+    ``database``: the one unqualified names mean."""
     dsn = settings.clickhouse_dsn
+    chosen: dict[str, Any] = {"database": database} if database is not None else {}
     if dsn.startswith("chdb:"):
-        return clickhouse_connect.get_client(dsn=dsn, settings=options or None)
+        return clickhouse_connect.get_client(dsn=dsn, settings=options or None, **chosen)
     return clickhouse_connect.get_client(
         dsn=dsn,
+        **chosen,
         username=settings.clickhouse_user,
         password=settings.clickhouse_password.get_secret_value(),
         # Concurrent queries from the API would collide on one server session.
@@ -138,9 +143,11 @@ def create_client(settings: Settings, **options: Any) -> Any:
     )
 
 
-def connect(settings: Settings, size: int = 1, **options: Any) -> ClickHouse:
+def connect(
+    settings: Settings, size: int = 1, *, database: str | None = None, **options: Any
+) -> ClickHouse:
     """A pool of ``size`` clients; ``options`` are ClickHouse settings for their queries."""
-    return ClickHouse(settings, size, **options)
+    return ClickHouse(settings, size, database=database, **options)
 
 
 class ClickHouseSink:

@@ -95,10 +95,16 @@ async def test_two_hundred_subscribers_share_one_tail_and_each_gets_its_records(
 
         readers = [asyncio.create_task(_collect(s, 100)) for s in subscribers]
         await asyncio.to_thread(_produce, settings, topic, 0, 400)
-        results = await asyncio.gather(*readers)
+        first = await asyncio.gather(*readers)
+        # every record was offered to everyone at once: the one that reads nothing has 400
+        # waiting when more come, and is dropped then
+        assert stalled.dropped is None
+        readers = [asyncio.create_task(_collect(s, 10)) for s in subscribers]
+        await asyncio.to_thread(_produce, settings, topic, 400, 40)
+        results = [a + b for a, b in zip(first, await asyncio.gather(*readers), strict=True)]
         for i, got in enumerate(results):
-            assert len(got) == 100
-            assert sorted(_numbers(got)) == list(range(i % 4, 400, 4))
+            assert len(got) == 110
+            assert sorted(_numbers(got)) == list(range(i % 4, 440, 4))
             assert _in_order(got)
         # the one that never read was dropped, saying why; nobody waited for it
         assert stalled.dropped == "too slow: more than 300 records waiting"
