@@ -186,6 +186,9 @@ class Settings(BaseSettings):
     analysis_max_memory_bytes: int = Field(
         default=2 << 30, ge=1 << 20, description="Memory an analyst's SQL query may use."
     )
+    export_max_rows: int = Field(
+        default=100_000, ge=1, description="Rows an analyst's export holds (admins: 10 times)."
+    )
     ws_ping_seconds: float = Field(
         default=20.0, gt=0, description="WebSocket pings; a peer that does not answer is closed."
     )

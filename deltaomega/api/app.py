@@ -18,6 +18,7 @@ from deltaomega.api.routes import (
     alerts,
     audit,
     emergence,
+    export,
     health,
     interactions,
     orchestration,
@@ -62,6 +63,7 @@ def create_api(
             orchestration,
             audit,
             query,
+            export,
         )
         for module in routers:
             app.include_router(module.router, responses=problems.problem_responses(422, 503))

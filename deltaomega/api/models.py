@@ -419,3 +419,28 @@ class Orchestration(BaseModel):
 
 class OrchestrationList(BaseModel):
     orchestrations: list[Orchestration] = Field(description="Newest request first.")
+
+
+class TrendWindow(BaseModel):
+    start: datetime
+    end: datetime
+    mean: float = Field(description="Count-weighted mean of the closed windows inside.")
+    count: int = Field(description="Events in them.")
+
+
+class TrendChangePoint(BaseModel):
+    at: datetime = Field(description="Start of the first window after the change.")
+    before: float = Field(description="Mean of the windows since the previous change.")
+    after: float = Field(description="Mean of the windows until the next change.")
+
+
+class VoiceTrend(BaseModel):
+    voice_id: str
+    metric: str
+    windows: int = Field(description="Closed windows in the range.")
+    slope_per_minute: float | None = Field(
+        description="Least-squares slope of the window means, per minute (two windows or more)."
+    )
+    change: float | None = Field(description="Last window's mean minus the first's.")
+    hopping: list[TrendWindow]
+    change_points: list[TrendChangePoint]

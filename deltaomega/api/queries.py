@@ -104,13 +104,12 @@ class Queries:
     ) -> list[dict[str, Any]]:
         return await self._rows(
             f"SELECT {_STATE_COLUMNS} FROM {self.db}.voice_states FINAL "
-            "WHERE voice_id = {v:String}"
-            " AND window_start >= fromUnixTimestamp64Milli({f:Int64})"
-            " AND window_start < fromUnixTimestamp64Milli({t:Int64})"
-            " ORDER BY window_start LIMIT {n:UInt32}",
+            "WHERE voice_id = {v:String} AND "
+            + _IN_RANGE.format(table="voice_states")
+            + " ORDER BY window_start LIMIT {n:UInt32}",
             v=voice_id,
-            f=from_ms,
-            t=_NO_END if to_ms is None else to_ms,
+            from_ms=from_ms,
+            to_ms=_NO_END if to_ms is None else to_ms,
             n=limit,
         )
 
@@ -150,6 +149,19 @@ class Queries:
             "GROUP BY source, target, kind ORDER BY source, target, kind",
             from_ms=from_ms,
             to_ms=_NO_END if to_ms is None else to_ms,
+        )
+
+    async def export(self, table: str, from_ms: int, to_ms: int | None, limit: int) -> Any:
+        """An output table's rows with window start in [from, to), as an Arrow table (the
+        caller names the table from a fixed list)."""
+        sql = (
+            f"SELECT * EXCEPT (kafka_partition, kafka_offset, ingested_at) "
+            f"FROM {self.db}.{table} FINAL WHERE {_IN_RANGE.format(table=table)} "
+            "ORDER BY window_start LIMIT {n:UInt32}"
+        )
+        parameters = {"from_ms": from_ms, "to_ms": _NO_END if to_ms is None else to_ms, "n": limit}
+        return await self.clickhouse.acall(
+            lambda c: c.query_arrow(sql, parameters=parameters, use_strings=True)
         )
 
     async def _windows(

@@ -68,6 +68,7 @@ def _url(path: str) -> str:
         path.replace("{voice_id:path}", "v1")
         .replace("{strategy}", "adaptive")
         .replace("{orchestration_id}", "0" * 32)
+        .replace("{table}", "alerts")
     )
 
 

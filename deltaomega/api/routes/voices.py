@@ -2,33 +2,42 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Literal, get_args
 
 from fastapi import APIRouter, Path, Query
 
+from deltaomega.api import trends
 from deltaomega.api.auth.access import requires
 from deltaomega.api.deps import ApiContext, ContextDep
 from deltaomega.api.models import (
+    TrendChangePoint,
+    TrendWindow,
     VoiceHistory,
     VoiceList,
     VoiceState,
     VoiceStateResponse,
     VoiceSummary,
+    VoiceTrend,
 )
 from deltaomega.api.params import End, Limit, time_range
 from deltaomega.api.problems import problem_responses
-from deltaomega.errors import NotFoundError
-from deltaomega.schemas.records import ID_RULE, MAX_ID_LENGTH
+from deltaomega.errors import NotFoundError, ValidationError
+from deltaomega.schemas.records import ID_RULE, MAX_ID_LENGTH, METRICS
 from deltaomega.security.roles import Role
 
 router = APIRouter(prefix="/api/v1/voices", tags=["voices"], responses=problem_responses(404))
 
 #: Any id the pipeline stores. Percent-encode it in the path (``a%2Fb`` or ``a/b`` for
-#: ``a/b``: the route takes the rest of the path up to the last ``/state`` or ``/history``).
+#: ``a/b``: the route takes the rest of the path up to the last ``/state``, ``/history`` or
+#: ``/trends``).
 VoiceId = Annotated[
     str, Path(min_length=1, max_length=MAX_ID_LENGTH, description=f"A voice id: {ID_RULE}.")
 ]
+Metric = Literal["temperature", "activation", "stress", "influence"]
+assert get_args(Metric) == METRICS
+#: the most closed windows a trend reads
+_TREND_WINDOWS = 10_000
 From = Annotated[
     datetime | None,
     Query(
@@ -104,3 +113,50 @@ async def read_voice_history(
     """Closed windows of one voice in [from, to), oldest first."""
     states = await _checked_history(ctx, voice_id, from_, to, limit)
     return VoiceHistory(voice_id=voice_id, states=states or [])
+
+
+@router.get(
+    "/{voice_id:path}/trends",
+    response_model=VoiceTrend,
+    summary="A metric's slope, change, hopping windows and change points over a range",
+    **requires(Role.VIEWER),
+)
+async def read_voice_trend(
+    ctx: ContextDep,
+    voice_id: VoiceId,
+    metric: Metric = "stress",
+    from_: From = None,
+    to: End = None,
+    size_seconds: Annotated[int, Query(ge=1, le=86_400, description="Hopping window size.")] = 60,
+    hop_seconds: Annotated[int, Query(ge=1, le=86_400, description="Every this often.")] = 10,
+) -> VoiceTrend:
+    """Over the voice's closed windows in [from, to) (see deltaomega/api/trends.py)."""
+    if hop_seconds > size_seconds:
+        raise ValidationError("hop_seconds", "must not be more than size_seconds")
+    states = await _checked_history(ctx, voice_id, from_, to, _TREND_WINDOWS) or []
+    starts = [_ms(s.window_start) for s in states]
+    means = [getattr(s, metric).mean for s in states]
+    counts = [s.count for s in states]
+    return VoiceTrend(
+        voice_id=voice_id,
+        metric=metric,
+        windows=len(states),
+        slope_per_minute=trends.slope_per_minute(starts, means),
+        change=means[-1] - means[0] if means else None,
+        hopping=[
+            TrendWindow(start=_at(h.start_ms), end=_at(h.end_ms), mean=h.mean, count=h.count)
+            for h in trends.hopping(starts, means, counts, size_seconds * 1000, hop_seconds * 1000)
+        ],
+        change_points=[
+            TrendChangePoint(at=_at(c.at_ms), before=c.before, after=c.after)
+            for c in trends.change_points(starts, means)
+        ],
+    )
+
+
+def _ms(value: datetime) -> int:
+    return round(value.timestamp() * 1000)
+
+
+def _at(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
