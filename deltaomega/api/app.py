@@ -21,6 +21,7 @@ from deltaomega.api.routes import (
     export,
     health,
     interactions,
+    monitor,
     orchestration,
     parameters,
     patterns,
@@ -64,6 +65,7 @@ def create_api(
             audit,
             query,
             export,
+            monitor,
         )
         for module in routers:
             app.include_router(module.router, responses=problems.problem_responses(422, 503))

@@ -444,3 +444,16 @@ class VoiceTrend(BaseModel):
     change: float | None = Field(description="Last window's mean minus the first's.")
     hopping: list[TrendWindow]
     change_points: list[TrendChangePoint]
+
+
+class HarmonyPoint(BaseModel):
+    window_start: datetime
+    strength: float = Field(description="Summed strength × events of the window's links.")
+    harmony: float = Field(description="(supportive − antagonistic) / total, −1 to 1.")
+    conflict: float = Field(description="Antagonistic / total, 0 to 1.")
+
+
+class HarmonySeries(BaseModel):
+    source: str | None = Field(description="The pair's source; null: system-wide.")
+    target: str | None
+    windows: list[HarmonyPoint]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from deltaomega.api.matrix import ANTAGONISTIC, SUPPORTIVE
 from deltaomega.schemas.records import METRICS, STAT_NAMES
 from deltaomega.sinks.clickhouse import ClickHouse
 
@@ -121,14 +122,10 @@ class Queries:
         The window ends at the newest closed interaction window, not at the wall clock, so
         replayed or delayed data gives the same matrix it would have given live.
         """
-        # max and count of the partition key's column come from part metadata, not a scan.
-        end_rows = await self._rows(
-            f"SELECT toUnixTimestamp64Milli(max(window_start)) AS start, count() AS n "
-            f"FROM {self.db}.interaction_states"
-        )
-        if not end_rows or end_rows[0]["n"] == 0:
+        newest = await self.newest_interaction_window()
+        if newest is None:
             return [], None
-        end = int(end_rows[0]["start"]) + interaction_window_ms
+        end = newest + interaction_window_ms
         rows = await self._rows(
             f"SELECT source, target, kind, sum(strength_mean * count) AS strength, "
             f"sum(count) AS events FROM {self.db}.interaction_states FINAL "
@@ -137,6 +134,15 @@ class Queries:
             s=end - window_ms,
         )
         return rows, end
+
+    async def newest_interaction_window(self) -> int | None:
+        """The start of the newest closed interaction window (None before the first)."""
+        # max and count of the partition key's column come from part metadata, not a scan.
+        rows = await self._rows(
+            f"SELECT toUnixTimestamp64Milli(max(window_start)) AS start, count() AS n "
+            f"FROM {self.db}.interaction_states"
+        )
+        return int(rows[0]["start"]) if rows and rows[0]["n"] else None
 
     async def interaction_totals_between(
         self, from_ms: int, to_ms: int | None
@@ -163,6 +169,57 @@ class Queries:
         return await self.clickhouse.acall(
             lambda c: c.query_arrow(sql, parameters=parameters, use_strings=True)
         )
+
+    async def harmony_series(
+        self, source: str | None, target: str | None, from_ms: int, to_ms: int | None
+    ) -> list[dict[str, Any]]:
+        """Per interaction window: strength × events summed by supportive, antagonistic and
+        all kinds, for one ordered pair or the whole system."""
+        pair = ""
+        parameters: dict[str, Any] = {
+            "from_ms": from_ms,
+            "to_ms": _NO_END if to_ms is None else to_ms,
+            "support": sorted(SUPPORTIVE),
+            "against": sorted(ANTAGONISTIC),
+        }
+        if source is not None and target is not None:
+            pair = " AND source = {s:String} AND target = {t:String}"
+            parameters |= {"s": source, "t": target}
+        return await self._rows(
+            f"SELECT toUnixTimestamp64Milli(window_start) AS start, "
+            f"sumIf(strength_mean * count, kind IN {{support:Array(String)}}) AS support, "
+            f"sumIf(strength_mean * count, kind IN {{against:Array(String)}}) AS against, "
+            f"sum(strength_mean * count) AS total "
+            f"FROM {self.db}.interaction_states FINAL "
+            f"WHERE {_IN_RANGE.format(table='interaction_states')}{pair} "
+            "GROUP BY start ORDER BY start",
+            **parameters,
+        )
+
+    async def accuracy(self, from_ms: int, to_ms: int | None) -> dict[str, Any]:
+        """How the predictions for windows starting in [from, to) did against what those
+        windows held: per metric, the model's mean absolute error, persistence's (the window
+        the prediction was made at, carried forward) and the share inside the interval."""
+        parts = ["count() AS n"]
+        for m in METRICS:
+            parts += [
+                f"avg(abs(p.{m}_pred - s.{m}_mean)) AS {m}_mae",
+                f"avg(abs(b.{m}_mean - s.{m}_mean)) AS {m}_persistence_mae",
+                f"avg(s.{m}_mean BETWEEN p.{m}_low AND p.{m}_high) AS {m}_coverage",
+            ]
+        rows = await self._rows(
+            f"SELECT {', '.join(parts)} "
+            f"FROM {self.db}.predictions AS p FINAL "
+            f"INNER JOIN {self.db}.voice_states AS s FINAL "
+            "ON s.voice_id = p.voice_id AND s.window_start = p.target_window_start "
+            f"INNER JOIN {self.db}.voice_states AS b FINAL "
+            "ON b.voice_id = p.voice_id AND b.window_start = p.window_start "
+            "WHERE p.target_window_start >= fromUnixTimestamp64Milli({from_ms:Int64}) "
+            "AND p.target_window_start < fromUnixTimestamp64Milli({to_ms:Int64})",
+            from_ms=from_ms,
+            to_ms=_NO_END if to_ms is None else to_ms,
+        )
+        return rows[0] if rows else {"n": 0}
 
     async def _windows(
         self,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar, get_args
 
 import numpy as np
 import pyarrow as pa
@@ -43,6 +43,11 @@ INTERACTION_KINDS: tuple[str, ...] = (
     "AMPLIFICATION",
 )
 KIND_CODE: dict[str, int] = {kind: i for i, kind in enumerate(INTERACTION_KINDS)}
+#: The kinds as a type, for request models.
+InteractionKind = Literal[
+    "COOPERATION", "COMPETITION", "COMPLEMENTATION", "SUPPRESSION", "AMPLIFICATION"
+]
+assert get_args(InteractionKind) == INTERACTION_KINDS
 STAT_NAMES: tuple[str, ...] = ("mean", "min", "max", "last")
 
 #: The one length limit of an id (event, voice, source, target), in characters: what the

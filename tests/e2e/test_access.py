@@ -51,6 +51,10 @@ BODIES: dict[str, dict[str, object]] = {
         "rationale": "access test",
     },
     "/api/v1/query": {"sql": "SELECT 1"},
+    "/api/v1/interactions/analyze": {
+        "start": "2027-01-01T00:00:00Z",
+        "end": "2027-01-01T01:00:00Z",
+    },
     **{
         f"/api/v1/orchestration/{{orchestration_id}}/{action}": {"rationale": "access test"}
         for action in ("approve", "reject", "rollback")

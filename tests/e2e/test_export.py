@@ -90,6 +90,15 @@ def test_exports_read_back_exactly_and_stop_at_the_role_limit(
     windows = [w.timestamp() * 1000 for w in limited.column("window_start").to_pylist()]
     assert sorted(windows) == sorted(r["w"] for r in stored[:4])
 
+    # nested values (an alert's recommended actions) are JSON in a CSV; no rows: a header
+    alerts = httpx.get(
+        f"{service.url}/api/v1/export/alerts", params={**RANGE, "format": "csv"}, headers=admin
+    )
+    assert alerts.status_code == 200
+    assert alerts.text.splitlines()[0].split(",")[:3] == ['"alert_id"', '"window_start"', '"rule"']
+    assert '"recommended_actions"' in alerts.text.splitlines()[0]
+    assert len(alerts.text.splitlines()) == 1
+
     unknown = httpx.get(f"{service.url}/api/v1/export/secrets", headers=admin)
     assert unknown.status_code == 422
     assert unknown.json()["errors"][0]["field"] == "table"

@@ -4,6 +4,7 @@ the response a batch at a time, up to a row limit by role."""
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator
 from enum import StrEnum
 from typing import Any, Literal
@@ -74,6 +75,8 @@ async def export_table(
     rows = await ctx.queries.export(table.value, from_ms, to_ms, limit + 1)
     truncated = rows.num_rows > limit
     rows = rows.slice(0, limit)
+    if format == "csv":
+        rows = _flat(rows)
     name = f"{table.value}.{format}"
     return StreamingResponse(
         _write(rows, format),
@@ -104,6 +107,15 @@ def _write(rows: pa.Table, format: str) -> Iterator[bytes]:
         yield _drain(sink)
     writer.close()
     yield _drain(sink)
+
+
+def _flat(rows: pa.Table) -> pa.Table:
+    """CSV has no nested values: lists and maps (an alert's recommended actions) become JSON."""
+    for i, field in enumerate(rows.schema):
+        if pa.types.is_nested(field.type):
+            text = pa.array([json.dumps(v) for v in rows.column(i).to_pylist()], pa.string())
+            rows = rows.set_column(i, pa.field(field.name, pa.string()), text)
+    return rows
 
 
 def _drain(sink: io.BytesIO) -> bytes:

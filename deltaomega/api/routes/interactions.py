@@ -11,7 +11,14 @@ from fastapi import APIRouter, Query
 from deltaomega.api.auth.access import requires
 from deltaomega.api.deps import ContextDep
 from deltaomega.api.matrix import build_matrix
-from deltaomega.api.models import ConflictList, ConflictPrediction, InteractionMatrix, PairScore
+from deltaomega.api.models import (
+    ConflictList,
+    ConflictPrediction,
+    HarmonyPoint,
+    HarmonySeries,
+    InteractionMatrix,
+    PairScore,
+)
 from deltaomega.api.params import End, Limit, Name, Start, time_range
 from deltaomega.errors import ValidationError
 from deltaomega.security.roles import Role
@@ -86,3 +93,38 @@ async def list_conflict_predictions(
         min_probability, source, target, from_ms, to_ms, limit
     )
     return ConflictList(conflicts=[ConflictPrediction.from_row(r) for r in rows])
+
+
+@router.get(
+    "/harmony",
+    response_model=HarmonySeries,
+    summary="Harmony and conflict per interaction window, of one pair or the whole system",
+    **requires(Role.VIEWER),
+)
+async def read_harmony(
+    ctx: ContextDep,
+    start: Start = None,
+    end: End = None,
+    source: Name = None,
+    target: Name = None,
+) -> HarmonySeries:
+    """Windows starting in [start, end) that have links (of the pair, when ``source`` and
+    ``target`` are both given), oldest first."""
+    if (source is None) != (target is None):
+        raise ValidationError("target" if source else "source", "a pair needs both ends")
+    from_ms, to_ms = time_range(start, end, ctx.settings.api_default_range_ms)
+    rows = await ctx.queries.harmony_series(source, target, from_ms, to_ms)
+    return HarmonySeries(
+        source=source,
+        target=target,
+        windows=[
+            HarmonyPoint(
+                window_start=datetime.fromtimestamp(r["start"] / 1000, UTC),
+                strength=r["total"],
+                harmony=(r["support"] - r["against"]) / r["total"],
+                conflict=r["against"] / r["total"],
+            )
+            for r in rows
+            if r["total"] > 0
+        ],
+    )

@@ -45,7 +45,6 @@ from deltaomega.schemas.json_records import record_view
 from deltaomega.schemas.records import (
     ALERT,
     EMERGENCE,
-    INTERACTION_KINDS,
     INTERACTION_STATE,
     MAX_ID_LENGTH,
     METRICS,
@@ -53,6 +52,7 @@ from deltaomega.schemas.records import (
     PATTERN,
     SEVERITIES,
     VOICE_STATE,
+    InteractionKind,
 )
 from deltaomega.security.roles import Role
 from deltaomega.security.tokens import Principal
@@ -69,9 +69,8 @@ _Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)]
 _Ids = list[_Id] | None
 
 
-Kind = Literal["COOPERATION", "COMPETITION", "COMPLEMENTATION", "SUPPRESSION", "AMPLIFICATION"]
 SeverityName = Literal["CRITICAL", "WARNING", "INFO"]
-assert get_args(Kind) == INTERACTION_KINDS and get_args(SeverityName) == SEVERITIES
+assert get_args(SeverityName) == SEVERITIES
 
 
 class _Filter(BaseModel):
@@ -85,7 +84,7 @@ class VoiceStateFilter(_Filter):
 class InteractionFilter(_Filter):
     sources: _Ids = Field(default=None, max_length=1000)
     targets: _Ids = Field(default=None, max_length=1000)
-    kinds: list[Kind] | None = None
+    kinds: list[InteractionKind] | None = None
 
 
 class PatternFilter(_Filter):
