@@ -127,17 +127,18 @@ async def analyse(
 def _accuracy(row: dict[str, Any]) -> PredictionAccuracy | None:
     if not row.get("n"):
         return None
-    return PredictionAccuracy(
-        predictions=row["n"],
-        metrics={
-            m: MetricAccuracy(
-                mae=row[f"{m}_mae"],
-                persistence_mae=row[f"{m}_persistence_mae"],
-                coverage=row[f"{m}_coverage"],
-            )
-            for m in METRICS
-        },
-    )
+    return PredictionAccuracy(predictions=row["n"], metrics=metric_accuracy(row))
+
+
+def metric_accuracy(row: dict[str, Any]) -> dict[str, MetricAccuracy]:
+    return {
+        m: MetricAccuracy(
+            mae=row[f"{m}_mae"],
+            persistence_mae=row[f"{m}_persistence_mae"],
+            coverage=row[f"{m}_coverage"],
+        )
+        for m in METRICS
+    }
 
 
 def _at(ms: int) -> datetime:

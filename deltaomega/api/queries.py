@@ -200,14 +200,30 @@ class Queries:
         """How the predictions for windows starting in [from, to) did against what those
         windows held: per metric, the model's mean absolute error, persistence's (the window
         the prediction was made at, carried forward) and the share inside the interval."""
+        rows = await self.accuracy_by(from_ms, to_ms, None)
+        return rows[0] if rows else {"n": 0}
+
+    async def accuracy_by(
+        self, from_ms: int, to_ms: int | None, bucket_ms: int | None
+    ) -> list[dict[str, Any]]:
+        """:meth:`accuracy`, per model version and ``bucket_ms`` of target window start
+        (each row's ``bucket``, epoch ms) when given."""
         parts = ["count() AS n"]
+        group = ""
+        if bucket_ms is not None:
+            parts += [
+                "p.model_version AS model_version",
+                "toUnixTimestamp64Milli(toStartOfInterval(p.target_window_start, "
+                "toIntervalMillisecond({bucket:UInt64}))) AS bucket",
+            ]
+            group = " GROUP BY model_version, bucket ORDER BY model_version, bucket"
         for m in METRICS:
             parts += [
                 f"avg(abs(p.{m}_pred - s.{m}_mean)) AS {m}_mae",
                 f"avg(abs(b.{m}_mean - s.{m}_mean)) AS {m}_persistence_mae",
                 f"avg(s.{m}_mean BETWEEN p.{m}_low AND p.{m}_high) AS {m}_coverage",
             ]
-        rows = await self._rows(
+        return await self._rows(
             f"SELECT {', '.join(parts)} "
             f"FROM {self.db}.predictions AS p FINAL "
             f"INNER JOIN {self.db}.voice_states AS s FINAL "
@@ -215,11 +231,11 @@ class Queries:
             f"INNER JOIN {self.db}.voice_states AS b FINAL "
             "ON b.voice_id = p.voice_id AND b.window_start = p.window_start "
             "WHERE p.target_window_start >= fromUnixTimestamp64Milli({from_ms:Int64}) "
-            "AND p.target_window_start < fromUnixTimestamp64Milli({to_ms:Int64})",
+            "AND p.target_window_start < fromUnixTimestamp64Milli({to_ms:Int64})" + group,
             from_ms=from_ms,
             to_ms=_NO_END if to_ms is None else to_ms,
+            bucket=bucket_ms or 1,
         )
-        return rows[0] if rows else {"n": 0}
 
     async def _windows(
         self,

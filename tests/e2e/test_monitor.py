@@ -131,6 +131,28 @@ def test_monitor_and_analyze_report_what_the_tables_hold(
         assert accuracy["metrics"][m]["coverage"] == pytest.approx(inside / len(scored), rel=1e-9)
     assert sorted(a["alert_id"] for a in report["alerts"]) == sorted(a["alert_id"] for a in alerts)
 
+    # the same scoring per model version and minute of target window
+    series = httpx.get(
+        f"{service.url}/api/v1/predictions/accuracy",
+        params={**body, "bucket": "1m"},
+        headers=ANALYST,
+        timeout=60,
+    ).json()
+    by_minute: dict[int, list[Any]] = {}
+    for p, s, b in scored:
+        by_minute.setdefault((p["target"] - p["target"] % 60_000), []).append((p, s, b))
+    assert [(_ms(x["start"]), x["predictions"]) for x in series["buckets"]] == [
+        (minute, len(group)) for minute, group in sorted(by_minute.items())
+    ]
+    for x in series["buckets"]:
+        group = by_minute[_ms(x["start"])]
+        mae = sum(abs(p["stress_pred"] - s["stress_mean"]) for p, s, _ in group) / len(group)
+        assert x["metrics"]["stress"]["mae"] == pytest.approx(mae, rel=1e-9)
+    assert {x["model_version"] for x in series["buckets"]} == {
+        r["model_version"]
+        for r in clickhouse.rows(f"SELECT DISTINCT model_version FROM {db}.predictions")
+    }
+
     # one pair, one kind
     narrow = httpx.post(
         f"{service.url}/api/v1/interactions/analyze",

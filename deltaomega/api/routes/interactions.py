@@ -31,13 +31,13 @@ _DURATION = r"^[1-9][0-9]{0,5}[smhd]$"
 MAX_WINDOW_MS = 366 * _UNITS["d"]
 
 
-def duration_ms(text: str) -> int:
-    """The window in ms; a 422 naming ``window`` beyond MAX_WINDOW_MS."""
+def duration_ms(text: str, field: str = "window") -> int:
+    """The span in ms; a 422 naming ``field`` beyond MAX_WINDOW_MS."""
     match = re.match(r"^(\d+)([smhd])$", text)
     assert match is not None  # the Query pattern already checked it
     span = int(match.group(1)) * _UNITS[match.group(2)]
     if span > MAX_WINDOW_MS:
-        raise ValidationError("window", f"must be at most 366d, got {text}")
+        raise ValidationError(field, f"must be at most 366d, got {text}")
     return span
 
 

@@ -88,7 +88,7 @@ async def monitor(
     real_time: bool = False,
 ) -> MonitorReport | EventSourceResponse:
     pairs, kinds = _pairs(voice_pairs), _kinds(interaction_types)
-    span = duration_ms(time_window)
+    span = duration_ms(time_window, "time_window")
     if not real_time:
         return await analyse(ctx.queries, *await _range(ctx, span), pairs, kinds)
 

@@ -1,13 +1,19 @@
-"""Next-window predictions per voice, from the voice-state predictor."""
+"""Next-window predictions per voice, from the voice-state predictor, and how they did."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
 
 from deltaomega.api.auth.access import requires
 from deltaomega.api.deps import ContextDep
 from deltaomega.api.models import Prediction, PredictionList
+from deltaomega.api.monitor import MetricAccuracy, metric_accuracy
 from deltaomega.api.params import End, Limit, Name, Start, time_range
+from deltaomega.api.routes.interactions import duration_ms
 from deltaomega.security.roles import Role
 
 router = APIRouter(prefix="/api/v1/predictions", tags=["predictions"])
@@ -30,3 +36,48 @@ async def list_predictions(
     from_ms, to_ms = time_range(start, end, ctx.settings.api_default_range_ms)
     rows = await ctx.queries.predictions(voice_id, from_ms, to_ms, limit)
     return PredictionList(predictions=[Prediction.from_row(r) for r in rows])
+
+
+class AccuracyBucket(BaseModel):
+    model_version: str
+    start: datetime = Field(description="Of the bucket of target windows.")
+    predictions: int
+    metrics: dict[str, MetricAccuracy]
+
+
+class AccuracySeries(BaseModel):
+    bucket: str
+    buckets: list[AccuracyBucket]
+
+
+@router.get(
+    "/accuracy",
+    response_model=AccuracySeries,
+    summary="How the predictions did, per model version and time bucket",
+    **requires(Role.ANALYST),
+)
+async def prediction_accuracy(
+    ctx: ContextDep,
+    start: Start = None,
+    end: End = None,
+    bucket: Annotated[
+        str, Query(pattern=r"^[1-9][0-9]{0,5}[smhd]$", description="e.g. 10m, 1h.")
+    ] = "10m",
+) -> AccuracySeries:
+    """Predictions for windows starting in [start, end) against what those windows held:
+    per metric the model's MAE, persistence's MAE (the last window carried forward) and the
+    share inside the predicted interval."""
+    from_ms, to_ms = time_range(start, end, ctx.settings.api_default_range_ms)
+    rows = await ctx.queries.accuracy_by(from_ms, to_ms, duration_ms(bucket, "bucket"))
+    return AccuracySeries(
+        bucket=bucket,
+        buckets=[
+            AccuracyBucket(
+                model_version=r["model_version"],
+                start=datetime.fromtimestamp(r["bucket"] / 1000, UTC),
+                predictions=r["n"],
+                metrics=metric_accuracy(r),
+            )
+            for r in rows
+        ],
+    )
