@@ -164,6 +164,10 @@ class AnalysisSql:
                 out.append((len(match["indent"]), match["node"], match["value"]))
         return out
 
+    def check_statement(self, sql: str) -> None:
+        """:meth:`check` against the databases there are now."""
+        self.check(sql, self.databases())
+
     def databases(self) -> set[str]:
         rows = self.pool.call(lambda c: c.query("SHOW DATABASES").result_rows)
         return {r[0] for r in rows}
@@ -172,7 +176,7 @@ class AnalysisSql:
         """(rows or an Arrow table, seconds taken); ValidationError when ClickHouse stopped
         it or refused it."""
         bounds = limits(self.settings, role)
-        self.check(sql, self.databases())
+        self.check_statement(sql)
         started = time.monotonic()
 
         def execute(client: Any) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from deltaomega.api.matrix import ANTAGONISTIC, SUPPORTIVE
@@ -235,6 +236,27 @@ class Queries:
             from_ms=from_ms,
             to_ms=_NO_END if to_ms is None else to_ms,
             bucket=bucket_ms or 1,
+        )
+
+    async def saved_queries(self, owner: str, name: str | None = None) -> list[dict[str, Any]]:
+        """The owner's saved queries (or the one named), by name."""
+        named = " AND name = {n:String}" if name is not None else ""
+        return await self._rows(
+            f"SELECT name, sql, description, {_ms('saved_at')} "
+            f"FROM {self.db}.saved_queries FINAL WHERE owner = {{o:String}}{named} "
+            "AND deleted = 0 ORDER BY name",
+            o=owner,
+            n=name or "",
+        )
+
+    async def save_query(
+        self, owner: str, name: str, sql: str, description: str, deleted: bool, at_ms: int
+    ) -> None:
+        at = datetime.fromtimestamp(at_ms / 1000, UTC)
+        row = [owner, name, sql, description, int(deleted), at]
+        columns = ["owner", "name", "sql", "description", "deleted", "saved_at"]
+        await self.clickhouse.acall(
+            lambda c: c.insert(f"{self.db}.saved_queries", [row], column_names=columns)
         )
 
     async def _windows(

@@ -5,7 +5,8 @@ Dashboards and consoles poll the same few routes; states change when a window cl
 answer, computed once even when they arrive together (the others wait for it), so ten
 clients looping over the heaviest routes cost little more than one, and the API, which
 shares its process with the worker in the embedded setup, leaves ingestion its CPU. Only
-successful reads under ``/api/v1/`` are kept (never a feed), keyed by the full URL and the
+successful reads under ``/api/v1/`` are kept (never a feed or other live answer, a
+caller's saved queries or an export), keyed by the full URL and the
 caller's credentials. A plain ASGI middleware: a hit is answered before any routing.
 """
 
@@ -23,7 +24,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 _MAX_ENTRIES = 512
 _MAX_BODY_BYTES = 16 * 1024 * 1024
 _PREFIX = "/api/v1/"
-_FEEDS = "/api/v1/stream/"
+#: feeds, each caller's own saved queries, and files: never shared or kept
+_UNCACHED = ("/api/v1/stream/", "/api/v1/query/", "/api/v1/export/")
 _CREDENTIALS = (b"authorization", b"x-api-key")
 
 
@@ -51,7 +53,7 @@ class ReadCache:
             or scope["type"] != "http"
             or scope["method"] != "GET"
             or not path.startswith(_PREFIX)
-            or path.startswith(_FEEDS)
+            or path.startswith(_UNCACHED)
         ):
             await self.app(scope, receive, send)
             return
@@ -92,8 +94,13 @@ class ReadCache:
 
         async def capture(message: Message) -> None:
             if message["type"] == "http.response.start":
-                entry.ok = message["status"] == 200
                 entry.headers = list(message.get("headers", []))
+                streaming = (b"content-type", b"text/event-stream") in [
+                    (k, v.split(b";")[0]) for k, v in entry.headers
+                ]
+                entry.ok = message["status"] == 200 and not streaming
+                if streaming:  # a live answer (the monitor's): each caller gets their own
+                    entry.done.set()
             elif message["type"] == "http.response.body" and entry.ok:
                 chunks.append(message.get("body", b""))
                 if not message.get("more_body", False):

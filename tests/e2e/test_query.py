@@ -154,3 +154,35 @@ def test_runaway_queries_are_stopped_at_their_limits(service: tuple[str, Setting
     # the connection is still good afterwards, and viewers may not run SQL
     assert _query(url, "SELECT 1 AS one").json()["rows"] == [[1]]
     assert _query(url, "SELECT 1", api_client.auth(Role.VIEWER)).status_code == 403
+
+
+def test_saved_queries_are_each_callers_own(service: tuple[str, Settings]) -> None:
+    url, _ = service
+    saved = f"{url}/api/v1/query/saved"
+    alice = api_client.auth(Role.ANALYST, subject="alice")
+    bob = api_client.auth(Role.ANALYST, subject="bob")
+    first = "SELECT voice_id, count() FROM voice_states FINAL GROUP BY voice_id"
+    put = httpx.put(f"{saved}/per voice", json={"sql": first, "description": "d"}, headers=alice)
+    assert put.status_code == 200, put.text
+    assert (put.json()["name"], put.json()["sql"]) == ("per voice", first)
+    refused = httpx.put(f"{saved}/drop", json={"sql": "DROP TABLE alerts"}, headers=alice)
+    assert refused.status_code == 422
+    assert refused.json()["detail"] == "sql: only a SELECT may run here, not DropQuery"
+    badly_named = httpx.put(f"{saved}/no%21", json={"sql": "SELECT 1"}, headers=alice)
+    assert badly_named.status_code == 422
+    assert badly_named.json()["errors"][0]["field"] == "name"
+
+    def names(headers: dict[str, str]) -> list[tuple[str, str]]:
+        return [(q["name"], q["sql"]) for q in httpx.get(saved, headers=headers).json()["queries"]]
+
+    assert names(alice) == [("per voice", first)]
+    assert names(bob) == []
+    assert (
+        httpx.put(f"{saved}/per voice", json={"sql": "SELECT 2"}, headers=alice).status_code == 200
+    )
+    assert httpx.put(f"{saved}/another", json={"sql": "SELECT 3"}, headers=alice).status_code == 200
+    assert names(alice) == [("another", "SELECT 3"), ("per voice", "SELECT 2")]
+    assert httpx.delete(f"{saved}/per voice", headers=bob).status_code == 404  # not bob's
+    assert httpx.delete(f"{saved}/per voice", headers=alice).status_code == 204
+    assert names(alice) == [("another", "SELECT 3")]
+    assert httpx.delete(f"{saved}/per voice", headers=alice).status_code == 404

@@ -3,16 +3,20 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pyarrow as pa
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, ConfigDict, Field
 
 from deltaomega.api.auth.access import requires
-from deltaomega.api.deps import ContextDep
+from deltaomega.api.deps import ContextDep, audit_request
+from deltaomega.errors import NotFoundError
+from deltaomega.security.audit import Outcome
+from deltaomega.security.rate_limits import RouteClass
 from deltaomega.security.roles import Role
 from deltaomega.security.tokens import Principal
 from deltaomega.threads import in_thread
@@ -79,3 +83,81 @@ async def run_query(ctx: ContextDep, request: Request, body: QueryRequest) -> An
         row_count=len(result.result_rows),
         elapsed_ms=round(seconds * 1000, 1),
     )
+
+
+SavedName = Annotated[
+    str,
+    Path(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,99}$", description="1–100 letters, digits, ' _.-'."
+    ),
+]
+
+
+class SaveQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sql: str = Field(min_length=1, max_length=100_000)
+    description: str = Field(default="", max_length=2000)
+
+
+class SavedQuery(BaseModel):
+    name: str
+    sql: str
+    description: str
+    saved_at: datetime
+
+
+class SavedQueryList(BaseModel):
+    queries: list[SavedQuery]
+
+
+def _saved(row: dict[str, Any]) -> SavedQuery:
+    return SavedQuery(**{**row, "saved_at": datetime.fromtimestamp(row["saved_at"] / 1000, UTC)})
+
+
+@router.get(
+    "/saved",
+    response_model=SavedQueryList,
+    summary="The caller's saved queries, by name",
+    **requires(Role.ANALYST),
+)
+async def list_saved(ctx: ContextDep, request: Request) -> SavedQueryList:
+    owner = request.state.principal.subject
+    return SavedQueryList(queries=[_saved(r) for r in await ctx.queries.saved_queries(owner)])
+
+
+@router.put(
+    "/saved/{name}",
+    response_model=SavedQuery,
+    summary="Save (or replace) one of the caller's queries; it is checked as a run would be",
+    **requires(Role.ANALYST, RouteClass.WRITE),
+)
+async def save_query(
+    ctx: ContextDep, request: Request, name: SavedName, body: SaveQuery
+) -> SavedQuery:
+    await in_thread(ctx.analysis.check_statement, body.sql)
+    owner = request.state.principal.subject
+    now = int(time.time() * 1000)
+    await ctx.queries.save_query(owner, name, body.sql, body.description, False, now)
+    audit_request(ctx, request, "query.save", name, Outcome.OK, after=body.model_dump())
+    return SavedQuery(name=name, sql=body.sql, description=body.description, saved_at=_at(now))
+
+
+@router.delete(
+    "/saved/{name}",
+    status_code=204,
+    summary="Delete one of the caller's saved queries",
+    **requires(Role.ANALYST, RouteClass.WRITE, 404),
+)
+async def delete_saved(ctx: ContextDep, request: Request, name: SavedName) -> Response:
+    owner = request.state.principal.subject
+    found = await ctx.queries.saved_queries(owner, name)
+    if not found:
+        raise NotFoundError("saved query", name)
+    await ctx.queries.save_query(owner, name, "", "", True, int(time.time() * 1000))
+    audit_request(ctx, request, "query.delete", name, Outcome.OK, before=found[0])
+    return Response(status_code=204)
+
+
+def _at(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
