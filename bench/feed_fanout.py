@@ -26,6 +26,7 @@ from confluent_kafka import Producer
 from bench._common import emit, local_broker
 from deltaomega.api.feed_hub import FeedHub, Subscriber
 from deltaomega.config import Settings
+from deltaomega.errors import ServiceUnavailableError
 from deltaomega.logs import configure_logging
 from deltaomega.models.alerts import alert_record
 from deltaomega.schemas.codec import AvroCodec
@@ -78,6 +79,12 @@ async def run(args: argparse.Namespace) -> None:
     await asyncio.to_thread(ensure_topics, settings)
     topic = Topics.from_settings(settings).alerts
     hub = FeedHub(settings, AvroCodec.from_settings(settings))
+    for _ in range(30):  # a topic just created may not have its leader yet
+        try:
+            await hub.tail(topic)
+            break
+        except ServiceUnavailableError:
+            await asyncio.sleep(0.5)
     before = rss_mib()
     subscribers = [
         await hub.subscribe(topic, f"caller-{i % 10}", lambda r: True, None, "cursor")

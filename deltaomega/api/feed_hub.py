@@ -66,6 +66,18 @@ class FeedRecord:
 Delivery = tuple[FeedRecord, str]
 
 
+class LiveBatch(list[FeedRecord]):
+    """A fetch of the tail, with its position before and after and the cursor just past
+    each record: a subscriber in step with the tail takes those instead of making its own
+    (at 1,000 subscribers, formatting cursors was most of the fan-out's time)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.before: dict[int, int] = {}
+        self.after: dict[int, int] = {}
+        self.cursors: list[str] = []
+
+
 class Subscriber:
     """One client's view of a topic: what it keeps, how far it has been offered, and the
     deliveries waiting for it."""
@@ -115,6 +127,11 @@ class Subscriber:
     def _take(self, batch: list[FeedRecord]) -> None:
         """The records of ``batch`` past this subscriber's position, kept or not."""
         out: list[Delivery] = []
+        if isinstance(batch, LiveBatch) and self.position == batch.before:
+            # in step with the tail (the usual case): its cursors are this one's too
+            self.position = dict(batch.after)
+            out = [(r, c) for r, c in zip(batch, batch.cursors, strict=True) if self.keep(r)]
+            batch = LiveBatch()
         for r in batch:
             if r.offset <= self.position.get(r.partition, -1):
                 continue
@@ -244,14 +261,17 @@ class TopicTail:
                 for subscriber in list(self.subscribers):
                     subscriber.offer(batch)
 
-    def _decoded(self, fetched: dict[TopicPartition, list[Any]]) -> list[FeedRecord]:
-        batch = []
+    def _decoded(self, fetched: dict[TopicPartition, list[Any]]) -> LiveBatch:
+        batch = LiveBatch()
+        batch.before = dict(self.position)
         for tp in sorted(fetched, key=lambda t: t.partition):
             for message in fetched[tp]:
                 self.position[tp.partition] = message.offset
                 decoded = self._decode(tp.partition, message)
                 if decoded is not None:
                     batch.append(decoded)
+                    batch.cursors.append(format_cursor(self.position))
+        batch.after = dict(self.position)
         return batch
 
     def _decode(self, partition: int, message: Any) -> FeedRecord | None:
