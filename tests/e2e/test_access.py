@@ -62,6 +62,10 @@ BODIES: dict[str, dict[str, object]] = {
     },
 }
 
+#: the query parameters a GET route requires
+QUERIES: dict[str, dict[str, str]] = {
+    "/api/v1/patterns/visualize": {"window_start": "2027-01-01T00:00:00Z"},
+}
 
 ROUTES = _declared()
 #: (method, path, role, allowed): one cell of the route × role table each
@@ -121,7 +125,10 @@ def _status(
 ) -> tuple[int, httpx.Headers, bytes]:
     """Status, headers and (for a non-stream) body; a feed is closed once it answers."""
     body = BODIES.get(path) if method in ("POST", "PUT") else None
-    with httpx.stream(method, url, headers=headers, json=body, timeout=10) as response:
+    params = QUERIES.get(path) if method == "GET" else None
+    with httpx.stream(
+        method, url, headers=headers, json=body, params=params, timeout=10
+    ) as response:
         body = b"" if response.status_code == 200 and "/stream/" in url else response.read()
         return response.status_code, response.headers, body
 

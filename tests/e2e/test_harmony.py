@@ -5,17 +5,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from xml.etree import ElementTree  # noqa: S405 - parsing our own server's answer
 
+import httpx
 import pytest
 
 from deltaomega.config import Settings
 from deltaomega.producer import VoiceProducer
+from deltaomega.security.roles import Role
 from deltaomega.sinks.clickhouse import ClickHouse
 from tests import api_client
 from tests.conftest import RunningService, wait_for
 
 T0 = 1_800_000_000_000
 SUPPORTIVE = {"COOPERATION", "COMPLEMENTATION", "AMPLIFICATION"}
+SVG = "{http://www.w3.org/2000/svg}"
 #: (window, source, target, kind, strength)
 LINKS = [
     (0, "a", "b", "COOPERATION", 0.5),
@@ -103,6 +107,26 @@ def test_harmony_per_window_for_a_pair_and_the_system(
         expected = _expected(pair)
         assert [g[0] for g in got] == [e[0] for e in expected]
         assert [g[1:] for g in got] == [pytest.approx(e[1:], abs=1e-9) for e in expected]
+    # pictures of a window, for reports: its network (a link per source, target and kind)
+    # and its heat map
+    picture = f"{service.url}/api/v1/patterns/visualize"
+    analyst = api_client.auth(Role.ANALYST)
+    network = httpx.get(picture, params={"window_start": _iso(T0)}, headers=analyst)
+    assert network.status_code == 200
+    assert network.headers["content-type"] == "image/svg+xml"
+    svg = ElementTree.fromstring(network.content)
+    texts = [t.text for t in svg.iter(f"{SVG}text")]
+    assert {"a", "b", "c"} <= set(texts)
+    links = [g for g in svg.iter(f"{SVG}g") if (g.get("id") or "").startswith("link-")]
+    assert len(links) == len({x[1:4] for x in LINKS if x[0] == 0}) == 3
+    heat = httpx.get(
+        picture, params={"window_start": _iso(T0 + 10_000), "view": "heatmap"}, headers=analyst
+    )
+    assert heat.status_code == 200
+    assert {"a", "b"} <= {t.text for t in ElementTree.fromstring(heat.content).iter(f"{SVG}text")}
+    empty = httpx.get(picture, params={"window_start": _iso(T0 + 50_000)}, headers=analyst)
+    assert empty.status_code == 404
+
     half = api_client.get(url, params={**span, "source": "a"})
     assert half.status_code == 422
     assert half.json()["errors"][0]["field"] == "target"

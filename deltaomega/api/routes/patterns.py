@@ -1,14 +1,22 @@
-"""The system's interaction pattern per window, from the pattern classifier."""
+"""The system's interaction pattern per window, from the pattern classifier, and pictures of
+a window for reports."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import datetime
+from typing import Annotated, Literal
 
+from fastapi import APIRouter, Query, Response
+
+from deltaomega.api import pictures
 from deltaomega.api.auth.access import requires
 from deltaomega.api.deps import ContextDep
+from deltaomega.api.matrix import build_matrix
 from deltaomega.api.models import Pattern, PatternList
-from deltaomega.api.params import End, Limit, Start, time_range
+from deltaomega.api.params import End, Limit, Start, millis, time_range
+from deltaomega.errors import NotFoundError
 from deltaomega.security.roles import Role
+from deltaomega.threads import in_thread
 
 router = APIRouter(prefix="/api/v1/patterns", tags=["patterns"])
 
@@ -26,3 +34,37 @@ async def list_patterns(
     from_ms, to_ms = time_range(start, end, ctx.settings.api_default_range_ms)
     rows = await ctx.queries.patterns(from_ms, to_ms, limit)
     return PatternList(patterns=[Pattern.from_row(r) for r in rows])
+
+
+SVG = "image/svg+xml"
+_PICTURE = requires(Role.ANALYST)
+_PICTURE["responses"][200] = {"content": {SVG: {"schema": {"type": "string"}}}}
+
+
+@router.get(
+    "/visualize",
+    summary="An SVG of one interaction window: its network or its heat map",
+    response_class=Response,
+    **_PICTURE,
+)
+async def visualize(
+    ctx: ContextDep,
+    window_start: Annotated[datetime, Query(description="The interaction window's start.")],
+    view: Literal["network", "heatmap"] = "network",
+) -> Response:
+    """The links of the window starting at ``window_start`` (404 when it has none), titled
+    with the pattern the classifier saw in the voice window starting then, if any."""
+    start = millis(window_start)
+    assert start is not None
+    rows = await ctx.queries.interaction_totals_between(
+        start, start + ctx.settings.interaction_window_ms
+    )
+    if not rows:
+        raise NotFoundError("interaction window", window_start.isoformat())
+    seen = await ctx.queries.patterns(start, start + 1, 1)
+    title = f"{window_start.isoformat()}" + (f" — {seen[0]['pattern']}" if seen else "")
+    if view == "network":
+        picture = await in_thread(pictures.network_svg, rows, title)
+    else:
+        picture = await in_thread(pictures.heatmap_svg, build_matrix(rows), title)
+    return Response(picture, media_type=SVG)
