@@ -349,6 +349,8 @@ def run_service(
     base = base_url(settings)
     if api:
         log.info("API %s/api/v1/voices | docs %s/docs | metrics %s/metrics", base, base, base)
+        ws = base.replace("http", "ws", 1)
+        log.info("GraphQL %s/graphql | WebSocket %s/api/v1/ws", base, ws)
     else:
         # `deltaomega worker` or `control`: the same app, serving only health and metrics.
         log.info("health and metrics on %s/readyz", base)

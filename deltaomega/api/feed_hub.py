@@ -259,7 +259,11 @@ class TopicTail:
             batch = self._decoded(fetched)
             if batch:
                 for subscriber in list(self.subscribers):
-                    subscriber.offer(batch)
+                    try:
+                        subscriber.offer(batch)
+                    except Exception:  # noqa: BLE001 - one subscriber's filter, not the tail
+                        log.exception("a subscriber of %s failed on a record", self.topic)
+                        subscriber.drop("failed: its filter could not read a record")
 
     def _decoded(self, fetched: dict[TopicPartition, list[Any]]) -> LiveBatch:
         batch = LiveBatch()

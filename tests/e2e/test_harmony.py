@@ -4,7 +4,6 @@ from the interactions published."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from xml.etree import ElementTree  # noqa: S405 - parsing our own server's answer
 
 import httpx
@@ -12,6 +11,7 @@ import pytest
 
 from deltaomega.config import Settings
 from deltaomega.producer import VoiceProducer
+from deltaomega.schemas.json_records import iso as _iso
 from deltaomega.security.roles import Role
 from deltaomega.sinks.clickhouse import ClickHouse
 from tests import api_client
@@ -30,10 +30,6 @@ LINKS = [
     (1, "b", "a", "AMPLIFICATION", 0.5),
     (2, "a", "b", "COMPETITION", 0.9),
 ]
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
 
 
 def _expected(pair: tuple[str, str] | None) -> list[tuple[str, float, float, float]]:

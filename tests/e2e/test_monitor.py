@@ -8,7 +8,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -17,6 +17,7 @@ import pytest
 from deltaomega.config import Settings
 from deltaomega.producer import SimulationConfig, run_simulation
 from deltaomega.producer.episodes import Episode, Scenario
+from deltaomega.schemas.json_records import iso as _iso
 from deltaomega.schemas.records import METRICS
 from deltaomega.security.roles import Role
 from deltaomega.sinks.clickhouse import ClickHouse
@@ -28,10 +29,6 @@ WINDOW = 10_000
 VOICES = [f"voice-{i:02d}" for i in range(8)]
 SUPPORTIVE = {"COOPERATION", "COMPLEMENTATION", "AMPLIFICATION"}
 ANALYST = api_client.auth(Role.ANALYST)
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
 
 
 def _ms(text: str) -> int:
@@ -130,6 +127,41 @@ def test_monitor_and_analyze_report_what_the_tables_hold(
         assert accuracy["metrics"][m]["persistence_mae"] == pytest.approx(persisted, rel=1e-9)
         assert accuracy["metrics"][m]["coverage"] == pytest.approx(inside / len(scored), rel=1e-9)
     assert sorted(a["alert_id"] for a in report["alerts"]) == sorted(a["alert_id"] for a in alerts)
+
+    # GraphQL over the same tables: collective dynamics and the newest predictions
+    graphql = httpx.post(
+        f"{service.url}/graphql",
+        json={
+            "query": "query($r: TimeRange) { collectiveDynamics(timeRange: $r) { harmony "
+            "interactions { source target } } systemPredictions(horizon: 3) "
+            "{ type subject value horizonWindows } }",
+            "variables": {"r": body},
+        },
+        headers=ANALYST,
+        timeout=60,
+    ).json()
+    assert "errors" not in graphql, graphql
+    dynamics = graphql["data"]["collectiveDynamics"]
+    assert dynamics["harmony"] == pytest.approx(harmony, abs=1e-9)
+    assert len(dynamics["interactions"]) == len({(r["source"], r["target"]) for r in links})
+    newest_predictions = clickhouse.rows(
+        f"SELECT voice_id, stress_pred FROM {db}.predictions FINAL WHERE window_start = "
+        f"(SELECT max(window_start) FROM {db}.predictions)"
+    )
+    system = graphql["data"]["systemPredictions"]
+    assert {(p["subject"], p["value"]) for p in system if p["type"] == "STATE_CHANGE"} == {
+        (r["voice_id"], r["stress_pred"]) for r in newest_predictions
+    }
+    newest_conflicts = clickhouse.rows(
+        f"SELECT source, target, probability FROM {db}.conflict_predictions FINAL WHERE "
+        f"window_start = (SELECT max(window_start) FROM {db}.conflict_predictions) "
+        "AND horizon_windows <= 3"
+    )
+    assert {(p["subject"], p["value"]) for p in system if p["type"] == "CONFLICT_ESCALATION"} == {
+        (f"{r['source']}->{r['target']}", r["probability"]) for r in newest_conflicts
+    }
+    assert [p["type"] for p in system].count("PATTERN_EMERGENCE") == 1
+    assert "SYSTEM_EVOLUTION" not in {p["type"] for p in system}
 
     # the same scoring per model version and minute of target window
     series = httpx.get(

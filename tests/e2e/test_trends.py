@@ -4,13 +4,13 @@ what was published: slope, change, hopping windows and the change point of a ste
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 
 from deltaomega.config import Settings
 from deltaomega.producer import VoiceProducer
+from deltaomega.schemas.json_records import iso as _iso
 from deltaomega.sinks.clickhouse import ClickHouse
 from tests import api_client
 from tests.conftest import RunningService, voice_event, wait_for
@@ -18,10 +18,6 @@ from tests.conftest import RunningService, voice_event, wait_for
 T0 = 1_800_000_000_000
 #: window → the stress of its events (window 3 has two)
 STRESS = {w: [0.2] * (2 if w == 3 else 1) if w < 6 else [0.8] for w in range(12)}
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
 
 
 def test_slope_change_hopping_windows_and_change_points(

@@ -63,12 +63,18 @@ async def _range(ctx: ApiContext, span_ms: int) -> tuple[int, int]:
     return end - span_ms, end
 
 
+_MONITOR = requires(Role.ANALYST, RouteClass.MONITOR)
+_MONITOR["responses"][200] = {
+    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+}
+
+
 @router.get(
     "/monitor",
     response_model=MonitorReport,
     summary="The interaction monitor: matrix, harmony, patterns, conflicts, accuracy, alerts",
     response_description="JSON, or with real_time=true a text/event-stream of 'monitor' events",
-    **requires(Role.ANALYST, RouteClass.MONITOR),
+    **_MONITOR,
 )
 async def monitor(
     ctx: ContextDep,

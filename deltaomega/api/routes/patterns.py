@@ -15,6 +15,7 @@ from deltaomega.api.matrix import build_matrix
 from deltaomega.api.models import Pattern, PatternList
 from deltaomega.api.params import End, Limit, Start, millis, time_range
 from deltaomega.errors import NotFoundError
+from deltaomega.security.rate_limits import RouteClass
 from deltaomega.security.roles import Role
 from deltaomega.threads import in_thread
 
@@ -37,7 +38,7 @@ async def list_patterns(
 
 
 SVG = "image/svg+xml"
-_PICTURE = requires(Role.ANALYST)
+_PICTURE = requires(Role.ANALYST, RouteClass.READ, 404)
 _PICTURE["responses"][200] = {"content": {SVG: {"schema": {"type": "string"}}}}
 
 
