@@ -294,6 +294,48 @@ def _cmd_policies(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
+    """``alerts check`` lists the routing; ``alerts test`` sends one notification, once (no
+    retries: the answer is what the channel said)."""
+    import asyncio
+    import time
+
+    import httpx
+
+    from deltaomega.alerting.notifications import sample_notification
+    from deltaomega.alerting.routing import load_routing
+    from deltaomega.alerting.senders import ChannelError, build_senders
+
+    path = args.file or settings.alert_routing_file
+    routing = load_routing(path)
+    if args.alerts_command == "check":
+        print(f"{path or '(no routing file)'}: {len(routing.channels)} channels")
+        for name, channel in routing.channels.items():
+            print(f"  {name}: {channel.type}")
+        for severity in ("CRITICAL", "WARNING", "INFO"):
+            channels = ", ".join(routing.channels_for(severity)) or "console only"
+            print(f"  {severity}: {channels}")
+            for i, level in enumerate(routing.escalation(severity), start=1):
+                after, names = level.after_minutes, ", ".join(level.channels)
+                print(f"    escalation {i} after {after:g} min: {names}")
+        return 0
+    if args.channel not in routing.channels:
+        known = ", ".join(sorted(routing.channels)) or "none"
+        return _fail(f"no channel {args.channel!r} in {path or 'the routing'} (channels: {known})")
+
+    async def send() -> int | None:
+        async with httpx.AsyncClient() as client:
+            sender = build_senders(routing.channels, routing.console_url, client)[args.channel]
+            return await sender.send(sample_notification(args.channel, int(time.time() * 1000)))
+
+    try:
+        status = asyncio.run(send())
+    except ChannelError as exc:
+        return _fail(f"{args.channel}: not delivered: {exc}")
+    print(f"{args.channel}: delivered (status {status})")
+    return 0
+
+
 def _key_id(text: str) -> str:
     if re.fullmatch(r"[0-9a-f]{16}", text) is None:
         raise argparse.ArgumentTypeError(
@@ -406,6 +448,15 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.set_defaults(func=_cmd_auth_keys)
     routes = auth_commands.add_parser("routes", help="print the route x role table (Markdown)")
     routes.set_defaults(func=_cmd_auth_routes)
+
+    alerts = sub.add_parser("alerts", help="alert routing: check it, send a test notification")
+    alert_commands = alerts.add_subparsers(dest="alerts_command", required=True)
+    check = alert_commands.add_parser("check", help="check and list the alert routing file")
+    test = alert_commands.add_parser("test", help="send a test notification to one channel")
+    test.add_argument("--channel", required=True, help="a channel of the routing file")
+    for command in (check, test):
+        command.add_argument("--file", type=Path, help="default: DELTAOMEGA_ALERT_ROUTING_FILE")
+        command.set_defaults(func=_cmd_alerts)
 
     policies = sub.add_parser("policies", help="check and list the policies file")
     policies.add_argument("--file", type=Path, help="default: DELTAOMEGA_POLICIES_FILE")

@@ -263,6 +263,20 @@ class Settings(BaseSettings):
         description="YAML policies that turn alerts into proposed orchestrations "
         "(deltaomega/control/policies.py); none without one.",
     )
+    alert_routing_file: Path | None = Field(
+        default=None,
+        description="YAML alert routing: channels, routes by severity, escalation, quiet "
+        "hours (deltaomega/alerting/routing.py); without one, alerts reach the console only.",
+    )
+    alert_delivery_attempts: int = Field(
+        default=5, ge=1, le=20, description="Attempts per notification and channel."
+    )
+    alert_delivery_backoff_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="Base of the exponential back-off (full jitter) between attempts.",
+    )
     ttl_audit_days: int = Field(
         default=7 * 365 + 2, ge=0, description="The audit log: seven years, as the seed asks."
     )

@@ -120,3 +120,22 @@ POLICY_PROPOSALS = Counter(
     ["policy", "outcome"],
 )
 WS_CONNECTIONS = Gauge("deltaomega_ws_connections", "Open WebSocket API connections")
+ALERT_NOTIFICATIONS = Counter(
+    "deltaomega_alert_notifications_total",
+    "Notifications of alert conditions, by kind (opened, reminder, escalated, resolved, …)",
+    ["kind", "severity"],
+)
+ALERT_DELIVERIES = Counter(
+    "deltaomega_alert_deliveries_total",
+    "Attempts to deliver a notification, by channel and outcome (delivered, retrying, failed)",
+    ["channel", "outcome"],
+)
+ALERT_DELIVERY_SECONDS = Histogram(
+    "deltaomega_alert_delivery_seconds",
+    "From a notification's decision to its delivery on a channel, retries included",
+    ["channel"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+)
+ALERT_CONDITIONS_OPEN = Gauge(
+    "deltaomega_alert_conditions_open", "Alert conditions open or acknowledged", ["severity"]
+)

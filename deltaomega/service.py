@@ -27,10 +27,12 @@ import uvicorn
 from fastapi import FastAPI
 
 from deltaomega import faults
+from deltaomega.alerting.routing import load_routing
 from deltaomega.api.analysis_sql import AnalysisSql
 from deltaomega.api.app import create_api
 from deltaomega.api.deps import ApiContext
 from deltaomega.api.feed_hub import FeedHub
+from deltaomega.api.pattern_analysis import PatternAnalyzer
 from deltaomega.api.queries import Queries
 from deltaomega.api.writes import KafkaWrites
 from deltaomega.config import Settings
@@ -91,6 +93,7 @@ def build_app(
         writes=KafkaWrites(settings),
         feeds=FeedHub(settings, codec),
         analysis=AnalysisSql(settings, clickhouse.settings),
+        patterns=PatternAnalyzer(settings),
         worker=pipeline.worker if pipeline else None,
     )
 
@@ -102,8 +105,15 @@ def build_app(
             settings.policies_file,
             ", ".join(p.name + (" (automatic)" if p.automatic else "") for p in policies),
         )
+    routing = load_routing(settings.alert_routing_file) if control else None
+    if routing is not None and settings.alert_routing_file is not None:
+        log.info(
+            "alert routing from %s: channels %s",
+            settings.alert_routing_file,
+            ", ".join(f"{n} ({c.type})" for n, c in routing.channels.items()) or "none",
+        )
     control_plane = (
-        ControlPlane(lambda: control_app(settings, codec, context.audit, policies))
+        ControlPlane(lambda: control_app(settings, codec, context.audit, policies, routing))
         if control
         else None
     )

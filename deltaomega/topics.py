@@ -57,6 +57,14 @@ class Topics:
     api_keys: str
     #: one partition, in order: every write, approval, automatic action and refusal
     audit: str
+    #: acknowledgements, resolutions and silences of alert conditions (sunk to ClickHouse)
+    alert_actions: str
+    #: each alert condition after every change, key rule:subject (sunk to ClickHouse)
+    alert_status: str
+    #: every attempt to deliver a notification (sunk to ClickHouse)
+    alert_deliveries: str
+    #: the control plane's own: conditions due a look (reminder, escalation, clearing)
+    alert_checks: str
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topics:
@@ -82,6 +90,10 @@ class Topics:
             inference_lease=f"{p}{settings.app_id}.inference-lease",
             api_keys=f"{p}{settings.app_id}.api-keys",
             audit=f"{p}{settings.app_id}.audit",
+            alert_actions=f"{p}voice.alert-actions",
+            alert_status=f"{p}voice.alert-status",
+            alert_deliveries=f"{p}voice.alert-deliveries",
+            alert_checks=f"{p}{settings.app_id}.alert-checks",
         )
 
     def all(self) -> list[str]:
@@ -105,6 +117,10 @@ class Topics:
             self.inference_lease,
             self.api_keys,
             self.audit,
+            self.alert_actions,
+            self.alert_status,
+            self.alert_deliveries,
+            self.alert_checks,
         ]
 
     def changelogs(self) -> list[str]:

@@ -37,6 +37,11 @@ def get(url: str, headers: dict[str, str] | None = None, **kwargs: Any) -> httpx
     return httpx.get(url, headers={**auth(), **(headers or {})}, **kwargs)
 
 
+def post(url: str, headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
+    """As admin unless ``headers`` say otherwise."""
+    return httpx.post(url, headers={**auth(), **(headers or {})}, timeout=30, **kwargs)
+
+
 def stream(method: str, url: str, headers: dict[str, str] | None = None, **kwargs: Any) -> Any:
     return httpx.stream(method, url, headers={**auth(), **(headers or {})}, **kwargs)
 

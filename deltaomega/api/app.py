@@ -15,6 +15,7 @@ from deltaomega.api.graphql_api import graphql_router
 from deltaomega.api.read_cache import ReadCache
 from deltaomega.api.red_metrics import RedMetrics
 from deltaomega.api.routes import (
+    alert_conditions,
     alerts,
     audit,
     emergence,
@@ -59,6 +60,7 @@ def create_api(
             patterns,
             emergence,
             alerts,
+            alert_conditions,
             stream,
             ws,
             orchestration,

@@ -10,6 +10,7 @@ from starlette.requests import HTTPConnection
 
 from deltaomega.api.analysis_sql import AnalysisSql
 from deltaomega.api.feed_hub import FeedHub
+from deltaomega.api.pattern_analysis import PatternAnalyzer
 from deltaomega.api.queries import Queries
 from deltaomega.api.writes import KafkaWrites
 from deltaomega.config import Settings
@@ -37,6 +38,8 @@ class ApiContext:
     feeds: FeedHub
     #: analysts' SQL, on a connection of its own
     analysis: AnalysisSql
+    #: the pattern classifier and emergence detector, on demand over a chosen range
+    patterns: PatternAnalyzer
     #: The worker when it runs in this process (for readiness), else None.
     worker: Worker | None = None
     #: Topics and tables exist (the lifespan prepares them in the background).

@@ -10,9 +10,7 @@ query in one read (a DataLoader).
 
 What the seed names and the system does not compute is left out and said so here:
 ``SystemPrediction`` has no ``SYSTEM_EVOLUTION`` predictions (no model forecasts the
-system's own evolution; the emergence model detects it as it happens), and
-``requestPatternAnalysis`` is not offered (the pattern classifier runs on each window as it
-closes: ``polyphonicPatterns`` reads its results).
+system's own evolution; the emergence model detects it as it happens).
 """
 
 from __future__ import annotations
@@ -42,7 +40,9 @@ from deltaomega.api.deps import ApiContext
 from deltaomega.api.feed_hub import FeedRecord
 from deltaomega.api.matrix import build_matrix
 from deltaomega.api.models import OrchestrationRequest, ParameterChangeRequest
+from deltaomega.api.outlook import system_outlook
 from deltaomega.api.params import millis
+from deltaomega.api.pattern_analysis import analyse_range
 from deltaomega.control.parameters import effective
 from deltaomega.control.strategies import Strategy as StrategyName
 from deltaomega.errors import (
@@ -63,6 +63,10 @@ _DEFAULT_RANGE_MS = 3_600_000
 
 def _at(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def _now_ms() -> int:
+    return int(datetime.now(UTC).timestamp() * 1000)
 
 
 # -- context and checks --------------------------------------------------------------------
@@ -240,6 +244,16 @@ class PolyphonicPattern:
         )
 
 
+@strawberry.type(description="The active model version's view of a chosen range.")
+class PatternAnalysis:
+    model_version: str
+    windows: list[PolyphonicPattern] = strawberry.field(description="Oldest first.")
+    pattern_counts: JSON = strawberry.field(description="Windows per class.")
+    emergent_windows: int = strawberry.field(
+        description="Windows where the emergence detector is at or over its alert threshold."
+    )
+
+
 @strawberry.enum(description="What a prediction is about.")
 class PredictionType(Enum):
     STATE_CHANGE = "STATE_CHANGE"
@@ -391,12 +405,8 @@ class Query:
     )
     async def system_predictions(self, info: Info, horizon: int = 3) -> list[SystemPrediction]:
         _allow(info, Role.ANALYST)
-        queries = _ctx(info).queries
-        now = int(datetime.now(UTC).timestamp() * 1000)
-        since = now - 10 * _DEFAULT_RANGE_MS
+        found = await system_outlook(_ctx(info).queries)
         out: list[SystemPrediction] = []
-        predictions = await queries.predictions(None, since, None, 10_000)
-        newest = max((p["window_start"] for p in predictions), default=None)
         if horizon >= 1:
             out += [
                 SystemPrediction(
@@ -408,11 +418,8 @@ class Query:
                     detail=JSON({m: p[f"{m}_pred"] for m in METRICS} | {"risk": p["risk"]}),
                     model_version=p["model_version"],
                 )
-                for p in predictions
-                if p["window_start"] == newest
+                for p in found.states
             ]
-        conflicts = await queries.conflict_predictions(0.0, None, None, since, None, 10_000)
-        newest = max((c["window_start"] for c in conflicts), default=None)
         out += [
             SystemPrediction(
                 type=PredictionType.CONFLICT_ESCALATION,
@@ -423,12 +430,11 @@ class Query:
                 detail=JSON({}),
                 model_version=c["model_version"],
             )
-            for c in conflicts
-            if c["window_start"] == newest and c["horizon_windows"] <= horizon
+            for c in found.conflicts
+            if c["horizon_windows"] <= horizon
         ]
-        emergence = await queries.emergence(None, since, None, 1)
-        if emergence and horizon >= 1:
-            e = emergence[0]
+        e = found.emergence
+        if e is not None and horizon >= 1:
             out.append(
                 SystemPrediction(
                     type=PredictionType.PATTERN_EMERGENCE,
@@ -460,11 +466,13 @@ class Query:
         )
 
 
-async def _spend(info: Info, principal: Principal) -> None:
+async def _spend(
+    info: Info, principal: Principal, route_class: RouteClass = RouteClass.WRITE
+) -> None:
     connection = _connection(info)
     client = connection.client.host if connection.client else "unknown"
     try:
-        await _ctx(info).gatekeeper.spend(principal, RouteClass.WRITE, client)
+        await _ctx(info).gatekeeper.spend(principal, route_class, client)
     except RateLimitedError as exc:
         raise _refused(exc) from exc
 
@@ -532,6 +540,25 @@ class Mutation:
         except (PydanticValidationError, DeltaOmegaError) as exc:
             raise _refused(exc) from exc
         return OrchestrationResult(orchestration_id=done.orchestration_id, status=done.status)
+
+    @strawberry.mutation(
+        description="Classify patterns and detect emergence over a range with the active "
+        "model version, as POST /api/v1/patterns/analyze does (analyst+)."
+    )
+    async def request_pattern_analysis(self, info: Info, time_range: TimeRange) -> PatternAnalysis:
+        principal = _allow(info, Role.ANALYST)
+        await _spend(info, principal, RouteClass.MONITOR)
+        start, end = _range(time_range)
+        try:
+            result = await analyse_range(_ctx(info), start, end if end is not None else _now_ms())
+        except DeltaOmegaError as exc:
+            raise _refused(exc) from exc
+        return PatternAnalysis(
+            model_version=result.model_version,
+            windows=[PolyphonicPattern.of(w.pattern) for w in result.windows],
+            pattern_counts=JSON(result.pattern_counts()),
+            emergent_windows=sum(w.emergence["detected"] for w in result.windows),
+        )
 
 
 async def _follow(

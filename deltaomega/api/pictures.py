@@ -9,13 +9,12 @@ import io
 import math
 import threading
 from collections.abc import Sequence
-from typing import Any
-
-from matplotlib import rc_context
-from matplotlib.figure import Figure
-from matplotlib.patches import FancyArrowPatch
+from typing import TYPE_CHECKING, Any
 
 from deltaomega.api.matrix import ANTAGONISTIC, MatrixResult
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 COLOURS = {
     "COOPERATION": "#2a9d8f",
@@ -48,6 +47,11 @@ def network_svg(rows: Sequence[dict[str, Any]], title: str) -> bytes:
     }
     out_strength = {v: sum(r["strength"] for r in rows if r["source"] == v) for v in voices}
     top = max([*(r["strength"] for r in rows), 1e-9])
+    # matplotlib is imported here, not with the API: it costs most of a second at start
+    from matplotlib import rc_context
+    from matplotlib.figure import Figure
+    from matplotlib.patches import FancyArrowPatch
+
     with _DRAWING, rc_context(_STYLE):
         figure = Figure(figsize=(6, 6))
         axes = figure.subplots()
@@ -86,6 +90,9 @@ def heatmap_svg(matrix: MatrixResult, title: str) -> bytes:
     """Summed strength of every kind from each voice (rows) to each other (columns)."""
     n = len(matrix.voices)
     total = [[sum(m[i][j] for m in matrix.matrices.values()) for j in range(n)] for i in range(n)]
+    from matplotlib import rc_context
+    from matplotlib.figure import Figure
+
     with _DRAWING, rc_context(_STYLE):
         figure = Figure(figsize=(1.5 + 0.5 * n, 1 + 0.5 * n))
         axes = figure.subplots()

@@ -23,7 +23,12 @@ from deltaomega.errors import (
 log = logging.getLogger(__name__)
 
 PROBLEM = "application/problem+json"
-_SERVICES = {"kafka": "Kafka", "clickhouse": "ClickHouse", "schema-registry": "The schema registry"}
+_SERVICES = {
+    "kafka": "Kafka",
+    "clickhouse": "ClickHouse",
+    "schema-registry": "The schema registry",
+    "models": "The model runtime",
+}
 
 
 class FieldProblem(BaseModel):

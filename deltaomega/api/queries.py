@@ -115,6 +115,30 @@ class Queries:
             n=limit,
         )
 
+    async def window_states(
+        self, from_ms: int, to_ms: int, limit: int
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Every voice state and interaction state of windows starting in [from, to), at
+        most ``limit`` rows of each (the caller refuses a range that reaches the limit)."""
+        voices = await self._rows(
+            f"SELECT {_STATE_COLUMNS} FROM {self.db}.voice_states FINAL WHERE "
+            + _IN_RANGE.format(table="voice_states")
+            + " ORDER BY window_start, voice_id LIMIT {n:UInt32}",
+            from_ms=from_ms,
+            to_ms=to_ms,
+            n=limit,
+        )
+        links = await self._rows(
+            f"SELECT {_ms('window_start')}, source, target, kind, strength_mean "
+            f"FROM {self.db}.interaction_states FINAL WHERE "
+            + _IN_RANGE.format(table="interaction_states")
+            + " ORDER BY window_start, source, target, kind LIMIT {n:UInt32}",
+            from_ms=from_ms,
+            to_ms=to_ms,
+            n=limit,
+        )
+        return voices, links
+
     async def interaction_totals(
         self, window_ms: int, interaction_window_ms: int
     ) -> tuple[list[dict[str, Any]], int | None]:
@@ -142,6 +166,14 @@ class Queries:
         rows = await self._rows(
             f"SELECT toUnixTimestamp64Milli(max(window_start)) AS start, count() AS n "
             f"FROM {self.db}.interaction_states"
+        )
+        return int(rows[0]["start"]) if rows and rows[0]["n"] else None
+
+    async def newest_window(self, table: str) -> int | None:
+        """The newest window start in a model output table (named from a fixed list)."""
+        rows = await self._rows(
+            f"SELECT toUnixTimestamp64Milli(max(window_start)) AS start, count() AS n "
+            f"FROM {self.db}.{table}"
         )
         return int(rows[0]["start"]) if rows and rows[0]["n"] else None
 
@@ -448,4 +480,60 @@ class Queries:
             f"FROM {self.db}.orchestrations FINAL WHERE {' AND '.join(conditions)} "
             "ORDER BY requested_at DESC, orchestration_id LIMIT {n:UInt32}",
             **parameters,
+        )
+
+    async def alert_conditions(
+        self,
+        condition_id: str | None,
+        state: str | None,
+        severity: str | None,
+        rule: str | None,
+        subject: str | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        """Alert conditions as they are now, newest opened first."""
+        conditions = ["1"]
+        parameters: dict[str, Any] = {"n": limit}
+        for column, value in (
+            ("condition_id", condition_id),
+            ("state", state),
+            ("severity", severity),
+            ("rule", rule),
+            ("subject", subject),
+        ):
+            if value is not None:
+                conditions.append(f"{column} = {{{column}:String}}")
+                parameters[column] = value
+        return await self._rows(
+            f"SELECT condition_id, rule, subject, severity, state, {_ms('first_window')}, "
+            f"{_ms('last_window')}, windows, alert_id, message, value, threshold, "
+            f"recommended_actions, {_ms('opened_at')}, acknowledged_by, resolved_by, "
+            f"resolution, silenced_by, escalation_level, notifications, {_ms('changed_at')}, "
+            f"version FROM {self.db}.alert_conditions FINAL "
+            f"WHERE {' AND '.join(conditions)} "
+            "ORDER BY opened_at DESC, condition_id LIMIT {n:UInt32}",
+            **parameters,
+        )
+
+    async def alert_deliveries(self, condition_id: str, limit: int) -> list[dict[str, Any]]:
+        """Every delivery attempt for a condition, oldest first."""
+        return await self._rows(
+            "SELECT delivery_id, notification_id, condition_id, kind, severity, channel, "
+            f"channel_type, attempt, outcome, status_code, error, latency_ms, "
+            f"{_ms('attempted_at')} FROM {self.db}.alert_deliveries FINAL "
+            "WHERE condition_id = {c:String} ORDER BY attempted_at, delivery_id "
+            "LIMIT {n:UInt32}",
+            c=condition_id,
+            n=limit,
+        )
+
+    async def silences(self, now_ms: int) -> list[dict[str, Any]]:
+        """Silences in force at ``now_ms``: created, not yet ended, not lifted."""
+        return await self._rows(
+            "SELECT silence_id, rule, subject, severity, toUnixTimestamp64Milli(until) AS until, "
+            f"reason, actor, {_ms('at')} FROM {self.db}.alert_actions FINAL "
+            "WHERE action = 'SILENCE' AND until > fromUnixTimestamp64Milli({now:Int64}) "
+            f"AND silence_id NOT IN (SELECT silence_id FROM {self.db}.alert_actions "
+            "WHERE action = 'UNSILENCE') ORDER BY at, silence_id",
+            now=now_ms,
         )

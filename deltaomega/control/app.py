@@ -1,7 +1,8 @@
 """The control plane's Faust app: parameter changes kept per voice in a changelog-backed
 table, a timer that reverts a change when its expected duration ends, and the
-orchestration state machine (deltaomega.control.orchestration) and the policies that turn
-alerts into proposed orchestrations (deltaomega.control.policy_agent).
+orchestration state machine (deltaomega.control.orchestration), the policies that turn
+alerts into proposed orchestrations (deltaomega.control.policy_agent) and alert dispatch
+(deltaomega.control.alert_agent).
 
 Expiry runs through the agent rather than the timer itself: a Faust table may only be
 written from an agent (its changelog partition is the event's), so the timer sends an
@@ -19,7 +20,9 @@ from typing import Any
 
 import faust
 
+from deltaomega.alerting.routing import Routing
 from deltaomega.config import Settings
+from deltaomega.control.alert_agent import install_alert_dispatch
 from deltaomega.control.channels import decoded, raw_topic
 from deltaomega.control.orchestration import SYSTEM, install_orchestration
 from deltaomega.control.parameters import DEFAULTS, applied, undoing
@@ -42,6 +45,7 @@ def control_app(
     codec: AvroCodec,
     audit: AuditTrail,
     policies: Sequence[Policy] = (),
+    routing: Routing | None = None,
 ) -> faust.App:
     topics = Topics.from_settings(settings)
     datadir = (settings.data_dir / "control").resolve()
@@ -138,6 +142,7 @@ def control_app(
 
     events = install_orchestration(app, settings, codec, audit, changes, expiries)
     install_policies(app, settings, codec, audit, voices, events, policies)
+    install_alert_dispatch(app, settings, codec, audit, routing or Routing())
 
     @app.timer(EXPIRY_CHECK_SECONDS)  # type: ignore[untyped-decorator]
     async def check_expiry() -> None:

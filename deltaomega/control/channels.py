@@ -15,9 +15,10 @@ from deltaomega.schemas.codec import AvroCodec
 log = logging.getLogger(__name__)
 
 
-def raw_topic(app: faust.App, name: str, partitions: int) -> Any:
+def raw_topic(app: faust.App, name: str | tuple[str, ...], partitions: int) -> Any:
+    """One topic, or several read by one agent (co-partitioned: the same keys and count)."""
     return app.topic(
-        name,
+        *((name,) if isinstance(name, str) else name),
         key_type=bytes,
         value_type=bytes,
         key_serializer="raw",

@@ -36,12 +36,11 @@ import fnmatch
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from pydantic import ValidationError as PydanticValidationError
 
 from deltaomega.control.strategies import OrchestrationTargets, Strategy, StrategyOptions
 from deltaomega.errors import ConfigurationError
+from deltaomega.yaml_files import load_model
 
 SEVERITIES = ("INFO", "WARNING", "CRITICAL")
 EXAMPLE = Path(__file__).with_name("policies.example.yaml")
@@ -108,18 +107,7 @@ def load_policies(path: Path | None) -> list[Policy]:
     the field, when it cannot be read or is not valid."""
     if path is None:
         return []
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigurationError(f"policies file {path}: {exc.strerror or exc}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigurationError(f"policies file {path}: not YAML ({_first_line(exc)})") from exc
-    try:
-        policies = PolicyFile.model_validate(raw if raw is not None else {}).policies
-    except PydanticValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        raise ConfigurationError(f"policies file {path}: {where}: {error['msg']}") from exc
+    policies = load_model(path, PolicyFile, "policies file").policies
     names = [p.name for p in policies]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
@@ -132,7 +120,3 @@ def load_policies(path: Path | None) -> list[Policy]:
                 f"the {policy.propose.strategy.value} strategy needs a parameter"
             )
     return policies
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

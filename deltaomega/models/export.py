@@ -20,7 +20,7 @@ from deltaomega.models.features import (
     SYSTEM_FEATURES,
     VOICE_FEATURES,
 )
-from deltaomega.models.nets import DYNAMIC_AXES, IO_NAMES
+from deltaomega.models.graph_io import DYNAMIC_AXES, IO_NAMES
 
 OPSET = 17
 #: Largest |onnxruntime − torch| accepted on any output.

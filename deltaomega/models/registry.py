@@ -107,11 +107,18 @@ class ModelRegistry:
             for source in sorted(p for p in shipped.iterdir() if p.is_dir()):
                 target = self.versions_dir / source.name
                 if not target.exists():
-                    staging = self.versions_dir / f".{source.name}.installing"
+                    # Per process: the worker and an API process may install at once.
+                    staging = self.versions_dir / f".{source.name}.{os.getpid()}.installing"
                     shutil.rmtree(staging, ignore_errors=True)
                     shutil.copytree(source, staging)
-                    staging.rename(target)
-                    log.info("installed shipped model version %s", source.name)
+                    try:
+                        staging.rename(target)
+                    except OSError:
+                        if not target.is_dir():
+                            raise
+                        shutil.rmtree(staging, ignore_errors=True)  # the other one won
+                    else:
+                        log.info("installed shipped model version %s", source.name)
         if self._state().get("active") is None:
             available = self.versions()
             if not available:

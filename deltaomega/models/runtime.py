@@ -19,7 +19,7 @@ import onnxruntime as ort
 
 from deltaomega.errors import ModelError
 from deltaomega.metrics import INFERENCE_BATCH, INFERENCE_SECONDS, MODEL_VERSION_INFO
-from deltaomega.models.nets import IO_NAMES
+from deltaomega.models.graph_io import IO_NAMES
 from deltaomega.models.registry import ModelRegistry, ModelVersion
 
 log = logging.getLogger(__name__)

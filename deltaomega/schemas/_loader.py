@@ -30,6 +30,9 @@ _FILES = (
     "orchestration_event.avsc",
     "orchestration_status.avsc",
     "voice_command.avsc",
+    "alert_action.avsc",
+    "alert_condition.avsc",
+    "alert_delivery.avsc",
 )
 
 

@@ -25,6 +25,9 @@ PARAMETER_CHANGE = "deltaomega.ParameterChange"
 ORCHESTRATION_EVENT = "deltaomega.OrchestrationEvent"
 ORCHESTRATION_STATUS = "deltaomega.OrchestrationStatus"
 VOICE_COMMAND = "deltaomega.VoiceCommand"
+ALERT_ACTION = "deltaomega.AlertAction"
+ALERT_CONDITION = "deltaomega.AlertCondition"
+ALERT_DELIVERY = "deltaomega.AlertDelivery"
 SEVERITIES: tuple[str, ...] = ("CRITICAL", "WARNING", "INFO")
 
 METRICS: tuple[str, ...] = ("temperature", "activation", "stress", "influence")

@@ -17,6 +17,9 @@ from deltaomega.kafka_clients import client_config
 from deltaomega.schemas.codec import AvroCodec
 from deltaomega.schemas.records import (
     ALERT,
+    ALERT_ACTION,
+    ALERT_CONDITION,
+    ALERT_DELIVERY,
     AUDIT_EVENT,
     CONFLICT_PREDICTION,
     EMERGENCE,
@@ -138,6 +141,12 @@ def create_pipeline(
     sinks[topics.orchestration_status] = StateSinkAgent(
         ORCHESTRATION_STATUS, "orchestrations", codec, sink, deadletter
     )
+    for topic, schema, table in (
+        (topics.alert_actions, ALERT_ACTION, "alert_actions"),
+        (topics.alert_status, ALERT_CONDITION, "alert_conditions"),
+        (topics.alert_deliveries, ALERT_DELIVERY, "alert_deliveries"),
+    ):
+        sinks[topic] = StateSinkAgent(schema, table, codec, sink, deadletter)
     sinks[topics.parameters] = StateSinkAgent(
         PARAMETER_CHANGE, "parameter_changes", codec, sink, deadletter, prepare=_json_modifiers
     )

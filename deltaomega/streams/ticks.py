@@ -141,8 +141,10 @@ class TickRunner:
         )
         predictions = self._predict(models, history, now_ms)
         conflicts = self._conflicts(models, history, now_ms)
-        emergence = self._emergence(models, history, now_ms)
-        pattern = self._pattern(models, history, tick, now_ms)
+        emergence = detect_emergence(
+            self.runtime, models, history, self.rules.emergence_threshold, now_ms
+        )
+        pattern = classify_pattern(self.runtime, models, history, now_ms)
         current_stress = {v: m["stress"] for v, m in observed.items()}
         alerts += rules.stress_alerts(self.rules, predictions, current_stress, version, now_ms)
         alerts += rules.conflict_alerts(self.rules, conflicts, version, now_ms)
@@ -233,40 +235,51 @@ class TickRunner:
             voice[i, : len(members)] = members
         return voice[g, a].tolist(), voice[g, b].tolist(), probability[g, a, b].tolist()
 
-    def _emergence(self, models: LoadedVersion, history: list[Tick], now_ms: int) -> dict[str, Any]:
-        probability, types, error = self.runtime.run(
-            "emergence_detector", {"system": system_vector(history)[None]}, models
-        )
-        kind = int(types[0].argmax())
-        p = float(probability[0])
-        return {
-            "window_start": history[-1].window_start,
-            "probability": p,
-            "detected": p >= self.rules.emergence_threshold,
-            "type": EMERGENCE_TYPES[kind],
-            "type_probability": float(types[0, kind]),
-            "reconstruction_error": float(error[0]),
-            "voices": len(history[-1].voice_ids),
-            "model_version": models.name,
-            "produced_at": now_ms,
-        }
 
-    def _pattern(
-        self, models: LoadedVersion, history: list[Tick], tick: Tick, now_ms: int
-    ) -> dict[str, Any]:
-        probability, learned_complexity, novelty = self.runtime.run(
-            "pattern_classifier", {"matrices": pattern_input(history)[None]}, models
-        )
-        kind = int(probability[0].argmax())
-        return {
-            "window_start": tick.window_start,
-            "pattern": REGIMES[kind],
-            "confidence": float(probability[0, kind]),
-            "complexity": float(np.clip(learned_complexity[0], 0.0, 1.0)),
-            "novelty": float(novelty[0]),
-            "model_version": models.name,
-            "produced_at": now_ms,
-        }
+def detect_emergence(
+    runtime: ModelRuntime,
+    models: LoadedVersion,
+    history: Sequence[Tick],
+    threshold: float,
+    now_ms: int,
+) -> dict[str, Any]:
+    """The emergence detector on the newest window of ``history`` (the worker's tick and
+    the API's analysis over a chosen range share it)."""
+    probability, types, error = runtime.run(
+        "emergence_detector", {"system": system_vector(history)[None]}, models
+    )
+    kind = int(types[0].argmax())
+    p = float(probability[0])
+    return {
+        "window_start": history[-1].window_start,
+        "probability": p,
+        "detected": p >= threshold,
+        "type": EMERGENCE_TYPES[kind],
+        "type_probability": float(types[0, kind]),
+        "reconstruction_error": float(error[0]),
+        "voices": len(history[-1].voice_ids),
+        "model_version": models.name,
+        "produced_at": now_ms,
+    }
+
+
+def classify_pattern(
+    runtime: ModelRuntime, models: LoadedVersion, history: Sequence[Tick], now_ms: int
+) -> dict[str, Any]:
+    """The pattern classifier on the newest window of ``history``."""
+    probability, learned_complexity, novelty = runtime.run(
+        "pattern_classifier", {"matrices": pattern_input(history)[None]}, models
+    )
+    kind = int(probability[0].argmax())
+    return {
+        "window_start": history[-1].window_start,
+        "pattern": REGIMES[kind],
+        "confidence": float(probability[0, kind]),
+        "complexity": float(np.clip(learned_complexity[0], 0.0, 1.0)),
+        "novelty": float(novelty[0]),
+        "model_version": models.name,
+        "produced_at": now_ms,
+    }
 
 
 #: Links out of each voice of :func:`synthetic_windows`.

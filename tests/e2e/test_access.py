@@ -56,6 +56,17 @@ BODIES: dict[str, dict[str, object]] = {
         "start": "2027-01-01T00:00:00Z",
         "end": "2027-01-01T01:00:00Z",
     },
+    "/api/v1/alerts/conditions/{condition_id:path}/acknowledge": {"reason": "access test"},
+    "/api/v1/alerts/conditions/{condition_id:path}/resolve": {"reason": "access test"},
+    "/api/v1/alerts/silences": {
+        "rule": "conflict",
+        "duration_minutes": 5,
+        "reason": "access test",
+    },
+    "/api/v1/patterns/analyze": {
+        "start": "2027-01-01T00:00:00Z",
+        "end": "2027-01-01T00:10:00Z",
+    },
     **{
         f"/api/v1/orchestration/{{orchestration_id}}/{action}": {"rationale": "access test"}
         for action in ("approve", "reject", "rollback")
@@ -79,6 +90,8 @@ def _url(path: str) -> str:
         .replace("{orchestration_id}", "0" * 32)
         .replace("{table}", "alerts")
         .replace("{name}", "q1")
+        .replace("{condition_id:path}", "conflict:a->b@1")
+        .replace("{silence_id}", "0" * 32)
     )
 
 

@@ -15,7 +15,9 @@ from websockets.sync.client import connect
 from deltaomega.api.queries import Queries
 from deltaomega.config import Settings
 from deltaomega.models.alerts import alert_record
+from deltaomega.models.registry import ModelRegistry
 from deltaomega.producer import VoiceProducer
+from deltaomega.producer.episodes import REGIMES
 from deltaomega.schemas.records import ALERT
 from deltaomega.security.roles import Role
 from deltaomega.sinks.clickhouse import ClickHouse
@@ -210,6 +212,31 @@ def test_queries_mutations_roles_and_limits(
         "g1": {"influence_weight": 0.25, "sensitivity": 0.5},  # from its changed weight
         "g2": {"influence_weight": 0.5, "sensitivity": 0.5},
     }
+
+    # pattern analysis on demand: the active model over the stored windows of a range
+    analyse = """mutation($r: TimeRange!) { requestPatternAnalysis(timeRange: $r) {
+        modelVersion emergentWindows patternCounts windows { windowStart pattern confidence } } }"""
+    span = {"start": "2027-01-15T08:00:00Z", "end": "2027-01-15T08:00:20Z"}
+    refused = _gql(url, analyse, Role.VIEWER, r=span)
+    assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    backwards = _gql(url, analyse, Role.ANALYST, r={"start": span["end"], "end": span["start"]})
+    assert backwards["errors"][0]["extensions"]["field"] == "timeRange.start"
+    too_long = _gql(url, analyse, Role.ANALYST, r={**span, "end": "2027-01-15T09:00:10Z"})
+    assert too_long["errors"][0]["extensions"] == {
+        "code": "BAD_USER_INPUT",
+        "status": 422,
+        "field": "end",
+    }
+    report = _gql(url, analyse, Role.ANALYST, r=span)
+    assert "errors" not in report, report
+    found = report["data"]["requestPatternAnalysis"]
+    assert found["modelVersion"] == ModelRegistry(settings.resolved_models_dir).active()
+    assert [w["windowStart"] for w in found["windows"]] == [
+        "2027-01-15T08:00:00+00:00",
+        "2027-01-15T08:00:10+00:00",
+    ]
+    assert all(w["pattern"] in REGIMES and 0 < w["confidence"] <= 1 for w in found["windows"])
+    assert sum(found["patternCounts"].values()) == 2
 
     # limits: too deep is refused before it runs
     hop = "interactions { sourceVoice { "

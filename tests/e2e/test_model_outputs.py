@@ -8,6 +8,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -19,6 +20,7 @@ from deltaomega.models.registry import ModelRegistry
 from deltaomega.models.runtime import ModelRuntime
 from deltaomega.producer import SimulationConfig, run_simulation
 from deltaomega.producer.episodes import Episode, Scenario
+from deltaomega.security.roles import Role
 from deltaomega.sinks.clickhouse import ClickHouse
 from deltaomega.sinks.recent import states_since
 from deltaomega.streams.ticks import ClosedWindow, TickOutputs, TickRunner
@@ -30,6 +32,14 @@ from tests.conftest import RunningService, wait_for
 WINDOW = 10_000
 VOICES = [f"voice-{i:02d}" for i in range(8)]
 PAIR = {"voice-01->voice-02", "voice-02->voice-01"}
+
+
+def iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
+
+
+def iso_ms(text: str) -> int:
+    return int(datetime.fromisoformat(text).timestamp() * 1000)
 
 
 def ms(column: str) -> str:
@@ -173,6 +183,44 @@ def test_conflict_and_emergence_end_to_end(
         out = offline[e["window_start"]]
         assert out.emergence["probability"] == pytest.approx(e["probability"], abs=1e-6)
         assert out.emergence["model_version"] == e["model_version"]
+
+    # On demand over a chosen range, the API's models agree with the stream's, window for
+    # window, also where the range starts mid-run (its first windows see the stored history).
+    patterns = clickhouse.rows(
+        f"SELECT {ms('window_start')}, pattern, confidence, novelty FROM {db}.patterns FINAL "
+        "ORDER BY window_start",
+    )
+    by_start = {p["window_start"]: p for p in patterns}
+    scores = {e["window_start"]: e for e in emergence}
+    for first, last in ((t0, end), (t0 + 95_000, t0 + 205_000)):
+        response = httpx.post(
+            f"{service.url}/api/v1/patterns/analyze",
+            json={"start": iso(first), "end": iso(last)},
+            headers=api_client.auth(Role.ANALYST),
+            timeout=60,
+        )
+        assert response.status_code == 200, response.text
+        report = response.json()
+        starts = list(range(-(-first // WINDOW) * WINDOW, last, WINDOW))
+        assert [iso_ms(w["window_start"]) for w in report["windows"]] == starts
+        assert report["model_version"] == emergence[0]["model_version"]
+        for w in report["windows"]:
+            stored = by_start[iso_ms(w["window_start"])]
+            assert w["pattern"] == stored["pattern"]
+            assert w["confidence"] == pytest.approx(stored["confidence"], abs=1e-6)
+            assert w["novelty"] == pytest.approx(stored["novelty"], abs=1e-5)
+            score = scores[iso_ms(w["window_start"])]
+            assert w["emergence_probability"] == pytest.approx(score["probability"], abs=1e-6)
+            assert w["emergence_detected"] == score["detected"]
+            assert w["voices"] == 8
+        seen = [by_start[s]["pattern"] for s in starts]
+        assert report["pattern_counts"] == {k: seen.count(k) for k in set(seen)}
+        assert report["changes"] == [
+            {"window_start": iso(s), "before": a, "after": b}
+            for s, a, b in zip(starts[1:], seen, seen[1:], strict=False)
+            if a != b
+        ]
+        assert report["emergent_windows"] == sum(scores[s]["detected"] for s in starts)
 
     # The live feeds carry the same records, from the start of the topics.
     feed = f"{service.url}/api/v1/stream"

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 
 from deltaomega.config import Settings
@@ -161,6 +162,43 @@ def test_patterns_and_emergence(api: str) -> None:
     assert get(url, end=iso(T0 + W))["emergence"] == [as_json(SCORES[0])]
 
 
+def test_system_outlook_sums_up_the_newest_tick(api: str) -> None:
+    newest = T0 + 2 * W
+    stress = METRICS.index("stress")
+    outlook = get(f"{api}/api/v1/predictions/system")
+    newest_predictions = [p for p in PREDICTIONS if p["window_start"] == newest]
+    assert outlook["window_start"] == iso(newest)
+    assert outlook["model_version"] == "test-1"
+    assert outlook["voices"] == 2
+    assert outlook["mean_predicted_stress"] == pytest.approx(0.5 + stress / 100)
+    assert outlook["voices_at_risk"] == 0  # risk 0.25 each
+    assert outlook["riskiest_voices"] == [as_rest_prediction(p) for p in newest_predictions]
+    # Only the newest window's pairs: v2->v3 (the older windows' pairs are not the outlook).
+    assert (outlook["pairs"], outlook["expected_conflicts"]) == (1, 0.75)
+    assert outlook["max_conflict_probability"] == 0.75
+    assert outlook["likeliest_conflicts"] == [as_json(CONFLICTS[4])]
+    assert outlook["emergence"] == as_json(SCORES[2])
+    assert get(f"{api}/api/v1/predictions/system", limit=1)["riskiest_voices"] == [
+        as_rest_prediction(newest_predictions[0])
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"start": iso(T0 + W), "end": iso(T0)}, "start"),
+        ({"start": iso(T0), "end": iso(T0 + 361 * W)}, "end"),
+        ({"start": iso(T0)}, "end"),
+        ({"start": iso(T0), "end": iso(T0 + W), "voices": ["v1"]}, "voices"),
+    ],
+)
+def test_pattern_analysis_refuses_a_bad_range(api: str, body: dict[str, Any], field: str) -> None:
+    response = httpx.post(
+        f"{api}/api/v1/patterns/analyze", json=body, headers=api_client.auth(), timeout=30
+    )
+    assert_invalid(response, field)
+
+
 def test_alerts_filtered_by_severity_rule_and_subject(api: str) -> None:
     url = f"{api}/api/v1/alerts"
 
@@ -197,6 +235,7 @@ def test_alerts_filtered_by_severity_rule_and_subject(api: str) -> None:
             "start",
         ),
         ("/api/v1/predictions", {"end": "soon"}, "end"),
+        ("/api/v1/predictions/system", {"limit": "0"}, "limit"),
     ],
 )
 def test_bad_parameter_is_422_problem_naming_it(

@@ -116,7 +116,7 @@ def test_clickhouse_unavailable_for_20_s_mid_stream(
     )
     wave = 0
     while not process.log_lines("fault point clickhouse.call: fail_for"):
-        assert wave < 10, process.log()[-3000:]
+        assert wave < 30, process.log()[-3000:]
         traffic.send_wave(settings, wave)
         wave += 1
         time.sleep(1.0)

@@ -11,7 +11,8 @@ import torch
 
 from deltaomega.models.export import PARITY_TOLERANCE, export_onnx, parity_error, random_inputs
 from deltaomega.models.features import MODEL_NAMES
-from deltaomega.models.nets import IO_NAMES, build
+from deltaomega.models.graph_io import IO_NAMES
+from deltaomega.models.nets import build
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)

@@ -10,8 +10,14 @@ from pydantic import BaseModel, Field
 
 from deltaomega.api.auth.access import requires
 from deltaomega.api.deps import ContextDep
-from deltaomega.api.models import Prediction, PredictionList
+from deltaomega.api.models import (
+    ConflictPrediction,
+    Emergence,
+    Prediction,
+    PredictionList,
+)
 from deltaomega.api.monitor import MetricAccuracy, metric_accuracy
+from deltaomega.api.outlook import AT_RISK, system_outlook
 from deltaomega.api.params import End, Limit, Name, Start, time_range
 from deltaomega.api.routes.interactions import duration_ms
 from deltaomega.security.roles import Role
@@ -80,4 +86,56 @@ async def prediction_accuracy(
             )
             for r in rows
         ],
+    )
+
+
+class SystemOutlook(BaseModel):
+    window_start: datetime | None = Field(description="The newest window the models ran on.")
+    model_version: str | None
+    voices: int = Field(description="Voices with a prediction for the next window.")
+    mean_predicted_stress: float | None
+    voices_at_risk: int = Field(
+        description=f"Voices whose next stress mean is over its alert level with "
+        f"probability {AT_RISK} or more."
+    )
+    riskiest_voices: list[Prediction] = Field(description="Highest risk first.")
+    pairs: int = Field(description="Pairs with a conflict probability.")
+    expected_conflicts: float = Field(
+        description="Expected pairs in conflict within the horizon: the sum of probabilities."
+    )
+    max_conflict_probability: float | None
+    likeliest_conflicts: list[ConflictPrediction] = Field(description="Most probable first.")
+    emergence: Emergence | None = Field(description="The emergence detector's newest window.")
+
+
+@router.get(
+    "/system",
+    response_model=SystemOutlook,
+    summary="The system's outlook: predicted states, conflicts and emergence, summed up",
+    **requires(Role.ANALYST),
+)
+async def outlook(
+    ctx: ContextDep,
+    limit: Annotated[
+        int, Query(ge=1, le=1000, description="Voices and pairs listed, riskiest first.")
+    ] = 10,
+) -> SystemOutlook:
+    """From the newest tick's outputs. Harmony is not forecast (no model predicts the
+    interaction matrix); the monitor reports the measured harmony."""
+    found = await system_outlook(ctx.queries)
+    window = found.window_start
+    return SystemOutlook(
+        window_start=None if window is None else datetime.fromtimestamp(window / 1000, UTC),
+        model_version=found.model_version,
+        voices=len(found.states),
+        mean_predicted_stress=found.mean_predicted_stress(),
+        voices_at_risk=found.at_risk(),
+        riskiest_voices=[Prediction.from_row(r) for r in found.riskiest(limit)],
+        pairs=len(found.conflicts),
+        expected_conflicts=found.expected_conflicts(),
+        max_conflict_probability=max((c["probability"] for c in found.conflicts), default=None),
+        likeliest_conflicts=[
+            ConflictPrediction.from_row(r) for r in found.likeliest_conflicts(limit)
+        ],
+        emergence=None if found.emergence is None else Emergence.from_row(found.emergence),
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
 from pydantic import BaseModel, Field
@@ -23,6 +23,7 @@ from deltaomega.api.sse import parse_cursor
 from deltaomega.metrics import SSE_CLIENTS
 from deltaomega.schemas.records import (
     ALERT,
+    ALERT_CONDITION,
     CONFLICT_PREDICTION,
     EMERGENCE,
     ID_RULE,
@@ -79,6 +80,14 @@ class AlertFilters(_Filters):
     rule: _Id = None
 
 
+class ConditionFilters(_Filters):
+    severity: str | None = Field(
+        default=None, description=f"One of {', '.join(SEVERITIES)}, in any case."
+    )
+    rule: _Id = None
+    state: Literal["OPEN", "ACKNOWLEDGED", "RESOLVED"] | None = None
+
+
 @dataclass(frozen=True)
 class Feed:
     """One feed: its path and event name, the topic and record type it follows, and what
@@ -113,6 +122,15 @@ def _alert(f: AlertFilters) -> Callable[[dict[str, Any]], bool]:
     wanted = canonical_severity(f.severity)
     return lambda r: (
         (wanted is None or r["severity"] == wanted) and (not f.rule or r["rule"] == f.rule)
+    )
+
+
+def _condition(f: ConditionFilters) -> Callable[[dict[str, Any]], bool]:
+    wanted = canonical_severity(f.severity)
+    return lambda r: (
+        (wanted is None or r["severity"] == wanted)
+        and (not f.rule or r["rule"] == f.rule)
+        and (not f.state or r["state"] == f.state)
     )
 
 
@@ -161,6 +179,15 @@ FEEDS = (
         "alert",
         AlertFilters,
         _alert,
+    ),
+    Feed(
+        "alert-conditions",
+        "Alert conditions as they open, change (acknowledged, escalated, silenced) and resolve",
+        lambda t: t.alert_status,
+        ALERT_CONDITION,
+        "alert-condition",
+        ConditionFilters,
+        _condition,
     ),
 )
 

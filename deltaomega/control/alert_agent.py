@@ -1,0 +1,188 @@
+"""Alert dispatch in the control plane: one agent over ``voice.alerts``, the people's actions
+(``voice.alert-actions``) and its own checks, with each condition in a table (key
+rule:subject) and the silences in another; decisions are
+:class:`deltaomega.alerting.conditions.Conditions`', deliveries the
+:class:`deltaomega.alerting.dispatcher.Dispatcher`'s.
+
+Alerts, actions and checks of a condition share its subject as their key, so they meet in
+one partition and one agent, in order. What time alone does (clearing, escalation,
+reminders, a notice held by quiet hours) the timer finds and sends to that agent as a check,
+as the parameters' expiry does: a table is written only from the agent of its partition.
+Windows close when the pattern classifier has run on them: the newest on
+``voice.patterns`` is the clock that clears a condition. Like the policies, the tables are
+whole in a control plane that runs as one instance.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from typing import Any
+
+import faust
+import httpx
+
+from deltaomega.alerting.conditions import RESOLVED, Condition, Conditions, Silence, status_record
+from deltaomega.alerting.dispatcher import Dispatcher
+from deltaomega.alerting.notifications import Notification
+from deltaomega.alerting.routing import Routing
+from deltaomega.alerting.senders import build_senders
+from deltaomega.config import Settings
+from deltaomega.control.channels import raw_topic
+from deltaomega.errors import DecodeError
+from deltaomega.metrics import ALERT_CONDITIONS_OPEN
+from deltaomega.schemas.codec import AvroCodec
+from deltaomega.schemas.records import (
+    ALERT,
+    ALERT_ACTION,
+    ALERT_CONDITION,
+    ALERT_DELIVERY,
+    PATTERN,
+)
+from deltaomega.security.audit import AuditTrail, Outcome
+from deltaomega.topics import Topics
+
+log = logging.getLogger(__name__)
+
+CHECK_SECONDS = 1.0
+_ASK_AGAIN_SECONDS = 10.0
+#: An alert older than this is history (a control plane reading the topic from its start).
+STALE_MS = 5 * 60 * 1000
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def install_alert_dispatch(
+    app: faust.App, settings: Settings, codec: AvroCodec, audit: AuditTrail, routing: Routing
+) -> None:
+    topics = Topics.from_settings(settings)
+    inputs = raw_topic(
+        app, (topics.alerts, topics.alert_actions, topics.alert_checks), settings.partitions
+    )
+    checks = raw_topic(app, topics.alert_checks, settings.partitions)
+    patterns = raw_topic(app, topics.patterns, settings.partitions)
+    statuses = raw_topic(app, topics.alert_status, settings.partitions)
+    deliveries = raw_topic(app, topics.alert_deliveries, settings.partitions)
+    conditions = app.Table("alert-conditions", default=dict, partitions=settings.partitions)
+    silences = app.Table("alert-silences", default=dict, partitions=settings.partitions)
+    logic = Conditions(routing, settings.window_ms)
+    clock: dict[str, int] = {}
+    asked: dict[str, float] = {}
+
+    async def record_delivery(record: dict[str, Any]) -> None:
+        await deliveries.send(
+            key=record["condition_id"].encode(), value=codec.encode(ALERT_DELIVERY, record)
+        )
+
+    dispatcher = Dispatcher(
+        build_senders(routing.channels, routing.console_url, httpx.AsyncClient()),
+        record_delivery,
+        attempts=settings.alert_delivery_attempts,
+        backoff_seconds=settings.alert_delivery_backoff_seconds,
+    )
+
+    def active_silences(now: int) -> list[Silence]:
+        return [Silence.of(s) for s in silences.values() if s and s["until"] > now]
+
+    async def publish(fp: str, condition: Condition, sent: list[Notification]) -> None:
+        conditions[fp] = condition
+        await statuses.send(
+            key=fp.encode(), value=codec.encode(ALERT_CONDITION, status_record(condition))
+        )
+        for notification in sent:
+            dispatcher.submit(notification)
+
+    async def on_action(action: dict[str, Any]) -> None:
+        now = _now_ms()
+        kind = action["action"]
+        detail = ""
+        if kind == "SILENCE":
+            silences[action["silence_id"]] = action
+        elif kind == "UNSILENCE":
+            if silences[action["silence_id"]]:
+                del silences[action["silence_id"]]
+            else:
+                detail = f"no silence {action['silence_id']}"
+        else:
+            rule, _, rest = action["condition_id"].partition(":")
+            fp = f"{rule}:{rest.rpartition('@')[0]}"
+            condition, sent, detail = logic.on_action(conditions[fp] or None, action, now)
+            if condition is not None:
+                await publish(fp, condition, sent)
+        audit.record(
+            f"alert.{kind.lower()}",
+            Outcome.DENIED if detail else Outcome.OK,
+            subject=action["actor"],
+            method="token",
+            target=action["condition_id"] or action["silence_id"],
+            rationale=action["reason"],
+            detail=detail,
+        )
+        if detail:
+            log.info("alert action %s refused: %s", kind, detail)
+
+    @app.agent(inputs)
+    async def dispatch(stream: Any) -> None:
+        async for event in stream.events():
+            topic = event.message.topic
+            if topic == topics.alert_checks:
+                fp = event.value.decode()
+                current = conditions[fp]
+                if current:
+                    condition, sent = logic.on_check(
+                        current, active_silences(_now_ms()), clock.get("newest"), _now_ms()
+                    )
+                    if condition is not None:
+                        await publish(fp, condition, sent)
+                asked.pop(fp, None)
+                continue
+            try:
+                name, record = codec.decode(event.value)
+            except DecodeError as exc:
+                log.warning("skipping an unreadable record on %s: %s", topic, exc)
+                continue
+            if name == ALERT_ACTION:
+                await on_action(record)
+            elif name == ALERT:
+                now = _now_ms()
+                if record["produced_at"] < now - STALE_MS:
+                    continue
+                fp = f"{record['rule']}:{record['subject']}"
+                condition, sent = logic.on_alert(
+                    conditions[fp] or None, record, active_silences(now), now
+                )
+                if condition is not None:
+                    await publish(fp, condition, sent)
+            else:
+                log.warning("skipping a %s on %s", name, topic)
+
+    @app.agent(patterns)
+    async def follow_windows(stream: Any) -> None:
+        async for value in stream:
+            try:
+                name, record = codec.decode(value)
+            except DecodeError:
+                continue
+            if name == PATTERN:
+                clock["newest"] = max(clock.get("newest", 0), int(record["window_start"]))
+
+    @app.timer(CHECK_SECONDS)  # type: ignore[untyped-decorator]
+    async def look() -> None:
+        now = _now_ms()
+        active = active_silences(now)
+        open_by_severity: Counter[str] = Counter()
+        for fp, condition in list(conditions.items()):
+            if not condition or condition["state"] == RESOLVED:
+                continue
+            open_by_severity[condition["severity"]] += 1
+            due, _ = logic.on_check(condition, active, clock.get("newest"), now)
+            if due is None:
+                continue
+            if time.monotonic() - asked.get(fp, -_ASK_AGAIN_SECONDS) >= _ASK_AGAIN_SECONDS:
+                asked[fp] = time.monotonic()
+                await checks.send(key=condition["subject"].encode(), value=fp.encode())
+        for severity in ("INFO", "WARNING", "CRITICAL"):
+            ALERT_CONDITIONS_OPEN.labels(severity).set(open_by_severity[severity])
