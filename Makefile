@@ -48,16 +48,30 @@ demo: kafka-resolve ## Start Kafka and run the pipeline with the simulator (Ctrl
 kafka-stop: install ## Stop the local Kafka started by `make demo`
 	$(DELTAOMEGA) kafka stop
 
-# Debian packages the tests start themselves (a real redis-server for shared rate limits).
+# Debian packages the tests use: a real redis-server (shared rate limits) and promtool (the
+# Prometheus rules and their unit tests).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-system-packages: ## Install redis-server from Debian's packages when missing
-	@command -v redis-server >/dev/null || { $(SUDO) apt-get update -qq && \
-		$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
+system-packages: ## Install redis-server and prometheus (promtool) from Debian's packages when missing
+	@missing=""; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	if [ -n "$$missing" ]; then \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 
-test: kafka-resolve install-train system-packages ## Run the whole test suite (starts its own Kafka, embedded ClickHouse and Redis)
+# kustomize renders the Kubernetes overlays; built once from the Go module proxy (cached).
+KUSTOMIZE := $(DELTAOMEGA_CACHE_DIR)/go/bin/kustomize
+export DELTAOMEGA_KUSTOMIZE := $(KUSTOMIZE)
+$(KUSTOMIZE):
+	@command -v go >/dev/null || { echo "need go (to build kustomize)"; exit 1; }
+	GOBIN=$(dir $(KUSTOMIZE)) GOPATH=$(DELTAOMEGA_CACHE_DIR)/go/path GOFLAGS=-modcacherw \
+		go install sigs.k8s.io/kustomize/kustomize/v5@v5.7.1
+
+test: kafka-resolve install-train system-packages $(KUSTOMIZE) ## Run the whole test suite (starts its own Kafka, embedded ClickHouse and Redis)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-fast: kafka-resolve install-train system-packages ## The suite without the fault tests (tests/faults: kills, outages, fuzzing)
+test-fast: kafka-resolve install-train system-packages $(KUSTOMIZE) ## The suite without the fault tests (tests/faults: kills, outages, fuzzing)
 	$(BIN)/pytest -m "not faults" $(PYTEST_ARGS)
 
 lint: install-train ## ruff + mypy

@@ -148,6 +148,18 @@ class Settings(BaseSettings):
     alert_stress_rise: float = Field(default=0.1, ge=0, le=1)
     alert_breach_sigmas: float = Field(default=3.0, gt=0)
     alert_breach_warning_metrics: int = Field(default=2, ge=1, le=4)
+    # The seed's rules about the pipeline itself (deltaomega/streams/health.py)
+    alert_sync_delay_seconds: float = Field(
+        default=0.5,
+        gt=0,
+        description="A closed window's state emitted later than this after it could close.",
+    )
+    alert_error_rate: float = Field(
+        default=0.05, gt=0, le=1, description="Share of records dead-lettered in a window."
+    )
+    alert_memory_fraction: float = Field(
+        default=0.8, gt=0, le=1, description="Resident memory over the memory available."
+    )
 
     # ClickHouse
     clickhouse_url: str | None = Field(

@@ -27,6 +27,12 @@ OPEN_WINDOWS = Gauge("deltaomega_open_windows", "Windows currently open", ["stre
 WATERMARK_LAG = Gauge(
     "deltaomega_watermark_lag_seconds", "Wall clock minus the latest watermark", ["stream"]
 )
+STATE_SYNC_SECONDS = Histogram(
+    "deltaomega_state_sync_seconds",
+    "From a live window being closable (its end plus grace) to its states being emitted",
+    ["stream"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+)
 BATCH_SECONDS = Histogram(
     "deltaomega_batch_seconds",
     "Time to process one consumer batch, by stage",
@@ -138,4 +144,11 @@ ALERT_DELIVERY_SECONDS = Histogram(
 )
 ALERT_CONDITIONS_OPEN = Gauge(
     "deltaomega_alert_conditions_open", "Alert conditions open or acknowledged", ["severity"]
+)
+MODEL_PROCESS_RESTARTS = Counter(
+    "deltaomega_model_process_restarts_total", "Model processes replaced after dying"
+)
+MEMORY_LIMIT = Gauge(
+    "deltaomega_memory_limit_bytes",
+    "The memory this process may use: its cgroup's limit, else the machine's",
 )

@@ -43,6 +43,7 @@ from deltaomega.errors import ConfigurationError, DeltaOmegaError, ServiceUnavai
 from deltaomega.outages import configure_outages
 from deltaomega.producer import SimulationConfig, run_simulation
 from deltaomega.schemas.codec import AvroCodec
+from deltaomega.schemas.records import ALERT
 from deltaomega.security.audit import AuditTrail
 from deltaomega.security.gatekeeper import Gatekeeper
 from deltaomega.security.keys import KeyLedger
@@ -51,6 +52,8 @@ from deltaomega.sinks.clickhouse import ClickHouse, connect
 from deltaomega.sinks.migrate import apply_migrations
 from deltaomega.sinks.retention import apply_ttls
 from deltaomega.streams.app import Pipeline, create_pipeline
+from deltaomega.streams.health import PipelineHealth, publish_memory_limit
+from deltaomega.streams.health import now_ms as health_now_ms
 from deltaomega.threads import in_thread
 from deltaomega.topics import Topics, ensure_topics
 
@@ -76,6 +79,7 @@ def build_app(
 ) -> FastAPI:
     """The ASGI app; its lifespan prepares topics and tables and starts what was asked."""
     configure_outages(settings.outage_summary_seconds)
+    publish_memory_limit()
     if settings.faults:
         faults.arm(settings.faults)
     clickhouse = clickhouse or connect(settings)
@@ -178,6 +182,7 @@ async def _prepare_and_start(
     if pipeline is not None:
         pipeline.worker.start()
         tasks.append(asyncio.create_task(_report_progress(pipeline)))
+        tasks.append(asyncio.create_task(_check_health(settings, context, pipeline)))
     if control_plane is not None:
         context.control = control_plane
         control_plane.start()
@@ -249,6 +254,21 @@ async def _report_progress(pipeline: Pipeline) -> None:
     while True:
         await asyncio.sleep(PROGRESS_SECONDS)
         log.info("%s", pipeline.progress.line())
+
+
+async def _check_health(settings: Settings, context: ApiContext, pipeline: Pipeline) -> None:
+    """The pipeline's own alert rules, once a window (deltaomega.streams.health)."""
+    health = PipelineHealth(settings, pipeline.progress)
+    while True:
+        await asyncio.sleep(settings.window_seconds)
+        for alert in health.check(health_now_ms()):
+            try:
+                await context.writes.send(
+                    context.topics.alerts, alert["subject"], context.codec.encode(ALERT, alert)
+                )
+            except ServiceUnavailableError:
+                break  # Kafka is away (the outage tracker says so); the next check tells
+            log.warning("pipeline alert %s: %s", alert["rule"], alert["message"])
 
 
 def base_url(settings: Settings) -> str:

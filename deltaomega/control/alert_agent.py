@@ -41,6 +41,8 @@ from deltaomega.schemas.records import (
     PATTERN,
 )
 from deltaomega.security.audit import AuditTrail, Outcome
+from deltaomega.streams.health import RULES as PIPELINE_RULES
+from deltaomega.streams.health import clearing_window
 from deltaomega.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -83,6 +85,13 @@ def install_alert_dispatch(
         attempts=settings.alert_delivery_attempts,
         backoff_seconds=settings.alert_delivery_backoff_seconds,
     )
+
+    def newest(condition: Condition, now: int) -> int | None:
+        """The newest closed window: the models' ticks, or the wall clock's for the
+        pipeline's own alerts (raised by the wall clock, and with no models to tick)."""
+        if condition["rule"] in PIPELINE_RULES:
+            return clearing_window(now, settings.window_ms)
+        return clock.get("newest")
 
     def active_silences(now: int) -> list[Silence]:
         return [Silence.of(s) for s in silences.values() if s and s["until"] > now]
@@ -132,8 +141,9 @@ def install_alert_dispatch(
                 fp = event.value.decode()
                 current = conditions[fp]
                 if current:
+                    now = _now_ms()
                     condition, sent = logic.on_check(
-                        current, active_silences(_now_ms()), clock.get("newest"), _now_ms()
+                        current, active_silences(now), newest(current, now), now
                     )
                     if condition is not None:
                         await publish(fp, condition, sent)
@@ -178,7 +188,7 @@ def install_alert_dispatch(
             if not condition or condition["state"] == RESOLVED:
                 continue
             open_by_severity[condition["severity"]] += 1
-            due, _ = logic.on_check(condition, active, clock.get("newest"), now)
+            due, _ = logic.on_check(condition, active, newest(condition, now), now)
             if due is None:
                 continue
             if time.monotonic() - asked.get(fp, -_ASK_AGAIN_SECONDS) >= _ASK_AGAIN_SECONDS:

@@ -29,7 +29,7 @@ from typing import Any
 
 from deltaomega.config import Settings
 from deltaomega.errors import ModelError
-from deltaomega.metrics import LATE_STATES
+from deltaomega.metrics import LATE_STATES, MODEL_PROCESS_RESTARTS
 from deltaomega.schemas.records import INTERACTION_STATE, VOICE_STATE
 from deltaomega.streams.model_process import ModelProcess
 from deltaomega.streams.ticks import HISTORY, ClosedWindow
@@ -225,6 +225,7 @@ class InferenceEngine:
 
     async def _replace_models(self, when: str) -> bool:
         log.error("the model process died %s; starting another", when)
+        MODEL_PROCESS_RESTARTS.inc()
         await asyncio.sleep(RESPAWN_SECONDS)
         return await self._start_models()
 

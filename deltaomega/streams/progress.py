@@ -16,8 +16,22 @@ class Progress:
     voices: set[str] = field(default_factory=set)
     #: perf_counter when the first batch of records was in hand (throughput clocks start)
     first_batch_at: float | None = None
+    #: the longest a live window's states waited, once closable, before they were emitted,
+    #: since the health check last took it (seconds)
+    sync_delay: float = 0.0
     _last_events: int = 0
     _last_time: float = field(default_factory=time.monotonic)
+
+    def note_sync_delay(self, closable_at_ms: int, now: float | None = None) -> float | None:
+        """States of a window that could close at ``closable_at_ms`` (its end plus grace)
+        are out now: the delay, or None for a window that is not live (replayed or
+        back-filled, closable over an hour ago; or ahead of the clock), which tells nothing
+        about it."""
+        delay = (time.time() if now is None else now) - closable_at_ms / 1000
+        if not 0 <= delay < 3600:
+            return None
+        self.sync_delay = max(self.sync_delay, delay)
+        return delay
 
     def line(self) -> str:
         now = time.monotonic()

@@ -27,6 +27,7 @@ from deltaomega.metrics import (
     OPEN_WINDOWS,
     RECORDS_CONSUMED,
     REPLAYED_EVENTS,
+    STATE_SYNC_SECONDS,
     TABLE_WRITES,
     WATERMARK_LAG,
     WINDOWS_CLOSED,
@@ -240,6 +241,11 @@ class WindowAgent:
             for key, record in self.spec.states(outcome.closed):
                 encoded = self.codec.encode(self.spec.state_schema, record, validate=False)
                 result.states.append((key, encoded))
+            if len(outcome.closed):
+                closable = int(outcome.closed.end.min()) + self.aggregator.grace_ms
+                delay = self.progress.note_sync_delay(closable)
+                if delay is not None:
+                    STATE_SYNC_SECONDS.labels(name).observe(delay)
             windows_closed += len(outcome.closed)
             watermark = (
                 outcome.watermark if watermark is None else min(watermark, outcome.watermark)

@@ -115,7 +115,10 @@ class SilenceRequest(BaseModel):
         default=None, min_length=1, max_length=2 * MAX_ID_LENGTH + 2, description="A glob."
     )
     severity: Literal["CRITICAL", "WARNING", "INFO"] | None = None
-    duration_minutes: int = Field(ge=1, le=43_200, description="At most 30 days.")
+    duration_minutes: int | None = Field(
+        default=None, ge=1, le=43_200, description="How long; or give `until`."
+    )
+    until: datetime | None = Field(default=None, description="When it ends; or give a duration.")
     reason: str = Field(min_length=3, max_length=2000)
 
 
@@ -280,7 +283,16 @@ async def silence(ctx: ContextDep, request: Request, body: SilenceRequest) -> Ac
     if body.rule is None and body.subject is None and body.severity is None:
         raise ValidationError("rule", "name a rule, a subject or a severity to silence")
     principal: Principal = request.state.principal
-    until = datetime.now(UTC) + timedelta(minutes=body.duration_minutes)
+    now = datetime.now(UTC)
+    if (body.duration_minutes is None) == (body.until is None):
+        raise ValidationError("until", "give either 'until' or 'duration_minutes'")
+    if body.until is not None:
+        until = body.until if body.until.tzinfo else body.until.replace(tzinfo=UTC)
+        if not now < until <= now + timedelta(days=30):
+            raise ValidationError("until", "must be in the future, at most 30 days ahead")
+    else:
+        assert body.duration_minutes is not None
+        until = now + timedelta(minutes=body.duration_minutes)
     sid = uuid.uuid4().hex
     action = _action(
         "SILENCE",
