@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import socket
 import statistics
 import tempfile
-import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -44,38 +45,55 @@ from deltaomega.topics import Topics, ensure_topics
 TICK_SECONDS = 10.0
 
 
+def _serve(port: int, log: str) -> None:
+    """The receiver, in a process of its own (it must not share the dispatcher's GIL):
+    each arrival as a line, its time first."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            arrived = time.time()
+            with open(log, "a") as out:
+                out.write(f"{arrived} {body.decode()}\n")
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    server.serve_forever()
+
+
 class Receiver:
-    def __init__(self) -> None:
-        self.arrivals: list[tuple[float, dict[str, Any]]] = []
-        self.lock = threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                arrived = time.time()
-                with outer.lock:
-                    outer.arrivals.append((arrived, json.loads(body)))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def __init__(self, log: Path) -> None:
+        self.log = log
+        log.touch()
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.process = multiprocessing.Process(
+            target=_serve, args=(self.port, str(log)), daemon=True
+        )
+        self.process.start()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def arrivals(self) -> list[tuple[float, dict[str, Any]]]:
+        out = []
+        for line in self.log.read_text().splitlines():
+            arrived, _, body = line.partition(" ")
+            out.append((float(arrived), json.loads(body)))
+        return out
 
     def count(self) -> int:
-        with self.lock:
-            return len(self.arrivals)
+        return len(self.log.read_text().splitlines())
 
 
 def main() -> None:
@@ -86,7 +104,7 @@ def main() -> None:
     args = parser.parse_args()
     configure_logging("WARNING")
     tag = f"alat{uuid.uuid4().hex[:8]}"
-    receiver = Receiver()
+    receiver = Receiver(Path(tempfile.mkdtemp(prefix="alert-receiver-")) / "arrivals.log")
     settings = Settings(
         kafka_bootstrap=local_broker(),
         topic_prefix=f"{tag}.",
@@ -143,8 +161,8 @@ def main() -> None:
     while receiver.count() < sent and time.monotonic() < deadline:
         time.sleep(0.5)
     plane.stop()
-    with receiver.lock:
-        arrivals = list(receiver.arrivals)
+    receiver.process.terminate()
+    arrivals = receiver.arrivals()
     delays = sorted(
         arrived - _produced(payload) for arrived, payload in arrivals if payload["kind"] == "opened"
     )
