@@ -268,7 +268,7 @@ async def _check_health(settings: Settings, context: ApiContext, pipeline: Pipel
                 )
             except ServiceUnavailableError:
                 break  # Kafka is away (the outage tracker says so); the next check tells
-            log.warning("pipeline alert %s: %s", alert["rule"], alert["message"])
+            log.debug("pipeline alert %s: %s", alert["rule"], alert["message"])
 
 
 def base_url(settings: Settings) -> str:
