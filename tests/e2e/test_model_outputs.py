@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,6 +30,7 @@ from deltaomega.topics import Topics
 from tests import api_client
 from tests.api_client import sse_events
 from tests.conftest import RunningService, wait_for
+from tests.receivers import http_receiver
 
 WINDOW = 10_000
 VOICES = [f"voice-{i:02d}" for i in range(8)]
@@ -115,13 +118,28 @@ def test_conflict_and_emergence_end_to_end(
     settings_factory: Callable[..., Settings],
     service_factory: Callable[..., RunningService],
     clickhouse: ClickHouse,
+    tmp_path: Path,
 ) -> None:
-    settings = settings_factory(batch_max_records=2000)
+    # Alert dispatch on, one webhook for warnings and criticals; conditions stay open for
+    # the whole run, so each gets exactly one first notice however many windows it fires.
+    receiver = next(receivers := http_receiver())
+    routing = tmp_path / "routing.yaml"
+    hook = {"type": "webhook", "url": f"{receiver.url}/hook", "secret": "s" * 16}
+    routing.write_text(
+        json.dumps(
+            {
+                "channels": {"hook": hook},
+                "routes": {"CRITICAL": {"channels": ["hook"]}, "WARNING": {"channels": ["hook"]}},
+                "resolve_after_windows": 1000,
+            }
+        )
+    )
+    settings = settings_factory(batch_max_records=2000, alert_routing_file=routing)
     db = settings.clickhouse_database
     t0 = (int(time.time() * 1000) - 600_000) // WINDOW * WINDOW
     conflict = Episode("conflict", t0 + 60_000, t0 + 150_000, ("voice-01", "voice-02"))
     onset = Episode("emergence", t0 + 200_000, t0 + 230_000, tuple(VOICES))
-    service = service_factory(settings)
+    service = service_factory(settings, control=True)
     summary = run_simulation(
         settings,
         SimulationConfig(voices=8, rate=200, interaction_rate=40, seed=21),
@@ -221,6 +239,31 @@ def test_conflict_and_emergence_end_to_end(
             if a != b
         ]
         assert report["emergent_windows"] == sum(scores[s]["detected"] for s in starts)
+
+    # The simulated conflict reached people once per condition, not once per window: one
+    # first notice for each pair that alerted (in many windows), and at most one more when
+    # it turned critical.
+    windows_alerted = Counter(a["subject"] for a in conflict_alerts)
+    assert max(windows_alerted.values()) >= 3, windows_alerted
+
+    def notices() -> Counter[tuple[str, str]]:
+        seen = {r.headers["X-DeltaOmega-Delivery"]: r.json() for r in receiver.on("/hook")}
+        return Counter(
+            (n["condition"]["subject"], n["kind"])
+            for n in seen.values()
+            if n["condition"]["rule"] == "conflict"
+        )
+
+    wait_for(
+        lambda: {s for s, k in notices() if k == "opened"} == set(windows_alerted),
+        30,
+        "a notice per conflict condition",
+    )
+    got = notices()
+    assert {s: got[(s, "opened")] for s in windows_alerted} == dict.fromkeys(windows_alerted, 1)
+    assert set(got) <= {(s, k) for s in windows_alerted for k in ("opened", "severity")}
+    assert all(n == 1 for n in got.values()), got
+    receivers.close()
 
     # The live feeds carry the same records, from the start of the topics.
     feed = f"{service.url}/api/v1/stream"

@@ -11,6 +11,11 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
+
+# Loaded now, at a shallow stack: pytest rewrites schemathesis' modules as it imports them,
+# and CPython 3.11 can fail such a parse deep in a fixture ("AST constructor recursion depth
+# mismatch"), which schemathesis.openapi.from_url would otherwise trigger.
+import schemathesis.specs.openapi.schemas  # noqa: F401, E402
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (

@@ -93,18 +93,25 @@ async def test_two_hundred_subscribers_share_one_tail_and_each_gets_its_records(
         stalled = await hub.subscribe(topic, "stalled", lambda r: True, None, "cursor")
         assert _tails(topic) == 1.0  # one consumer, however many subscribers
 
-        readers = [asyncio.create_task(_collect(s, 100)) for s in subscribers]
-        await asyncio.to_thread(_produce, settings, topic, 0, 400)
-        first = await asyncio.gather(*readers)
-        # every record was offered to everyone at once: the one that reads nothing has 400
-        # waiting when more come, and is dropped then
-        assert stalled.dropped is None
+        # A subscriber takes what it is offered while it has no more than its bound (300)
+        # waiting, and is dropped when offered more beyond it. The one that reads nothing
+        # has at most 240 waiting while the first 240 records are offered, however the tail
+        # batches them; over 300 (if it is still there) when the last 40 come.
+        results: list[list[Delivery]] = [[] for _ in subscribers]
+        for first, count in ((0, 240), (240, 80)):
+            readers = [asyncio.create_task(_collect(s, count // 4)) for s in subscribers]
+            await asyncio.to_thread(_produce, settings, topic, first, count)
+            for got, more in zip(results, await asyncio.gather(*readers), strict=True):
+                got += more
+            if first == 0:
+                assert stalled.dropped is None
         readers = [asyncio.create_task(_collect(s, 10)) for s in subscribers]
-        await asyncio.to_thread(_produce, settings, topic, 400, 40)
-        results = [a + b for a, b in zip(first, await asyncio.gather(*readers), strict=True)]
+        await asyncio.to_thread(_produce, settings, topic, 320, 40)
+        for got, more in zip(results, await asyncio.gather(*readers), strict=True):
+            got += more
         for i, got in enumerate(results):
-            assert len(got) == 110
-            assert sorted(_numbers(got)) == list(range(i % 4, 440, 4))
+            assert len(got) == 90
+            assert sorted(_numbers(got)) == list(range(i % 4, 360, 4))
             assert _in_order(got)
         # the one that never read was dropped, saying why; nobody waited for it
         assert stalled.dropped == "too slow: more than 300 records waiting"
