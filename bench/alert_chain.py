@@ -1,0 +1,130 @@
+"""Window close → notification at a webhook receiver, the whole chain, at N simulated voices.
+
+    .venv/bin/python -m bench.alert_chain [--voices 1000] [--rate 2000] [--seconds 150]
+
+Runs `deltaomega run` (worker with its model process, API, control plane) in this process
+against the local broker, the simulator (episodes on, paced to the wall clock) in a process
+of its own, and a webhook receiver in another; the routing sends WARNING and CRITICAL
+conditions to the receiver. Event time is the wall clock, so a window [s, e) closes at
+e + grace; the latency of a condition's first notice is its arrival minus the close of the
+window that opened it. Reported: p50/p99 over every first notice, and how many.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from bench._common import emit, local_broker
+from bench.alert_latency import Receiver
+from deltaomega.config import Settings
+from deltaomega.logs import configure_logging
+from deltaomega.producer import SimulationConfig, run_simulation
+from deltaomega.service import build_app
+from deltaomega.sinks.clickhouse import connect
+
+
+def simulate(settings: Settings, voices: int, rate: float, seconds: float) -> None:
+    configure_logging("WARNING")
+    config = SimulationConfig(voices=voices, rate=rate, interaction_rate=rate / 5, seed=11)
+    run_simulation(settings, config, seconds, realtime=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--voices", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=2000.0)
+    parser.add_argument("--seconds", type=float, default=150.0)
+    args = parser.parse_args()
+    configure_logging("WARNING")
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
+        receiver = Receiver(Path(tmp) / "arrivals.log")
+        routing = Path(tmp) / "routing.yaml"
+        routing.write_text(
+            "channels:\n"
+            f"  hook: {{type: webhook, url: '{receiver.url}', secret: bench-secret-0123456789}}\n"
+            "routes:\n"
+            "  CRITICAL: {channels: [hook]}\n"
+            "  WARNING: {channels: [hook]}\n"
+        )
+        tag = uuid.uuid4().hex[:8]
+        settings = Settings(
+            kafka_bootstrap=local_broker(),
+            topic_prefix=f"chain{tag}.",
+            app_id=f"chain-{tag}",
+            data_dir=Path(tmp) / "data",
+            grace_seconds=1.0,
+            inference_warm_up_voices=args.voices,
+            alert_routing_file=routing,
+            rate_limits=False,
+        )
+        app = build_app(settings, connect(settings), control=True)
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=8766, log_config=None))
+        threading.Thread(target=server.run, daemon=True).start()
+        for _ in range(600):
+            try:
+                if httpx.get("http://127.0.0.1:8766/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        time.sleep(5)  # the control plane's agents assigned
+        spawn = multiprocessing.get_context("spawn")
+        simulator = spawn.Process(
+            target=simulate, args=(settings, args.voices, args.rate, args.seconds)
+        )
+        simulator.start()
+        simulator.join()
+        time.sleep(15)  # the last windows close, tick and notify
+        server.should_exit = True
+        time.sleep(3)
+        receiver.process.terminate()
+        window_ms, grace_ms = settings.window_ms, settings.grace_ms
+        delays = sorted(
+            arrived - (payload["condition"]["first_window_ms"] + window_ms + grace_ms) / 1000
+            for arrived, payload in _with_ms(receiver.arrivals())
+            if payload["kind"] == "opened"
+        )
+    if not delays:
+        print("no notifications: no alert fired")
+        return
+    p50 = statistics.median(delays) * 1000
+    p99 = delays[min(len(delays) - 1, int(0.99 * len(delays)))] * 1000
+    print(
+        f"{len(delays)} first notices; window close → webhook p50 {p50:.0f} ms, p99 {p99:.0f} ms, "
+        f"max {delays[-1] * 1000:.0f} ms ({args.voices} voices, {args.rate:.0f} events/s)"
+    )
+    emit(
+        bench="alert_chain",
+        voices=args.voices,
+        rate=args.rate,
+        notices=len(delays),
+        p50_ms=round(p50, 1),
+        p99_ms=round(p99, 1),
+        max_ms=round(delays[-1] * 1000, 1),
+    )
+
+
+def _with_ms(arrivals: list[tuple[float, dict[str, Any]]]) -> list[tuple[float, dict[str, Any]]]:
+    """first_window as epoch ms (the payload carries ISO-8601)."""
+    out = []
+    for arrived, payload in arrivals:
+        first = datetime.fromisoformat(payload["condition"]["first_window"])
+        payload["condition"]["first_window_ms"] = int(first.timestamp() * 1000)
+        out.append((arrived, payload))
+    return out
+
+
+if __name__ == "__main__":
+    main()
