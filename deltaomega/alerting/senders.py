@@ -54,10 +54,18 @@ def _retryable_http(status: int) -> bool:
 class _HttpSender:
     type = "http"
 
-    def __init__(self, name: str, url: str, timeout: float, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        timeout: float,
+        console_url: str,
+        client: httpx.AsyncClient,
+    ) -> None:
         self.name = name
         self.url = url
         self.timeout = timeout
+        self.console_url = console_url
         self.client = client
 
     def wants(self, kind: str) -> bool:
@@ -87,9 +95,8 @@ class WebhookSender(_HttpSender):
     def __init__(
         self, name: str, channel: WebhookChannel, console_url: str, client: httpx.AsyncClient
     ) -> None:
-        super().__init__(name, channel.url, channel.timeout_seconds, client)
+        super().__init__(name, channel.url, channel.timeout_seconds, console_url, client)
         self.secret = channel.secret.get_secret_value()
-        self.console_url = console_url
 
     async def send(self, notification: Notification) -> int | None:
         body = json.dumps(notification.payload(self.console_url), sort_keys=True).encode()
@@ -108,8 +115,7 @@ class SlackSender(_HttpSender):
     def __init__(
         self, name: str, channel: SlackChannel, console_url: str, client: httpx.AsyncClient
     ) -> None:
-        super().__init__(name, channel.url, channel.timeout_seconds, client)
-        self.console_url = console_url
+        super().__init__(name, channel.url, channel.timeout_seconds, console_url, client)
 
     async def send(self, notification: Notification) -> int | None:
         body = json.dumps(notification.slack(self.console_url)).encode()
@@ -158,9 +164,8 @@ class PagerDutySender(_HttpSender):
     def __init__(
         self, name: str, channel: PagerDutyChannel, console_url: str, client: httpx.AsyncClient
     ) -> None:
-        super().__init__(name, channel.url, channel.timeout_seconds, client)
+        super().__init__(name, channel.url, channel.timeout_seconds, console_url, client)
         self.routing_key = channel.routing_key.get_secret_value()
-        self.console_url = console_url
 
     def wants(self, kind: str) -> bool:
         return True
