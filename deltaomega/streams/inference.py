@@ -8,8 +8,11 @@ one partition come in window order), otherwise — a partition with nothing newe
 or none at all — for a live window ``inference_settle_seconds`` after its last state
 arrived, but while a partition that delivered the window before has not delivered this
 one (its consumer is behind: at 10,000 voices the voice states may come seconds after the
-interaction states), up to ``_CATCH_UP_TIMEOUT`` after its first; and for an old window
-(replay, where partitions race each other) ``_CATCH_UP_TIMEOUT`` after its first state.
+interaction states; a worker died and another is restoring its partitions' windows), up to
+the catch-up time after its first; and for an old window (replay, where partitions race
+each other) the catch-up time after its first state. The catch-up time is
+``_CATCH_UP_SECONDS`` plus the consumer session timeout: a dead worker's partitions say
+nothing until the group has noticed it is gone.
 Ticks run in window order in the model process (:mod:`deltaomega.streams.model_process`),
 so consumption never waits on a model, and the models never wait on consumption. States
 that arrive after their tick ran are counted (``deltaomega_late_states_total``) and
@@ -22,7 +25,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,19 +35,20 @@ from deltaomega.errors import ModelError
 from deltaomega.metrics import LATE_STATES, MODEL_PROCESS_RESTARTS
 from deltaomega.schemas.records import INTERACTION_STATE, VOICE_STATE
 from deltaomega.streams.model_process import ModelProcess
+from deltaomega.streams.state_feed import Recent as RecentStates
 from deltaomega.streams.ticks import HISTORY, ClosedWindow
 from deltaomega.threads import in_thread
 
 log = logging.getLogger(__name__)
 
-_CATCH_UP_TIMEOUT = 15.0
+_CATCH_UP_SECONDS = 15.0
 #: Pause before a dead model process is replaced (it may have died for want of memory).
 RESPAWN_SECONDS = 2.0
 
 #: → (newest window the models ran on, or None; voice states and interaction states of the
-#: windows from HISTORY − 1 windows before it on), read back at start
-#: (:meth:`deltaomega.streams.state_feed.StateFeed.recent`).
-Recent = Callable[[int], tuple[int | None, list[dict[str, Any]], list[dict[str, Any]]]]
+#: windows from HISTORY − 1 windows before it on; newest window per (state schema,
+#: partition)), read back at start (:meth:`deltaomega.streams.state_feed.StateFeed.recent`).
+Recent = Callable[[int], RecentStates]
 
 
 @dataclass
@@ -72,6 +76,7 @@ class InferenceEngine:
         self.on_tick = on_tick
         self.models = models or ModelProcess(settings)
         self.window_ms = settings.window_ms
+        self.catch_up = _CATCH_UP_SECONDS + settings.consumer_session_timeout_seconds
         self._pending: dict[int, _Pending] = {}
         #: Newest window seen per (state schema, partition).
         self._newest: dict[tuple[str, int], int] = {}
@@ -123,11 +128,23 @@ class InferenceEngine:
             pending = self._pending[start]
             live = time.time() * 1000 - (start + self.window_ms) < 3 * self.window_ms
             if not live:
-                limit, waited = max(settle, _CATCH_UP_TIMEOUT), now - pending.first_seen
-            elif any(n == start - self.window_ms for n in newest):
+                limit, waited = max(settle, self.catch_up), now - pending.first_seen
+            elif behind := [
+                source
+                for source, n in zip(self._sources, newest, strict=True)
+                if n == start - self.window_ms
+            ]:
                 # A partition that delivered the window before but not this one yet is
-                # behind (a busy consumer): its states are on their way.
-                limit, waited = _CATCH_UP_TIMEOUT, now - pending.first_seen
+                # behind (a busy consumer, a worker restoring a dead one's windows): its
+                # states are on their way.
+                limit, waited = self.catch_up, now - pending.first_seen
+                if waited >= limit:
+                    log.warning(
+                        "tick %d runs without %s: no states from them after %.0f s",
+                        start,
+                        ", ".join(f"{schema}[{p}]" for schema, p in behind),
+                        waited,
+                    )
             else:
                 limit, waited = settle, now - pending.last_seen
             if waited >= limit:
@@ -141,6 +158,7 @@ class InferenceEngine:
         last: int | None,
         voice_states: Sequence[dict[str, Any]],
         interaction_states: Sequence[dict[str, Any]],
+        newest: Mapping[tuple[str, int], int] | None = None,
     ) -> list[ClosedWindow]:
         """The history up to the last completed tick, in order; later stored windows still
         run.
@@ -151,7 +169,12 @@ class InferenceEngine:
         None) every window read is still to run. After a model process died,
         windows whose ticks ran in it are history as well, even if their outputs are not
         stored yet, and the window it died on is left to the retry, which has its states.
+        ``newest`` (how far each state partition had got) tells a partition that is behind
+        from one that has nothing to say: after a worker died, its partitions' states stop
+        until another worker restores their windows, and a tick must wait for them.
         """
+        for source, window in (newest or {}).items():
+            self._newest[source] = max(self._newest.get(source, -1), window)
         last = max(-1 if last is None else last, self._ran_until)
         now = time.monotonic()
         windows: dict[int, _Pending] = {}
@@ -214,13 +237,13 @@ class InferenceEngine:
                 # Without knowing where the last tick left off, the models would run the
                 # wrong windows: wait for the state topics rather than guess.
                 try:
-                    last, voices, links = await in_thread(self.recent, HISTORY)
+                    last, voices, links, newest = await in_thread(self.recent, HISTORY)
                     break
                 except Exception as exc:  # noqa: BLE001 - Kafka away, a timeout: retried
                     log.warning("could not read the last ticks back (%s); retrying", exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
-            await self.models.restore(self.restore(last, voices, links))
+            await self.models.restore(self.restore(last, voices, links, newest))
         return True
 
     async def _replace_models(self, when: str) -> bool:

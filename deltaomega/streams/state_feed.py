@@ -44,8 +44,9 @@ _READ_TIMEOUT_SECONDS = 120.0
 #: Without a commit (a first start after an upgrade), read back this far in produce time.
 _FALLBACK_SECONDS = 600.0
 
-#: → (newest window the models ran on or None, voice states, interaction states)
-Recent = tuple[int | None, list[dict[str, Any]], list[dict[str, Any]]]
+#: → (newest window the models ran on or None, voice states, interaction states, newest
+#: window read per (state schema, partition))
+Recent = tuple[int | None, list[dict[str, Any]], list[dict[str, Any]], dict[tuple[str, int], int]]
 Feed = Callable[[str, list[dict[str, Any]], list[int]], None]
 
 
@@ -69,6 +70,8 @@ class StateFeed:
         self.window_ms = settings.window_ms
         #: (topic, partition) → window start → first offset of a state of that window
         self._first: dict[tuple[str, int], dict[int, int]] = defaultdict(dict)
+        #: (state schema, partition) → newest window read from it
+        self.newest: dict[tuple[str, int], int] = {}
         #: (topic, partition) → next offset to read
         self.positions: dict[tuple[str, int], int] = {}
         self._restored = threading.Event()
@@ -94,7 +97,8 @@ class StateFeed:
 
     def recent(self, windows: int) -> Recent:
         """Read the state topics from the last commit to their end (blocking): the last
-        completed tick, and the states of its history and of the windows after it."""
+        completed tick, the states of its history and of the windows after it, and how far
+        each partition had got (a partition whose worker died is behind, not done)."""
         consumer = Consumer(self._config())
         try:
             return self._read_recent(consumer, windows)
@@ -155,7 +159,7 @@ class StateFeed:
             len(keep),
             len(links),
         )
-        return last, keep, links
+        return last, keep, links, dict(self.newest)
 
     def _without_commit(
         self,
@@ -192,6 +196,8 @@ class StateFeed:
         window = int(record["window_start"]) // self.window_ms * self.window_ms
         firsts = self._first[key]
         firsts[window] = min(offset, firsts.get(window, offset))
+        source = (schema, key[1])
+        self.newest[source] = max(window, self.newest.get(source, window))
         return key, offset, schema, record
 
     # -- live ---------------------------------------------------------------------------------

@@ -115,7 +115,8 @@ def test_one_tick_per_window_over_every_voice_and_a_standby_takes_over(
         time.sleep(0.5)
     after = ticks(standby)
     for window, voices in voices_in.items():
-        assert before.get(window, voices) == voices and after.get(window, voices) == voices
+        assert before.get(window, voices) == voices, (window, before, leader.log()[-4000:])
+        assert after.get(window, voices) == voices, (window, after, standby.log()[-4000:])
     assert sum(n == traffic.voices for n in voices_in.values()) >= len(voices_in) - 1
     # A window both ran (the old leader's last, if it died before recording it) gave the
     # same outputs; none was skipped, none repeated otherwise.

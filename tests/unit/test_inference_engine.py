@@ -51,8 +51,8 @@ def test_window_is_ready_once_every_partition_moved_past_it(tmp_path: Path) -> N
     e.add_states(INTERACTION_STATE, [link(old + W) | {"source": "c"}], [1])
     assert e._ready(now)[0] == [old]
     ready, wait = e._ready(now)
-    assert wait is not None and 14.9 < wait < 15.1  # the newer window waits for catch-up
-    assert e._ready(now + 15.1)[0] == [old, old + W]
+    assert wait is not None and e.catch_up - 0.1 < wait < e.catch_up + 0.1  # catch-up
+    assert e._ready(now + e.catch_up + 0.1)[0] == [old, old + W]
 
 
 def test_live_window_runs_after_the_settle_time(tmp_path: Path) -> None:
@@ -140,12 +140,33 @@ def test_live_window_waits_for_a_partition_that_is_behind(tmp_path: Path) -> Non
     now = time.monotonic()
     # The voice partitions delivered the window before and not this one yet.
     ready, wait = e._ready(now + 0.5)
-    assert ready == [] and wait is not None and 14.4 < wait < 14.6
-    assert e._ready(now + 15.0)[0] == [live]  # but not for ever
+    assert e.catch_up == 15.0 + e.settings.consumer_session_timeout_seconds
+    assert ready == [] and wait is not None and e.catch_up - 0.6 < wait < e.catch_up - 0.4
+    assert e._ready(now + e.catch_up)[0] == [live]  # but not for ever
     e.add_states(VOICE_STATE, [state("a", live)], [0])
     assert e._ready(now + 0.5)[0] == []  # partition 1 still behind
     e.add_states(VOICE_STATE, [state("b", live)], [1])
     arrived = time.monotonic()
     assert e._ready(arrived + 0.4)[0] == []  # settles after the last state
+    assert e._ready(arrived + 0.5)[0] == [live]
+    assert sorted(e._pending[live].voices) == ["a", "b"]
+
+
+def test_after_a_takeover_a_window_waits_for_the_partitions_a_dead_worker_held(
+    tmp_path: Path,
+) -> None:
+    e = engine(tmp_path, inference_settle_seconds=0.5)
+    live = int(time.time() * 1000) // W * W - W
+    # Storage: both voice partitions delivered the window before; partition 1's worker died.
+    newest = {(VOICE_STATE, 0): live - W, (VOICE_STATE, 1): live - W}
+    history = e.restore(live - W, [state("a", live - W), state("b", live - W)], [], newest)
+    assert [w.start for w in history] == [live - W]
+    e.add_states(VOICE_STATE, [state("a", live)], [0])
+    e.add_states(INTERACTION_STATE, [link(live)], [0])
+    now = time.monotonic()
+    ready, wait = e._ready(now + 1.0)  # settled, but partition 1 is behind, not done
+    assert ready == [] and wait is not None and e.catch_up - 1.1 < wait < e.catch_up - 0.9
+    e.add_states(VOICE_STATE, [state("b", live)], [1])  # its new owner restored the window
+    arrived = time.monotonic()
     assert e._ready(arrived + 0.5)[0] == [live]
     assert sorted(e._pending[live].voices) == ["a", "b"]
