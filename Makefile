@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install install-train train kafka-resolve system-packages demo test test-fast lint format clean kafka-stop \
-	bench bench-quick bench-soak
+	bench bench-quick bench-soak dashboards
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -73,6 +73,9 @@ test: kafka-resolve install-train system-packages $(KUSTOMIZE) ## Run the whole 
 
 test-fast: kafka-resolve install-train system-packages $(KUSTOMIZE) ## The suite without the fault tests (tests/faults: kills, outages, fuzzing)
 	$(BIN)/pytest -m "not faults" $(PYTEST_ARGS)
+
+dashboards: install ## Generate infra/grafana/dashboards/*.json from deltaomega/dashboards
+	$(BIN)/python -m deltaomega.dashboards
 
 lint: install-train ## ruff + mypy
 	$(BIN)/ruff check deltaomega tests bench

@@ -95,3 +95,18 @@ def _clean(schema: Any) -> Any:
     if isinstance(schema, list):
         return [_clean(v) for v in schema]
     return schema
+
+
+@cache
+def timestamp_fields() -> frozenset[str]:
+    """Every top-level field that is ``timestamp-millis`` (or null or one) in some bundled
+    schema: decoded, they are epoch-millis ints that a table stores as DateTime64."""
+    names = set()
+    for schema in bundled_schemas().values():
+        for field in schema.expanded["fields"]:
+            branches = field["type"] if isinstance(field["type"], list) else [field["type"]]
+            if any(
+                isinstance(t, dict) and t.get("logicalType") == "timestamp-millis" for t in branches
+            ):
+                names.add(field["name"])
+    return frozenset(names)

@@ -26,6 +26,7 @@ from deltaomega.config import Settings
 from deltaomega.errors import ClickHouseUnavailableError
 from deltaomega.metrics import SINK_ROWS, SINK_SECONDS
 from deltaomega.outages import outage
+from deltaomega.schemas._loader import timestamp_fields
 from deltaomega.schemas.records import (
     INTERACTION_KINDS,
     METRICS,
@@ -40,21 +41,9 @@ _CONTEXT = pa.map_(pa.string(), pa.string())
 _TS = pa.timestamp("ms", tz="UTC")
 _STRINGS = pa.list_(pa.string())
 _KINDS = pa.array(INTERACTION_KINDS, pa.string())
-#: Every ``timestamp-millis`` field of the record types stored through ``insert_states``
-#: (decoded as epoch-millis ints); a unit test keeps this in step with the schemas.
-TIMESTAMP_FIELDS = frozenset(
-    {
-        "window_start",
-        "window_end",
-        "target_window_start",
-        "produced_at",
-        "occurred_at",
-        "requested_at",
-        "expires_at",
-        "changed_at",
-        "ends_at",
-    }
-)
+#: Every ``timestamp-millis`` field of the record types (decoded as epoch-millis ints),
+#: read from the schemas; a unit test checks no schema uses one of these names otherwise.
+TIMESTAMP_FIELDS = timestamp_fields()
 #: Server errors that mean "try again later", not "this query is wrong": network and
 #: socket errors, timeouts, too many queries, memory limits, read-only replicas, and a
 #: database or table the migrations have not created yet.

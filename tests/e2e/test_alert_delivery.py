@@ -12,6 +12,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -205,8 +206,15 @@ def test_notifications_reach_every_channel_once_escalate_and_resolve(
     publish.alert("conflict", "c->d", w0)
     wait_for(lambda: len(receiver.on("/hook")) == 1, 30, "c->d's notice")
     wait_for(lambda: len(conditions()) == 1, 30, "c->d in ClickHouse")
-    cd = by_subject("c->d")["condition_id"]
+    listed = by_subject("c->d")
+    cd = listed["condition_id"]
     assert cd == f"conflict:c->d@{w0}"
+    # times are stored as times (milliseconds), not read as seconds
+    assert [
+        int(datetime.fromisoformat(listed[k]).timestamp() * 1000)
+        for k in ("first_window", "last_window")
+    ] == [w0, w0]
+    assert abs(datetime.fromisoformat(listed["opened_at"]).timestamp() - time.time()) < 60
     ack = api_client.post(
         f"{url}/api/v1/alerts/conditions/{cd}/acknowledge",
         json={"reason": "on it"},
