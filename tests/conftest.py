@@ -1,6 +1,9 @@
 """Session fixtures that START real services: a KRaft Kafka node and an embedded ClickHouse.
 
-Set DELTAOMEGA_KAFKA_BOOTSTRAP to use a broker you already run instead.
+Set DELTAOMEGA_KAFKA_BOOTSTRAP to use a broker you already run instead, and
+DELTAOMEGA_TEST_CLICKHOUSE_URL (``http://host:8123``; DELTAOMEGA_CLICKHOUSE_USER and
+DELTAOMEGA_CLICKHOUSE_PASSWORD as needed) to run every test on a ClickHouse server instead
+of the embedded engine: each test makes and drops its own database there.
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ from deltaomega.sinks.clickhouse import ClickHouse, connect
 from deltaomega.sinks.migrate import apply_migrations
 from deltaomega.topics import ensure_topics
 from tests.api_client import SECRET
+
+if os.environ.get("DELTAOMEGA_TEST_CLICKHOUSE_URL"):
+    # Settings read it, in this process and in every process a test starts.
+    os.environ["DELTAOMEGA_CLICKHOUSE_URL"] = os.environ["DELTAOMEGA_TEST_CLICKHOUSE_URL"]
 
 
 def free_port() -> int:
@@ -85,7 +92,8 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def clickhouse(tmp_path_factory: pytest.TempPathFactory) -> ClickHouse:
-    """One chdb engine for the whole session (chdb allows one per process)."""
+    """One chdb engine for the whole session (chdb allows one per process), or the server
+    DELTAOMEGA_TEST_CLICKHOUSE_URL names."""
     return connect(Settings(data_dir=tmp_path_factory.mktemp("state")))
 
 

@@ -29,7 +29,13 @@ OUTPUT_TABLES = {
     "alerts": "window_start",
     "parameter_changes": "requested_at",
     "orchestrations": "requested_at",
+    "alert_actions": "at",
+    # one row per change; the newest of a condition stays while it keeps changing
+    "alert_conditions": "changed_at",
+    "alert_deliveries": "attempted_at",
 }
+#: kept until someone deletes them: the migrations' own record, analysts' saved queries
+KEPT_TABLES = frozenset({"schema_migrations", "saved_queries"})
 
 
 def ttls(settings: Settings) -> dict[str, tuple[str, int]]:

@@ -13,7 +13,7 @@ from deltaomega.config import Settings
 from deltaomega.producer import VoiceProducer
 from deltaomega.schemas import VOICE_EVENT, AvroCodec
 from deltaomega.sinks.clickhouse import ClickHouse, ClickHouseSink
-from deltaomega.sinks.retention import apply_ttls, ttls
+from deltaomega.sinks.retention import KEPT_TABLES, apply_ttls, ttls
 from tests import api_client
 from tests.conftest import RunningService, voice_event, wait_for
 from tests.model_outputs import alert, pattern, prediction
@@ -99,10 +99,14 @@ def test_every_table_keeps_rows_as_long_as_the_settings_say(
         )
         return {r["name"]: r["engine_full"] for r in rows}
 
-    assert len(clickhouse.call(lambda c: apply_ttls(c, database, settings))) == 14
+    assert len(clickhouse.call(lambda c: apply_ttls(c, database, settings))) == 17
+    # every table of the migrations has a TTL, or is one of those kept on purpose
+    tables = {t for t, e in engines().items() if "MergeTree" in e}
+    assert tables == set(ttls(settings)) | KEPT_TABLES
     assert ttls(settings)["audit_log"] == ("occurred_at", 7 * 365 + 2)  # seven years
     assert ttls(settings)["parameter_changes"] == ("requested_at", 365)
     assert ttls(settings)["orchestrations"] == ("requested_at", 365)
+    assert ttls(settings)["alert_conditions"] == ("changed_at", 365)
     for table, (column, days) in ttls(settings).items():
         assert f"TTL toDateTime({column}) + toIntervalDay({days})" in engines()[table], table
     assert clickhouse.call(lambda c: apply_ttls(c, database, settings)) == []  # unchanged
