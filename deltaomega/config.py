@@ -142,6 +142,12 @@ class Settings(BaseSettings):
     )
     alert_conflict_warning: float = Field(default=0.6, ge=0, le=1)
     alert_conflict_critical: float = Field(default=0.85, ge=0, le=1)
+    conflict_observed_strength: float = Field(
+        default=0.9,
+        gt=0,
+        description="Antagonistic strength (competition + suppression, source → target) at "
+        "which a pair counts as in conflict when conflict predictions are scored.",
+    )
     alert_emergence_threshold: float = Field(default=0.5, ge=0, le=1)
     alert_emergence_critical: float = Field(default=0.8, ge=0, le=1)
     alert_stress_level: float = Field(default=0.7, ge=0, le=1)

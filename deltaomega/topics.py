@@ -39,6 +39,8 @@ class Topics:
     emergence: str
     patterns: str
     alerts: str
+    #: how each closed window's predictions did (deltaomega/streams/scoring.py)
+    prediction_scores: str
     #: compacted, key voice id: each voice's latest parameter change
     parameters: str
     #: the control plane's own: voices whose parameter change has run out, to revert
@@ -80,6 +82,7 @@ class Topics:
             emergence=f"{p}voice.emergence",
             patterns=f"{p}voice.patterns",
             alerts=f"{p}voice.alerts",
+            prediction_scores=f"{p}voice.prediction-scores",
             parameters=f"{p}voice.parameters",
             parameter_expiry=f"{p}{settings.app_id}.parameter-expiry",
             orchestration=f"{p}voice.orchestration",
@@ -108,6 +111,7 @@ class Topics:
             self.emergence,
             self.patterns,
             self.alerts,
+            self.prediction_scores,
             self.parameters,
             self.parameter_expiry,
             self.orchestration,

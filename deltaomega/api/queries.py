@@ -28,6 +28,19 @@ def _ms(column: str) -> str:
     return f"toUnixTimestamp64Milli({column}) AS {column}"
 
 
+_SCORE_COLUMNS = ", ".join(
+    [_ms("window_start"), "model_version", "voices"]
+    + [f"{m}_{s}" for m in METRICS for s in ("mae", "persistence_mae", "coverage")]
+    + [
+        "if(isNull(conflict_window_start), NULL, "
+        "toUnixTimestamp64Milli(assumeNotNull(conflict_window_start))) AS conflict_window_start",
+        "conflicts_predicted",
+        "conflict_hits",
+        "conflict_false_alarms",
+        "conflict_misses",
+        "conflict_threshold",
+    ]
+)
 _PREDICTION_COLUMNS = ", ".join(
     ["voice_id", _ms("window_start"), _ms("target_window_start")]
     + [f"{m}_{s}" for m in METRICS for s in FORECAST_STATS]
@@ -268,6 +281,20 @@ class Queries:
             from_ms=from_ms,
             to_ms=_NO_END if to_ms is None else to_ms,
             bucket=bucket_ms or 1,
+        )
+
+    async def prediction_scores(
+        self, model_version: str | None, from_ms: int, to_ms: int | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """The live scores of windows starting in [from, to), newest first."""
+        return await self._windows(
+            "prediction_scores",
+            _SCORE_COLUMNS,
+            from_ms,
+            to_ms,
+            {"v": ("model_version = {v:String}", model_version)},
+            "window_start DESC",
+            limit,
         )
 
     async def saved_queries(self, owner: str, name: str | None = None) -> list[dict[str, Any]]:

@@ -188,6 +188,18 @@ ROWS: tuple[tuple[str, tuple[SqlPanel, ...]], ...] = (
                 width=8,
             ),
             SqlPanel(
+                "${metric}: prediction error against persistence",
+                "timeseries",
+                "SELECT $__timeInterval(window_start) AS time, "
+                "avg(${metric}_mae) AS model, avg(${metric}_persistence_mae) AS persistence, "
+                "avg(${metric}_coverage) AS coverage FROM prediction_scores FINAL "
+                "WHERE $__timeFilter(window_start) GROUP BY time ORDER BY time",
+                ("time", "model", "persistence", "coverage"),
+                width=8,
+                description="Scored as each window closed: the model's mean absolute error, "
+                "carrying the last window forward's, and the share inside the interval.",
+            ),
+            SqlPanel(
                 "Emergence",
                 "timeseries",
                 "SELECT $__timeInterval(window_start) AS time, max(probability) AS probability, "
@@ -203,7 +215,7 @@ ROWS: tuple[tuple[str, tuple[SqlPanel, ...]], ...] = (
                 "SELECT window_start AS time, pattern FROM patterns FINAL "
                 "WHERE $__timeFilter(window_start) ORDER BY time",
                 ("time", "pattern"),
-                width=8,
+                width=16,
             ),
         ),
     ),

@@ -33,6 +33,7 @@ _FILES = (
     "alert_action.avsc",
     "alert_condition.avsc",
     "alert_delivery.avsc",
+    "prediction_score.avsc",
 )
 
 

@@ -28,6 +28,7 @@ VOICE_COMMAND = "deltaomega.VoiceCommand"
 ALERT_ACTION = "deltaomega.AlertAction"
 ALERT_CONDITION = "deltaomega.AlertCondition"
 ALERT_DELIVERY = "deltaomega.AlertDelivery"
+PREDICTION_SCORE = "deltaomega.PredictionScore"
 SEVERITIES: tuple[str, ...] = ("CRITICAL", "WARNING", "INFO")
 
 METRICS: tuple[str, ...] = ("temperature", "activation", "stress", "influence")

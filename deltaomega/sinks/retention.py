@@ -27,6 +27,7 @@ OUTPUT_TABLES = {
     "emergence": "window_start",
     "patterns": "window_start",
     "alerts": "window_start",
+    "prediction_scores": "window_start",
     "parameter_changes": "requested_at",
     "orchestrations": "requested_at",
     "alert_actions": "at",

@@ -29,6 +29,7 @@ from deltaomega.schemas.records import (
     PARAMETER_CHANGE,
     PATTERN,
     PREDICTION,
+    PREDICTION_SCORE,
     VOICE_STATE,
 )
 from deltaomega.sinks.clickhouse import ClickHouse, ClickHouseSink
@@ -130,6 +131,7 @@ def create_pipeline(
         EMERGENCE: "emergence",
         PATTERN: "patterns",
         ALERT: "alerts",
+        PREDICTION_SCORE: "prediction_scores",
     }
     sinks = {
         topics.voice_states: voice_state_sink,

@@ -38,7 +38,14 @@ from deltaomega.metrics import MODEL_OUTPUTS, TICK_SECONDS, TICKS
 from deltaomega.models.registry import ModelRegistry
 from deltaomega.models.runtime import ModelRuntime, mark_serving, observe_call
 from deltaomega.schemas.codec import AvroCodec
-from deltaomega.schemas.records import ALERT, CONFLICT_PREDICTION, EMERGENCE, PATTERN, PREDICTION
+from deltaomega.schemas.records import (
+    ALERT,
+    CONFLICT_PREDICTION,
+    EMERGENCE,
+    PATTERN,
+    PREDICTION,
+    PREDICTION_SCORE,
+)
 from deltaomega.streams.outputs import BatchOutputs
 from deltaomega.streams.ticks import ClosedWindow, TickRunner, warm_up_sizes, warm_up_ticks
 from deltaomega.topics import Topics
@@ -58,6 +65,7 @@ def output_topics(topics: Topics) -> dict[str, str]:
         EMERGENCE: topics.emergence,
         PATTERN: topics.patterns,
         ALERT: topics.alerts,
+        PREDICTION_SCORE: topics.prediction_scores,
     }
 
 

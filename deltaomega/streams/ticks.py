@@ -45,8 +45,10 @@ from deltaomega.schemas.records import (
     METRICS,
     PATTERN,
     PREDICTION,
+    PREDICTION_SCORE,
     STAT_NAMES,
 )
+from deltaomega.streams.scoring import PredictionScorer
 
 HISTORY = max(SEQUENCE_WINDOWS, PATTERN_WINDOWS, 4)
 
@@ -84,6 +86,8 @@ class TickOutputs:
     emergence: dict[str, Any]
     pattern: dict[str, Any]
     alerts: list[dict[str, Any]]
+    #: how the predictions made for this window did (None: there were none to score)
+    score: dict[str, Any] | None = None
 
     def records(self) -> list[tuple[str, bytes, dict[str, Any]]]:
         out: list[tuple[str, bytes, dict[str, Any]]] = []
@@ -92,6 +96,8 @@ class TickOutputs:
         out.append((EMERGENCE, b"system", self.emergence))
         out.append((PATTERN, b"system", self.pattern))
         out += [(ALERT, a["subject"].encode(), a) for a in self.alerts]
+        if self.score is not None:
+            out.append((PREDICTION_SCORE, b"system", self.score))
         return out
 
 
@@ -108,6 +114,9 @@ class TickRunner:
         self.window_ms = settings.window_ms
         self.history: deque[Tick] = deque(maxlen=HISTORY)
         self._last_predictions: dict[str, dict[str, Any]] = {}
+        self.scorer = PredictionScorer(
+            self.window_ms, self.rules.conflict_warning, settings.conflict_observed_strength
+        )
 
     def restore(self, windows: Sequence[ClosedWindow]) -> None:
         """Windows whose ticks ran before the worker (or this process) last stopped."""
@@ -150,7 +159,9 @@ class TickRunner:
         alerts += rules.conflict_alerts(self.rules, conflicts, version, now_ms)
         alerts += rules.emergence_alerts(self.rules, emergence, version, now_ms)
         self._last_predictions = {p["voice_id"]: p for p in predictions}
-        return TickOutputs(window_start, predictions, conflicts, emergence, pattern, alerts)
+        score = self.scorer.score(window_start, observed, window.interactions, now_ms)
+        self.scorer.remember(window_start, observed, predictions, conflicts)
+        return TickOutputs(window_start, predictions, conflicts, emergence, pattern, alerts, score)
 
     def _predict(
         self, models: LoadedVersion, history: list[Tick], now_ms: int

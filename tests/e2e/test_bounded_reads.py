@@ -99,7 +99,7 @@ def test_every_table_keeps_rows_as_long_as_the_settings_say(
         )
         return {r["name"]: r["engine_full"] for r in rows}
 
-    assert len(clickhouse.call(lambda c: apply_ttls(c, database, settings))) == 17
+    assert len(clickhouse.call(lambda c: apply_ttls(c, database, settings))) == 18
     # every table of the migrations has a TTL, or is one of those kept on purpose
     tables = {t for t, e in engines().items() if "MergeTree" in e}
     assert tables == set(ttls(settings)) | KEPT_TABLES

@@ -165,7 +165,7 @@ def test_every_panel_runs_on_a_real_run(
         if panel.kind in ("timeseries", "bars", "state-timeline"):
             assert columns[0] == "time" and isinstance(rows[0]["time"], datetime), panel.title
         checked.append(panel.title)
-    assert len(checked) == len(voices.PANELS) == 15
+    assert len(checked) == len(voices.PANELS) == 16
 
     # Every Prometheus panel's metrics, as this process serves them.
     text = httpx.get(f"{service.url}/metrics", timeout=10).text

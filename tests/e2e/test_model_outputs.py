@@ -22,6 +22,7 @@ from deltaomega.models.registry import ModelRegistry
 from deltaomega.models.runtime import ModelRuntime
 from deltaomega.producer import SimulationConfig, run_simulation
 from deltaomega.producer.episodes import Episode, Scenario
+from deltaomega.schemas.records import METRICS
 from deltaomega.security.roles import Role
 from deltaomega.sinks.clickhouse import ClickHouse
 from deltaomega.sinks.recent import states_since
@@ -71,6 +72,7 @@ def wait_until_stored(settings: Settings, clickhouse: ClickHouse) -> None:
         ("emergence", topics.emergence),
         ("patterns", topics.patterns),
         ("alerts", topics.alerts),
+        ("prediction_scores", topics.prediction_scores),
     ):
         published = topic_records(settings, topic)
         wait_for(
@@ -99,6 +101,86 @@ def offline_outputs(
         )
         for start in starts
     }
+
+
+def check_scores(settings: Settings, clickhouse: ClickHouse, url: str, t0: int, end: int) -> None:
+    db = settings.clickhouse_database
+    state = {
+        (r["voice_id"], r["window_start"]): r
+        for r in clickhouse.rows(
+            f"SELECT voice_id, {ms('window_start')}, "
+            + ", ".join(f"{m}_mean" for m in METRICS)
+            + f" FROM {db}.voice_states FINAL"
+        )
+    }
+    made: dict[int, list[dict[str, Any]]] = {}
+    for p in clickhouse.rows(f"SELECT *, {ms('target_window_start')} FROM {db}.predictions FINAL"):
+        made.setdefault(p["target_window_start"], []).append(p)
+    antagonism: Counter[tuple[int, str, str]] = Counter()
+    for link in clickhouse.rows(
+        f"SELECT {ms('window_start')}, source, target, strength_mean FROM {db}.interaction_states "
+        "FINAL WHERE kind IN ('COMPETITION', 'SUPPRESSION')"
+    ):
+        antagonism[(link["window_start"], link["source"], link["target"])] += link["strength_mean"]
+    in_conflict: dict[int, set[tuple[str, str]]] = {}
+    for (w, s, t), total in antagonism.items():
+        if total >= settings.conflict_observed_strength:
+            in_conflict.setdefault(w, set()).add((s, t))
+    predicted: dict[int, set[tuple[str, str]]] = {}
+    for c in clickhouse.rows(
+        f"SELECT {ms('window_start')}, source, target FROM {db}.conflict_predictions FINAL "
+        "WHERE probability >= {p:Float64}",
+        p=settings.alert_conflict_warning,
+    ):
+        predicted.setdefault(c["window_start"], set()).add((c["source"], c["target"]))
+
+    response = httpx.get(
+        f"{url}/api/v1/predictions/scores",
+        params={"start": iso(t0), "end": iso(end)},
+        headers=api_client.auth(Role.ANALYST),
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    windows = response.json()["windows"]
+    # every window but the first (nothing was predicted for it), newest first
+    assert [iso_ms(w["window_start"]) for w in windows] == list(range(end - WINDOW, t0, -WINDOW))
+    for w in windows:
+        start = iso_ms(w["window_start"])
+        scored = [p for p in made[start] if (p["voice_id"], start - WINDOW) in state]
+        assert w["voices"] == len(scored) == 8
+        for m in METRICS:
+            actual = [state[(p["voice_id"], start)][f"{m}_mean"] for p in scored]
+            before = [state[(p["voice_id"], start - WINDOW)][f"{m}_mean"] for p in scored]
+            got = w["metrics"][m]
+            assert got["mae"] == pytest.approx(
+                sum(abs(p[f"{m}_pred"] - a) for p, a in zip(scored, actual, strict=True)) / 8
+            )
+            assert got["persistence_mae"] == pytest.approx(
+                sum(abs(b - a) for b, a in zip(before, actual, strict=True)) / 8
+            )
+            assert got["coverage"] == pytest.approx(
+                sum(
+                    p[f"{m}_low"] <= a <= p[f"{m}_high"]
+                    for p, a in zip(scored, actual, strict=True)
+                )
+                / 8
+            )
+        made_at = start - 3 * WINDOW
+        if made_at < t0:
+            assert w["conflicts"] is None
+            continue
+        said = predicted.get(made_at, set())
+        happened = set().union(*(in_conflict.get(made_at + i * WINDOW, set()) for i in (1, 2, 3)))
+        assert w["conflicts"] == {
+            "predicted_at": iso(made_at),
+            "threshold": settings.alert_conflict_warning,
+            "predicted": len(said),
+            "hits": len(said & happened),
+            "false_alarms": len(said - happened),
+            "misses": len(happened - said),
+        }
+    # The conflict episode was predicted and seen: some hits.
+    assert sum(w["conflicts"]["hits"] for w in windows if w["conflicts"]) > 0
 
 
 def read_feed(url: str, want: Callable[[list[dict[str, Any]]], bool]) -> list[dict[str, Any]]:
@@ -201,6 +283,10 @@ def test_conflict_and_emergence_end_to_end(
         out = offline[e["window_start"]]
         assert out.emergence["probability"] == pytest.approx(e["probability"], abs=1e-6)
         assert out.emergence["model_version"] == e["model_version"]
+
+    # Each window's predictions were scored as it closed: the same numbers as computed here
+    # from the stored predictions, states and links.
+    check_scores(settings, clickhouse, service.url, t0, end)
 
     # On demand over a chosen range, the API's models agree with the stream's, window for
     # window, also where the range starts mid-run (its first windows see the stored history).

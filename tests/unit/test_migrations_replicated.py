@@ -28,4 +28,4 @@ def test_every_table_of_the_migrations_is_replicated_there() -> None:
             assert re.sub(r"Replicated(\w*MergeTree)", r"\1", changed) == statement
             engines += re.findall(r"ENGINE\s*=\s*(\w+)", changed)
     assert engines and all(e.startswith("Replicated") for e in engines), engines
-    assert len(engines) == 18
+    assert len(engines) == 19

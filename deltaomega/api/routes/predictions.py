@@ -89,6 +89,74 @@ async def prediction_accuracy(
     )
 
 
+class ConflictScore(BaseModel):
+    predicted_at: datetime = Field(
+        description="The window the conflict predictions were made at; their horizon "
+        "ends with the scored window."
+    )
+    threshold: float = Field(description="The probability a pair needed to count as predicted.")
+    predicted: int
+    hits: int = Field(description="Predicted pairs that were in conflict within the horizon.")
+    false_alarms: int = Field(description="Predicted pairs that were not.")
+    misses: int = Field(description="Pairs in conflict within the horizon, not predicted.")
+
+
+class WindowScore(BaseModel):
+    window_start: datetime = Field(description="The closed window whose predictions are scored.")
+    model_version: str = Field(description="The version that made the state predictions.")
+    voices: int = Field(description="Voices scored (predicted and present in both windows).")
+    metrics: dict[str, MetricAccuracy]
+    conflicts: ConflictScore | None = Field(
+        description="Null when not every window of the horizon was seen (a start, a gap)."
+    )
+
+
+class ScoreList(BaseModel):
+    windows: list[WindowScore]
+
+
+@router.get(
+    "/scores",
+    response_model=ScoreList,
+    summary="Each closed window's predictions, scored as it closed, newest first",
+    **requires(Role.ANALYST),
+)
+async def prediction_scores(
+    ctx: ContextDep,
+    start: Start = None,
+    end: End = None,
+    model_version: Name = None,
+    limit: Limit = 500,
+) -> ScoreList:
+    """Windows starting in [start, end): per metric the MAE of the predictions made for
+    the window, persistence's and the interval coverage; and the conflict predictions whose
+    horizon ended with it: hits, false alarms and misses (a pair is in conflict when its
+    antagonistic strength reaches ``CONFLICT_OBSERVED_STRENGTH``)."""
+    from_ms, to_ms = time_range(start, end, ctx.settings.api_default_range_ms)
+    rows = await ctx.queries.prediction_scores(model_version, from_ms, to_ms, limit)
+    return ScoreList(
+        windows=[
+            WindowScore(
+                window_start=datetime.fromtimestamp(r["window_start"] / 1000, UTC),
+                model_version=r["model_version"],
+                voices=r["voices"],
+                metrics=metric_accuracy(r),
+                conflicts=None
+                if r["conflict_window_start"] is None
+                else ConflictScore(
+                    predicted_at=datetime.fromtimestamp(r["conflict_window_start"] / 1000, UTC),
+                    threshold=r["conflict_threshold"],
+                    predicted=r["conflicts_predicted"],
+                    hits=r["conflict_hits"],
+                    false_alarms=r["conflict_false_alarms"],
+                    misses=r["conflict_misses"],
+                ),
+            )
+            for r in rows
+        ]
+    )
+
+
 class SystemOutlook(BaseModel):
     window_start: datetime | None = Field(description="The newest window the models ran on.")
     model_version: str | None
