@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import statistics
 import tempfile
 import threading
 import time
@@ -91,19 +90,29 @@ def main() -> None:
         time.sleep(3)
         receiver.process.terminate()
         window_ms, grace_ms = settings.window_ms, settings.grace_ms
+        opened = [(a, p) for a, p in _with_ms(receiver.arrivals()) if p["kind"] == "opened"]
         delays = sorted(
             arrived - (payload["condition"]["first_window_ms"] + window_ms + grace_ms) / 1000
-            for arrived, payload in _with_ms(receiver.arrivals())
-            if payload["kind"] == "opened"
+            for arrived, payload in opened
         )
+        # where the time goes: close → the control plane opening the condition (the tick,
+        # the alerts topic, the dispatch agent's queue), and opening → arrival (delivery)
+        to_open = sorted(
+            (p["condition"]["opened_at_ms"] - p["condition"]["first_window_ms"]) / 1000
+            - (window_ms + grace_ms) / 1000
+            for _, p in opened
+        )
+        to_arrive = sorted(a - p["condition"]["opened_at_ms"] / 1000 for a, p in opened)
     if not delays:
         print("no notifications: no alert fired")
         return
-    p50 = statistics.median(delays) * 1000
-    p99 = delays[min(len(delays) - 1, int(0.99 * len(delays)))] * 1000
+    p50, p99 = _p(delays, 0.5), _p(delays, 0.99)
     print(
         f"{len(delays)} first notices; window close → webhook p50 {p50:.0f} ms, p99 {p99:.0f} ms, "
-        f"max {delays[-1] * 1000:.0f} ms ({args.voices} voices, {args.rate:.0f} events/s)"
+        f"max {delays[-1] * 1000:.0f} ms ({args.voices} voices, {args.rate:.0f} events/s)\n"
+        f"  close → condition opened: p50 {_p(to_open, 0.5):.0f} ms, p99 {_p(to_open, 0.99):.0f} ms"
+        f"\n  opened → webhook: p50 {_p(to_arrive, 0.5):.0f} ms, "
+        f"p99 {_p(to_arrive, 0.99):.0f} ms"
     )
     emit(
         bench="alert_chain",
@@ -116,12 +125,19 @@ def main() -> None:
     )
 
 
+def _p(ordered: list[float], q: float) -> float:
+    """The q-quantile of sorted seconds, in ms."""
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
 def _with_ms(arrivals: list[tuple[float, dict[str, Any]]]) -> list[tuple[float, dict[str, Any]]]:
     """first_window as epoch ms (the payload carries ISO-8601)."""
     out = []
     for arrived, payload in arrivals:
-        first = datetime.fromisoformat(payload["condition"]["first_window"])
-        payload["condition"]["first_window_ms"] = int(first.timestamp() * 1000)
+        condition = payload["condition"]
+        for name in ("first_window", "opened_at"):
+            at = datetime.fromisoformat(condition[name])
+            condition[f"{name}_ms"] = int(at.timestamp() * 1000)
         out.append((arrived, payload))
     return out
 

@@ -9,10 +9,10 @@ or none at all — for a live window ``inference_settle_seconds`` after its last
 arrived, but while a partition that delivered the window before has not delivered this
 one (its consumer is behind: at 10,000 voices the voice states may come seconds after the
 interaction states; a worker died and another is restoring its partitions' windows), up to
-the catch-up time after its first; and for an old window (replay, where partitions race
-each other) the catch-up time after its first state. The catch-up time is
-``_CATCH_UP_SECONDS`` plus the consumer session timeout: a dead worker's partitions say
-nothing until the group has noticed it is gone.
+the catch-up time after its first: ``_CATCH_UP_SECONDS`` plus the consumer session timeout,
+as a dead worker's partitions say nothing until the group has noticed it is gone; and for
+an old window (replay, where partitions race each other) ``_CATCH_UP_SECONDS`` after its
+first state.
 Ticks run in window order in the model process (:mod:`deltaomega.streams.model_process`),
 so consumption never waits on a model, and the models never wait on consumption. States
 that arrive after their tick ran are counted (``deltaomega_late_states_total``) and
@@ -128,7 +128,7 @@ class InferenceEngine:
             pending = self._pending[start]
             live = time.time() * 1000 - (start + self.window_ms) < 3 * self.window_ms
             if not live:
-                limit, waited = max(settle, self.catch_up), now - pending.first_seen
+                limit, waited = max(settle, _CATCH_UP_SECONDS), now - pending.first_seen
             elif behind := [
                 source
                 for source, n in zip(self._sources, newest, strict=True)
