@@ -1,10 +1,13 @@
 """Window close → notification at a webhook receiver, the whole chain, at N simulated voices.
 
     .venv/bin/python -m bench.alert_chain [--voices 1000] [--rate 2000] [--seconds 150]
+        [--control process|embedded]
 
-Runs `deltaomega run` (worker with its model process, API, control plane) in this process
-against the local broker, the simulator (episodes on, paced to the wall clock) in a process
-of its own, and a webhook receiver in another; the routing sends WARNING and CRITICAL
+Runs the worker with its model process and the API in this process against the local
+broker, the control plane as deployed (`deltaomega control`, a process of its own; or
+with ``--control embedded`` in this one, as `deltaomega run` does), the simulator
+(episodes on, paced to the wall clock) in a process of its own, and a webhook receiver in
+another; the routing sends WARNING and CRITICAL
 conditions to the receiver. Event time is the wall clock, so a window [s, e) closes at
 e + grace; the latency of a condition's first notice is its arrival minus the close of the
 window that opened it. Reported: p50/p99 over every first notice, and how many.
@@ -14,6 +17,9 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -24,14 +30,17 @@ from typing import Any
 
 import httpx
 import uvicorn
+from confluent_kafka import Consumer, TopicPartition
 
 from bench._common import emit, local_broker
 from bench.alert_latency import Receiver
 from deltaomega.config import Settings
 from deltaomega.logs import configure_logging
 from deltaomega.producer import SimulationConfig, run_simulation
+from deltaomega.schemas.codec import AvroCodec
 from deltaomega.service import build_app
 from deltaomega.sinks.clickhouse import connect
+from deltaomega.topics import Topics
 
 
 def simulate(settings: Settings, voices: int, rate: float, seconds: float) -> None:
@@ -45,6 +54,7 @@ def main() -> None:
     parser.add_argument("--voices", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=2000.0)
     parser.add_argument("--seconds", type=float, default=150.0)
+    parser.add_argument("--control", choices=["process", "embedded"], default="process")
     args = parser.parse_args()
     configure_logging("WARNING")
     with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
@@ -68,7 +78,23 @@ def main() -> None:
             alert_routing_file=routing,
             rate_limits=False,
         )
-        app = build_app(settings, connect(settings), control=True)
+        plane = None
+        if args.control == "process":
+            env = {
+                **os.environ,
+                "DELTAOMEGA_ENV": "development",
+                "DELTAOMEGA_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+                "DELTAOMEGA_TOPIC_PREFIX": settings.topic_prefix,
+                "DELTAOMEGA_APP_ID": settings.app_id,
+                "DELTAOMEGA_DATA_DIR": str(Path(tmp) / "control"),
+                "DELTAOMEGA_ALERT_ROUTING_FILE": str(routing),
+                "DELTAOMEGA_API_PORT": "8767",
+                "DELTAOMEGA_LOG_LEVEL": "WARNING",
+            }
+            plane = subprocess.Popen(  # noqa: S603 - our own command
+                [str(Path(sys.executable).with_name("deltaomega")), "control"], env=env
+            )
+        app = build_app(settings, connect(settings), control=args.control == "embedded")
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=8766, log_config=None))
         threading.Thread(target=server.run, daemon=True).start()
         for _ in range(600):
@@ -78,7 +104,7 @@ def main() -> None:
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        time.sleep(5)  # the control plane's agents assigned
+        time.sleep(15 if plane is not None else 5)  # the control plane's agents assigned
         spawn = multiprocessing.get_context("spawn")
         simulator = spawn.Process(
             target=simulate, args=(settings, args.voices, args.rate, args.seconds)
@@ -87,6 +113,9 @@ def main() -> None:
         simulator.join()
         time.sleep(15)  # the last windows close, tick and notify
         server.should_exit = True
+        if plane is not None:
+            plane.terminate()
+            plane.wait(30)
         time.sleep(3)
         receiver.process.terminate()
         window_ms, grace_ms = settings.window_ms, settings.grace_ms
@@ -103,26 +132,94 @@ def main() -> None:
             for _, p in opened
         )
         to_arrive = sorted(a - p["condition"]["opened_at_ms"] / 1000 for a, p in opened)
+        alerts = {}
+        for at, a in _read(settings, Topics.from_settings(settings).alerts):
+            alerts[a["alert_id"]] = a | {"appended": at}
+        ticked = sorted(
+            (a["produced_at"] - a["window_start"] - window_ms - grace_ms) / 1000
+            for a in alerts.values()
+        )
+        closes = _closes(settings)
+        # from the worker's close: to the tick that raised the alert, and on to the opening
+        to_tick = sorted(
+            alerts[p["condition"]["alert_id"]]["produced_at"] / 1000
+            - closes[p["condition"]["first_window_ms"]]
+            for _, p in opened
+            if p["condition"]["first_window_ms"] in closes
+        )
+        tick_to_open = sorted(
+            (p["condition"]["opened_at_ms"] - alerts[p["condition"]["alert_id"]]["produced_at"])
+            / 1000
+            for _, p in opened
+        )
+        tick_to_topic = sorted(a["appended"] - a["produced_at"] / 1000 for a in alerts.values())
+        after_close = sorted(
+            arrived - closes[p["condition"]["first_window_ms"]]
+            for arrived, p in opened
+            if p["condition"]["first_window_ms"] in closes
+        )
     if not delays:
         print("no notifications: no alert fired")
         return
     p50, p99 = _p(delays, 0.5), _p(delays, 0.99)
     print(
         f"{len(delays)} first notices; window close → webhook p50 {p50:.0f} ms, p99 {p99:.0f} ms, "
-        f"max {delays[-1] * 1000:.0f} ms ({args.voices} voices, {args.rate:.0f} events/s)\n"
+        f"max {delays[-1] * 1000:.0f} ms ({args.voices} voices, {args.rate:.0f} events/s, "
+        f"control plane: {args.control})\n"
         f"  close → condition opened: p50 {_p(to_open, 0.5):.0f} ms, p99 {_p(to_open, 0.99):.0f} ms"
         f"\n  opened → webhook: p50 {_p(to_arrive, 0.5):.0f} ms, "
-        f"p99 {_p(to_arrive, 0.99):.0f} ms"
+        f"p99 {_p(to_arrive, 0.99):.0f} ms\n"
+        f"  close → alert produced by the tick ({len(ticked)} alerts): p50 "
+        f"{_p(ticked, 0.5):.0f} ms, p99 {_p(ticked, 0.99):.0f} ms\n"
+        f"  the worker closing the window (its first state out) → webhook: p50 "
+        f"{_p(after_close, 0.5):.0f} ms, p99 {_p(after_close, 0.99):.0f} ms\n"
+        f"    of which close → tick: p50 {_p(to_tick, 0.5):.0f} ms, "
+        f"p99 {_p(to_tick, 0.99):.0f} ms; tick → condition opened: p50 "
+        f"{_p(tick_to_open, 0.5):.0f} ms, p99 {_p(tick_to_open, 0.99):.0f} ms (the tick's "
+        f"start → the alert in its topic: p50 {_p(tick_to_topic, 0.5):.0f} ms, "
+        f"p99 {_p(tick_to_topic, 0.99):.0f} ms)"
     )
     emit(
         bench="alert_chain",
         voices=args.voices,
         rate=args.rate,
+        control=args.control,
         notices=len(delays),
         p50_ms=round(p50, 1),
         p99_ms=round(p99, 1),
         max_ms=round(delays[-1] * 1000, 1),
+        closed_p50_ms=round(_p(after_close, 0.5), 1),
+        closed_p99_ms=round(_p(after_close, 0.99), 1),
     )
+
+
+def _read(settings: Settings, topic: str) -> list[tuple[float, dict[str, Any]]]:
+    """(produce time in s, record) of every record of ``topic``."""
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "bench"})
+    codec = AvroCodec()
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p))[1] for p in parts}
+        consumer.assign([TopicPartition(topic, p, 0) for p in parts])
+        out: list[tuple[float, dict[str, Any]]] = []
+        while len(out) < sum(ends.values()):
+            for message in consumer.consume(10_000, 1.0):
+                if message.error() is None:
+                    _, record = codec.decode(message.value())  # type: ignore[arg-type]
+                    out.append((message.timestamp()[1] / 1000, record))
+        return out
+    finally:
+        consumer.close()
+
+
+def _closes(settings: Settings) -> dict[int, float]:
+    """Window start → when the worker closed it: its first voice state's produce time (the
+    simulator's event time can fall behind the wall clock when it shares the cores)."""
+    closes: dict[int, float] = {}
+    for at, state in _read(settings, Topics.from_settings(settings).voice_states):
+        start = int(state["window_start"])
+        closes[start] = min(at, closes.get(start, at))
+    return closes
 
 
 def _p(ordered: list[float], q: float) -> float:

@@ -219,6 +219,39 @@ class Conditions:
         channels = self.routing.channels_for(condition["severity"])
         return condition, self._notify(condition, "severity", channels, now_ms)
 
+    def due(
+        self,
+        condition: Condition,
+        silences: list[Silence],
+        newest_window: int | None,
+        now_ms: int,
+    ) -> bool:
+        """Whether :meth:`on_check` would change ``condition`` now: the same tests, without
+        copying it or making notifications (the timer asks this of every open condition
+        every second)."""
+        if condition["state"] == RESOLVED:
+            return False
+        if _silenced_by(condition, silences, now_ms) != condition["silenced_by"]:
+            return True
+        quiet = self.routing.resolve_after_windows * self.window_ms
+        if newest_window is not None and newest_window - condition["last_window"] >= quiet:
+            return True
+        severity = condition["severity"]
+        if condition["silenced_by"] or self.routing.held(severity, now_ms):
+            return False
+        if not condition["notified"]:
+            return bool(self.routing.channels_for(severity))
+        if condition["state"] != OPEN:
+            return False
+        levels = self.routing.escalation(severity)
+        level = condition["escalation_level"]
+        if level < len(levels):
+            if now_ms - condition["severity_since"] >= levels[level].after_minutes * 60_000:
+                return True
+        return bool(
+            now_ms - condition["last_notified_at"] >= self.routing.reminder_minutes * 60_000
+        )
+
     def on_check(
         self,
         current: Condition,

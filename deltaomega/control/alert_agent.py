@@ -48,6 +48,8 @@ from deltaomega.topics import Topics
 log = logging.getLogger(__name__)
 
 CHECK_SECONDS = 1.0
+#: The timer rebuilds its set of open conditions from the table every this many looks.
+_REINDEX_LOOKS = 60
 _ASK_AGAIN_SECONDS = 10.0
 #: An alert older than this is history (a control plane reading the topic from its start).
 STALE_MS = 5 * 60 * 1000
@@ -73,6 +75,11 @@ def install_alert_dispatch(
     logic = Conditions(routing, settings.window_ms)
     clock: dict[str, int] = {}
     asked: dict[str, float] = {}
+    #: fingerprints of the conditions not resolved, kept by publish(); the timer looks at
+    #: these only (the table holds every condition that ever was), and rebuilds the set
+    #: from the table now and then (after recovery at start, a rebalance)
+    open_fps: set[str] = set()
+    looks = [0]
 
     async def record_delivery(record: dict[str, Any]) -> None:
         await deliveries.send(
@@ -98,6 +105,10 @@ def install_alert_dispatch(
 
     async def publish(fp: str, condition: Condition, sent: list[Notification]) -> None:
         conditions[fp] = condition
+        if condition["state"] == RESOLVED:
+            open_fps.discard(fp)
+        else:
+            open_fps.add(fp)
         await statuses.send(
             key=fp.encode(), value=codec.encode(ALERT_CONDITION, status_record(condition))
         )
@@ -184,12 +195,16 @@ def install_alert_dispatch(
         now = _now_ms()
         active = active_silences(now)
         open_by_severity: Counter[str] = Counter()
-        for fp, condition in list(conditions.items()):
+        if looks[0] % _REINDEX_LOOKS == 0:
+            open_fps.update(fp for fp, c in conditions.items() if c and c["state"] != RESOLVED)
+        looks[0] += 1
+        for fp in list(open_fps):
+            condition = conditions[fp]
             if not condition or condition["state"] == RESOLVED:
+                open_fps.discard(fp)
                 continue
             open_by_severity[condition["severity"]] += 1
-            due, _ = logic.on_check(condition, active, newest(condition, now), now)
-            if due is None:
+            if not logic.due(condition, active, newest(condition, now), now):
                 continue
             if time.monotonic() - asked.get(fp, -_ASK_AGAIN_SECONDS) >= _ASK_AGAIN_SECONDS:
                 asked[fp] = time.monotonic()

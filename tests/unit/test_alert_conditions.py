@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from deltaomega.alerting import signature
 from deltaomega.alerting.conditions import Conditions, Silence, parse_condition_id
@@ -238,3 +240,60 @@ def test_webhook_signature_verifies_and_refuses_tampering_and_replays() -> None:
     assert not signature.verify("x" * 16, header, body, now=1_800_000_100)
     assert not signature.verify("k" * 16, header, body, now=1_800_000_301)  # a replay
     assert not signature.verify("k" * 16, "v1=abc", body, now=1_800_000_000)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    severity=st.sampled_from(["INFO", "WARNING", "CRITICAL"]),
+    acknowledged=st.booleans(),
+    resolved=st.booleans(),
+    notified=st.booleans(),
+    silenced=st.sampled_from(["", "s1", "gone"]),
+    level=st.integers(0, 2),
+    quiet=st.booleans(),
+    minutes_since=st.integers(0, 40),
+    minutes_since_notice=st.integers(0, 40),
+    windows_since=st.integers(-1, 4),
+    silence_until=st.integers(-5, 5),
+)
+def test_due_says_exactly_when_a_check_would_change_the_condition(
+    severity: str,
+    acknowledged: bool,
+    resolved: bool,
+    notified: bool,
+    silenced: str,
+    level: int,
+    quiet: bool,
+    minutes_since: int,
+    minutes_since_notice: int,
+    windows_since: int,
+    silence_until: int,
+) -> None:
+    routing = ROUTING
+    if quiet:
+        routing = ROUTING.model_copy(
+            update={
+                "quiet_hours": Routing.model_validate(
+                    {"quiet_hours": {"start": "00:00", "end": "23:59", "timezone": "UTC"}}
+                ).quiet_hours
+            }
+        )
+    logic = Conditions(routing, W)
+    opened, _ = logic.on_alert(None, alert(T0, severity), [], T0)
+    assert opened is not None
+    now = T0 + 60 * MINUTE
+    condition = dict(opened)
+    condition.update(
+        state="RESOLVED" if resolved else "ACKNOWLEDGED" if acknowledged else "OPEN",
+        notified=notified,
+        silenced_by=silenced,
+        escalation_level=level,
+        severity_since=now - minutes_since * MINUTE,
+        last_notified_at=now - minutes_since_notice * MINUTE,
+    )
+    silences = [
+        Silence("s1", None, "a->b", None, now + silence_until * MINUTE, "maintenance", "op")
+    ]
+    newest = None if windows_since < 0 else T0 + windows_since * W
+    changed, _ = logic.on_check(condition, silences, newest, now)
+    assert logic.due(condition, silences, newest, now) == (changed is not None)
