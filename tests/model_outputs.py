@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from deltaomega.config import Settings
 from deltaomega.models.alerts import alert_record
+from deltaomega.producer import SimulationConfig, SimulationSummary, run_simulation
+from deltaomega.producer.episodes import Episode, Scenario
 from deltaomega.schemas.records import METRICS
 
 T0 = 1_800_000_000_000  # 2027-01-15T08:00:00Z
@@ -90,4 +93,20 @@ def alert(
         actions or [],
         MODEL,
         window_start + 10_017,
+    )
+
+
+def simulate_episodes(
+    settings: Settings, t0: int, seconds: float, seed: int, episodes: list[Episode]
+) -> SimulationSummary:
+    """Eight simulated voices from ``t0``, as fast as they go, with these episodes."""
+    voices = [f"voice-{i:02d}" for i in range(8)]
+    return run_simulation(
+        settings,
+        SimulationConfig(voices=8, rate=200, interaction_rate=40, seed=seed),
+        seconds,
+        realtime=False,
+        batch_size=50,
+        start_ms=t0,
+        scenario=Scenario.fixed(voices, t0, episodes),
     )

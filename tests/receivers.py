@@ -155,3 +155,11 @@ def mail_receiver(directory: Path) -> Iterator[MailReceiver]:
         yield receiver
     finally:
         controller.stop()
+
+
+def hook_routing(path: Path, url: str, severities: tuple[str, ...], **extra: Any) -> Path:
+    """A routing file with one signed webhook to ``url`` for ``severities``."""
+    hook = {"type": "webhook", "url": url, "secret": "s" * 16}
+    routes = {severity: {"channels": ["hook"]} for severity in severities}
+    path.write_text(json.dumps({"channels": {"hook": hook}, "routes": routes, **extra}))
+    return path

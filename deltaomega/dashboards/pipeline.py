@@ -11,10 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from grafana_foundation_sdk.builders import dashboard, prometheus, stat, timeseries
+from grafana_foundation_sdk.builders import prometheus, stat, timeseries
 from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
+
+from deltaomega.dashboards.layout import assemble
 
 UID = "deltaomega-pipeline"
 DATASOURCE = model.DataSourceRef(type_val="prometheus", uid="deltaomega-prometheus")
@@ -316,18 +318,10 @@ def _panel(p: PromPanel, panel_id: int) -> cogbuilder.Builder[model.Panel]:
 
 
 def build() -> model.Dashboard:
-    board = (
-        dashboard.Dashboard("Meta-ΔDΩΛ · Pipeline")
-        .uid(UID)
-        .description("Throughput, lag, latency, dead letters, inference, sinks, API, alerts.")
-        .tags(["deltaomega"])
-        .time("now-1h", "now")
-        .refresh("10s")
-        .timezone("browser")
+    return assemble(
+        "Meta-ΔDΩΛ · Pipeline",
+        UID,
+        "Throughput, lag, latency, dead letters, inference, sinks, API, alerts.",
+        ROWS,
+        _panel,
     )
-    ids = iter(range(1, 1000))
-    for title, panels in ROWS:
-        board = board.with_row(dashboard.Row(title).id(next(ids)))
-        for p in panels:
-            board = board.with_panel(_panel(p, next(ids)))
-    return board.build()

@@ -19,6 +19,7 @@ from grafana_foundation_sdk.models import dashboard as model
 
 from deltaomega.api.matrix import ANTAGONISTIC, SUPPORTIVE
 from deltaomega.dashboards.clickhouse_query import DATASOURCE, ClickHouseQueryBuilder
+from deltaomega.dashboards.layout import assemble
 from deltaomega.schemas.records import INTERACTION_KINDS, METRICS
 
 UID = "deltaomega-voices"
@@ -341,20 +342,11 @@ def _panel(p: SqlPanel, panel_id: int) -> cogbuilder.Builder[model.Panel]:
 
 
 def build() -> model.Dashboard:
-    board = (
-        dashboard.Dashboard("Meta-ΔDΩΛ · Voices")
-        .uid(UID)
-        .description("Voice state, interactions, predictions, alerts and orchestrations.")
-        .tags(["deltaomega"])
-        .time("now-1h", "now")
-        .refresh("10s")
-        .timezone("browser")
+    return assemble(
+        "Meta-ΔDΩΛ · Voices",
+        UID,
+        "Voice state, interactions, predictions, alerts and orchestrations.",
+        ROWS,
+        _panel,
+        [_variable(v) for v in VARIABLES],
     )
-    for v in VARIABLES:
-        board = board.with_variable(_variable(v))
-    ids = iter(range(1, 1000))
-    for title, panels in ROWS:
-        board = board.with_row(dashboard.Row(title).id(next(ids)))
-        for p in panels:
-            board = board.with_panel(_panel(p, next(ids)))
-    return board.build()

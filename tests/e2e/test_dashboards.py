@@ -5,7 +5,6 @@ Prometheus panel names is served on /metrics with the type the query needs."""
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable
@@ -19,11 +18,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from deltaomega.config import Settings
 from deltaomega.dashboards import pipeline, voices
-from deltaomega.producer import SimulationConfig, run_simulation
-from deltaomega.producer.episodes import Episode, Scenario
+from deltaomega.producer.episodes import Episode
 from deltaomega.sinks.clickhouse import ClickHouse, connect
 from tests.conftest import RunningService, wait_for
-from tests.receivers import http_receiver
+from tests.model_outputs import simulate_episodes
+from tests.receivers import hook_routing, http_receiver
 
 WINDOW = 10_000
 VOICES = [f"voice-{i:02d}" for i in range(8)]
@@ -102,16 +101,9 @@ def test_every_panel_runs_on_a_real_run(
     tmp_path: Path,
 ) -> None:
     receiver = next(receivers := http_receiver())
-    routing = tmp_path / "routing.yaml"
-    hook = {"type": "webhook", "url": f"{receiver.url}/hook", "secret": "s" * 16}
-    routing.write_text(
-        json.dumps(
-            {
-                "channels": {"hook": hook},
-                "routes": {"CRITICAL": {"channels": ["hook"]}},
-                "resolve_after_windows": 1000,  # conditions stay open: the stat counts them
-            }
-        )
+    # conditions stay open for the whole run: the stat panel counts them
+    routing = hook_routing(
+        tmp_path / "routing.yaml", f"{receiver.url}/hook", ("CRITICAL",), resolve_after_windows=1000
     )
     settings = settings_factory(
         batch_max_records=2000, alert_routing_file=routing, policies_file=POLICIES
@@ -121,15 +113,7 @@ def test_every_panel_runs_on_a_real_run(
     conflict = Episode("conflict", t0 + 40_000, t0 + 120_000, ("voice-01", "voice-02"))
     onset = Episode("emergence", t0 + 130_000, t0 + 160_000, tuple(VOICES))
     service = service_factory(settings, control=True)
-    summary = run_simulation(
-        settings,
-        SimulationConfig(voices=8, rate=200, interaction_rate=40, seed=5),
-        200.0,
-        realtime=False,
-        batch_size=50,
-        start_ms=t0,
-        scenario=Scenario.fixed(VOICES, t0, [conflict, onset]),
-    )
+    summary = simulate_episodes(settings, t0, 200.0, 5, [conflict, onset])
     assert summary.failed == 0
 
     def count(table: str) -> int:

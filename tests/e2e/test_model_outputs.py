@@ -21,7 +21,7 @@ from deltaomega.config import Settings
 from deltaomega.models.registry import ModelRegistry
 from deltaomega.models.runtime import ModelRuntime
 from deltaomega.producer import SimulationConfig, run_simulation
-from deltaomega.producer.episodes import Episode, Scenario
+from deltaomega.producer.episodes import Episode
 from deltaomega.schemas.records import METRICS
 from deltaomega.security.roles import Role
 from deltaomega.sinks.clickhouse import ClickHouse
@@ -31,7 +31,8 @@ from deltaomega.topics import Topics
 from tests import api_client
 from tests.api_client import sse_events
 from tests.conftest import RunningService, wait_for
-from tests.receivers import http_receiver
+from tests.model_outputs import simulate_episodes
+from tests.receivers import hook_routing, http_receiver
 
 WINDOW = 10_000
 VOICES = [f"voice-{i:02d}" for i in range(8)]
@@ -205,16 +206,11 @@ def test_conflict_and_emergence_end_to_end(
     # Alert dispatch on, one webhook for warnings and criticals; conditions stay open for
     # the whole run, so each gets exactly one first notice however many windows it fires.
     receiver = next(receivers := http_receiver())
-    routing = tmp_path / "routing.yaml"
-    hook = {"type": "webhook", "url": f"{receiver.url}/hook", "secret": "s" * 16}
-    routing.write_text(
-        json.dumps(
-            {
-                "channels": {"hook": hook},
-                "routes": {"CRITICAL": {"channels": ["hook"]}, "WARNING": {"channels": ["hook"]}},
-                "resolve_after_windows": 1000,
-            }
-        )
+    routing = hook_routing(
+        tmp_path / "routing.yaml",
+        f"{receiver.url}/hook",
+        ("CRITICAL", "WARNING"),
+        resolve_after_windows=1000,
     )
     settings = settings_factory(batch_max_records=2000, alert_routing_file=routing)
     db = settings.clickhouse_database
@@ -222,15 +218,7 @@ def test_conflict_and_emergence_end_to_end(
     conflict = Episode("conflict", t0 + 60_000, t0 + 150_000, ("voice-01", "voice-02"))
     onset = Episode("emergence", t0 + 200_000, t0 + 230_000, tuple(VOICES))
     service = service_factory(settings, control=True)
-    summary = run_simulation(
-        settings,
-        SimulationConfig(voices=8, rate=200, interaction_rate=40, seed=21),
-        300.0,
-        realtime=False,
-        batch_size=50,
-        start_ms=t0,
-        scenario=Scenario.fixed(VOICES, t0, [conflict, onset]),
-    )
+    summary = simulate_episodes(settings, t0, 300.0, 21, [conflict, onset])
     assert summary.failed == 0 and summary.episodes == 2
 
     # Windows up to [t0 + 280 s, t0 + 290 s) close (events run to t0 + 300 s, grace 5 s).
