@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import logging
 import ssl
+import threading
 import time
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from deltaomega.config import Settings
@@ -218,6 +219,40 @@ def faust_credentials(settings: Settings) -> Any:
 
 def admin_client(settings: Settings) -> AdminClient:
     return AdminClient(client_config(settings, f"{settings.app_id}-admin"))
+
+
+#: What a partition says for a moment after its topic is created (its leader being elected).
+NOT_READY = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+    }
+)
+
+
+def watermarks(
+    consumer: Consumer,
+    tp: TopicPartition,
+    within_seconds: float,
+    stopping: threading.Event | None = None,
+) -> tuple[int, int]:
+    """The partition's (low, high) offsets, waiting out a new topic's leader election for
+    up to ``within_seconds``; other errors, and that one when it lasts, are raised."""
+    deadline = time.monotonic() + within_seconds
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(tp, timeout=2.0)
+            return int(low), int(high)
+        except KafkaException as exc:
+            error = exc.args[0]
+            passing = error.code() in NOT_READY or error.retriable()
+            if not passing or time.monotonic() > deadline:
+                raise
+            if stopping is not None and stopping.wait(0.2):
+                raise
+            if stopping is None:
+                time.sleep(0.2)
 
 
 def unavailable(settings: Settings, exc: BaseException) -> KafkaUnavailableError:

@@ -21,7 +21,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPar
 from deltaomega.config import Settings
 from deltaomega.control.parameters import DEFAULTS, applied
 from deltaomega.errors import DecodeError
-from deltaomega.kafka_clients import client_config, unavailable
+from deltaomega.kafka_clients import client_config, unavailable, watermarks
 from deltaomega.schemas.codec import AvroCodec
 from deltaomega.schemas.records import PARAMETER_CHANGE, VOICE_COMMAND
 from deltaomega.topics import Topics
@@ -74,17 +74,17 @@ class ControlListener:
             metadata = consumer.list_topics(timeout=_TIMEOUT_SECONDS).topics
             parameters = sorted(metadata[self.topics.parameters].partitions)
             commands = sorted(metadata[self.topics.commands].partitions)
+            # (topics made a moment ago, as by `deltaomega run --simulate`, have no
+            # leader for a moment: that is waited out, not taken for Kafka being away)
             for p in parameters:
-                _, high = consumer.get_watermark_offsets(
-                    TopicPartition(self.topics.parameters, p), timeout=_TIMEOUT_SECONDS
+                _, high = watermarks(
+                    consumer, TopicPartition(self.topics.parameters, p), _TIMEOUT_SECONDS
                 )
                 if high > 0:
                     self._ends[p] = high
             # commands from the end as it is now: any sent after start() returns arrive
             command_starts = [
-                consumer.get_watermark_offsets(
-                    TopicPartition(self.topics.commands, p), timeout=_TIMEOUT_SECONDS
-                )[1]
+                watermarks(consumer, TopicPartition(self.topics.commands, p), _TIMEOUT_SECONDS)[1]
                 for p in commands
             ]
         except (KafkaException, KeyError) as exc:

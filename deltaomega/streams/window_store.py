@@ -38,18 +38,13 @@ from rocksdict import Options, Rdict, WriteBatch
 
 from deltaomega import faults
 from deltaomega.errors import DeliveryError, DeltaOmegaError
+from deltaomega.kafka_clients import watermarks
 
 log = logging.getLogger(__name__)
 
 _META = b"\x00changelog\x1f"
 _RESTORE_REPORT_SECONDS = 2.0
 _WATERMARK_TIMEOUT_SECONDS = 60.0
-_NOT_READY = {
-    KafkaError.NOT_LEADER_FOR_PARTITION,
-    KafkaError.LEADER_NOT_AVAILABLE,
-    KafkaError.UNKNOWN_TOPIC_OR_PART,
-}
-
 
 _ABSENT = object()
 
@@ -390,19 +385,12 @@ def _watermarks(
     consumer: Consumer, tp: TopicPartition, stopping: threading.Event
 ) -> tuple[int, int]:
     """The partition's (low, high) offsets, waiting out a new topic's leader election."""
-    deadline = time.monotonic() + _WATERMARK_TIMEOUT_SECONDS
-    while True:
-        try:
-            low, high = consumer.get_watermark_offsets(tp, timeout=2.0)
-            return int(low), int(high)
-        except KafkaException as exc:
-            error = exc.args[0]
-            ready = error.code() not in _NOT_READY and not error.retriable()
-            if ready or time.monotonic() > deadline:
-                raise
-            if stopping.wait(0.2):
-                raise RestoreAbandonedError(tp.topic) from exc
-            log.debug("changelog %s[%d] not ready (%s); retrying", tp.topic, tp.partition, exc)
+    try:
+        return watermarks(consumer, tp, _WATERMARK_TIMEOUT_SECONDS, stopping)
+    except KafkaException as exc:
+        if stopping.is_set():
+            raise RestoreAbandonedError(tp.topic) from exc
+        raise
 
 
 def produce(

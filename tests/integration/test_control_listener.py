@@ -93,3 +93,16 @@ def test_a_listener_starts_from_the_current_state_and_follows_changes_and_comman
         send(topics.commands, "a", VOICE_COMMAND, command)
         wait_for(lambda: len(commands) == 1, 20, "the command")
         assert commands == [command]
+
+
+def test_a_listener_on_topics_made_a_moment_ago_waits_for_their_leaders(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    # As `deltaomega run --simulate` does: the topics are created and the simulator's
+    # listener starts at once; a partition without a leader yet is not Kafka being away.
+    settings = settings_factory(partitions=6)
+    for attempt in range(3):
+        fresh = settings.model_copy(update={"topic_prefix": f"{settings.topic_prefix}{attempt}."})
+        ensure_topics(fresh)
+        with ControlListener(fresh, lambda _v, _p: None, voices={"a"}) as listener:
+            assert listener is not None
