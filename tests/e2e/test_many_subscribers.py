@@ -31,7 +31,7 @@ from tests.e2e.test_websocket import _produce, _state
 from tests.kafka_tools import read_topic
 
 VOICES = [f"v{i:03d}" for i in range(100)]
-WINDOWS = 60  # 6,000 records: more than the stalled client's queue and socket buffers hold
+WINDOWS = 120  # 12,000 records (7 MB): well past what the stalled socket's kernel buffers hold
 
 
 def _metrics(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
