@@ -249,10 +249,8 @@ def watermarks(
             passing = error.code() in NOT_READY or error.retriable()
             if not passing or time.monotonic() > deadline:
                 raise
-            if stopping is not None and stopping.wait(0.2):
+            if (stopping or threading.Event()).wait(0.2):
                 raise
-            if stopping is None:
-                time.sleep(0.2)
 
 
 def unavailable(settings: Settings, exc: BaseException) -> KafkaUnavailableError:

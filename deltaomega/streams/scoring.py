@@ -18,11 +18,10 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+from deltaomega.api.matrix import ANTAGONISTIC
 from deltaomega.models.features import CONFLICT_HORIZON
 from deltaomega.schemas.records import METRICS
 
-#: The antagonistic kinds: their strengths add up to a pair's antagonism.
-ANTAGONISTIC_KINDS = frozenset({"COMPETITION", "SUPPRESSION"})
 Pair = tuple[str, str]
 
 
@@ -30,7 +29,7 @@ def observed_conflicts(interactions: list[dict[str, Any]], strength: float) -> s
     """Ordered pairs whose antagonistic strength in the window reached ``strength``."""
     antagonism: dict[Pair, float] = {}
     for link in interactions:
-        if link["kind"] in ANTAGONISTIC_KINDS:
+        if link["kind"] in ANTAGONISTIC:
             pair = (str(link["source"]), str(link["target"]))
             antagonism[pair] = antagonism.get(pair, 0.0) + float(link["strength_mean"])
     return {pair for pair, total in antagonism.items() if total >= strength}
@@ -42,7 +41,8 @@ class PredictionScorer:
         self.warning = warning
         self.observed_strength = observed_strength
         self._observed: dict[str, dict[str, float]] = {}
-        self._predictions: dict[str, dict[str, Any]] = {}
+        #: voice → the prediction the last tick made for the next window
+        self.predictions: dict[str, dict[str, Any]] = {}
         #: (window the conflict predictions were made at, the pairs predicted in conflict)
         self._conflicts: deque[tuple[int, set[Pair]]] = deque(maxlen=CONFLICT_HORIZON + 1)
         #: (window, pairs in conflict in it)
@@ -62,20 +62,20 @@ class PredictionScorer:
         )
         voices = [
             v
-            for v, p in self._predictions.items()
+            for v, p in self.predictions.items()
             if p["target_window_start"] == window_start and v in observed and v in self._observed
         ]
         if not voices:
             return None
         record: dict[str, Any] = {
             "window_start": window_start,
-            "model_version": self._predictions[voices[0]]["model_version"],
+            "model_version": self.predictions[voices[0]]["model_version"],
             "voices": len(voices),
         }
         n = len(voices)
+        predicted = [self.predictions[v] for v in voices]
         for m in METRICS:
             actual = [observed[v][m] for v in voices]
-            predicted = [self._predictions[v] for v in voices]
             before = [self._observed[v][m] for v in voices]
             record[f"{m}_mae"] = (
                 sum(abs(p[f"{m}_pred"] - a) for p, a in zip(predicted, actual, strict=True)) / n
@@ -129,7 +129,7 @@ class PredictionScorer:
     ) -> None:
         """What this window's tick predicted, to score when its targets close."""
         self._observed = observed
-        self._predictions = {p["voice_id"]: p for p in predictions}
+        self.predictions = {p["voice_id"]: p for p in predictions}
         self._conflicts.append(
             (
                 window_start,

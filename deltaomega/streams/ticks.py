@@ -113,7 +113,6 @@ class TickRunner:
         self.rules = rules.AlertRules.from_settings(settings)
         self.window_ms = settings.window_ms
         self.history: deque[Tick] = deque(maxlen=HISTORY)
-        self._last_predictions: dict[str, dict[str, Any]] = {}
         self.scorer = PredictionScorer(
             self.window_ms, self.rules.conflict_warning, settings.conflict_observed_strength
         )
@@ -146,7 +145,7 @@ class TickRunner:
         version = models.name
         observed = {v: {m: float(s[f"{m}_mean"]) for m in METRICS} for v, s in voice_states.items()}
         alerts = rules.breach_alerts(
-            self.rules, self._last_predictions, observed, window_start, version, now_ms
+            self.rules, self.scorer.predictions, observed, window_start, version, now_ms
         )
         predictions = self._predict(models, history, now_ms)
         conflicts = self._conflicts(models, history, now_ms)
@@ -158,7 +157,6 @@ class TickRunner:
         alerts += rules.stress_alerts(self.rules, predictions, current_stress, version, now_ms)
         alerts += rules.conflict_alerts(self.rules, conflicts, version, now_ms)
         alerts += rules.emergence_alerts(self.rules, emergence, version, now_ms)
-        self._last_predictions = {p["voice_id"]: p for p in predictions}
         score = self.scorer.score(window_start, observed, window.interactions, now_ms)
         self.scorer.remember(window_start, observed, predictions, conflicts)
         return TickOutputs(window_start, predictions, conflicts, emergence, pattern, alerts, score)
