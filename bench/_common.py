@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import os
 import time
 from pathlib import Path
 
@@ -72,3 +74,74 @@ def preload(settings: Settings, events: int, voices: int, batch: int) -> float:
         for n in range(events):
             producer.send_voice_event(bench_event(n, voices))
     return time.perf_counter() - started
+
+
+def _cpu_ticks() -> dict[int, tuple[int, str]]:
+    """CPU clock ticks (user + system) so far of every process, with a short name."""
+    out: dict[int, tuple[int, str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat.rpartition(")")[2].split()
+        out[int(entry.name)] = (int(fields[11]) + int(fields[12]), command.strip()[:90])
+    return out
+
+
+def _machine_ticks() -> tuple[int, int]:
+    """(busy, all) clock ticks of every core since boot."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+class CpuMeter:
+    """Who used the machine's CPU between start() and stop(): the cores busy, and the
+    processes that used the most, in cores (1.0 = one core all the time)."""
+
+    def start(self) -> None:
+        self._started = time.monotonic()
+        self._machine = _machine_ticks()
+        self._processes = _cpu_ticks()
+
+    def stop(self, top: int = 8) -> str:
+        seconds = time.monotonic() - self._started
+        hz = os.sysconf("SC_CLK_TCK")
+        busy, total = _machine_ticks()
+        cores = os.cpu_count() or 1
+        used = (busy - self._machine[0]) / max(1, total - self._machine[1]) * cores
+        rows = []
+        for pid, (ticks, name) in _cpu_ticks().items():
+            before = self._processes.get(pid, (0, name))[0]
+            rows.append(((ticks - before) / hz / seconds, pid, name))
+        rows.sort(reverse=True)
+        lines = [f"CPU over {seconds:.0f} s: {used:.2f} of {cores} cores busy"]
+        lines += [f"  {share:.2f} cores  pid {pid}  {name}" for share, pid, name in rows[:top]]
+        return "\n".join(lines)
+
+
+def drop_topics_at_exit(settings: Settings) -> None:
+    """Delete this run's topics (every name under its prefix) when the bench exits: each
+    run has a prefix of its own, and a broker holding thousands of old topics makes every
+    client's metadata refresh slower, which skews the next runs."""
+    prefix = settings.topic_prefix
+    if not prefix:
+        return
+
+    def drop() -> None:
+        from deltaomega.kafka_clients import admin_client
+
+        try:
+            admin = admin_client(settings)
+            names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
+            if names:
+                for future in admin.delete_topics(names, operation_timeout=30).values():
+                    future.result()
+        except Exception as exc:  # noqa: BLE001 - clean-up only; the results are out
+            print(f"(could not delete the run's topics {prefix}*: {exc})")
+
+    atexit.register(drop)

@@ -1,13 +1,17 @@
 """Window close → notification at a webhook receiver, the whole chain, at N simulated voices.
 
     .venv/bin/python -m bench.alert_chain [--voices 1000] [--rate 2000] [--seconds 150]
-        [--control process|embedded]
+        [--control process|embedded] [--voices-from ahead|live]
 
 Runs the worker with its model process and the API in this process against the local
 broker, the control plane as deployed (`deltaomega control`, a process of its own; or
 with ``--control embedded`` in this one, as `deltaomega run` does), the simulator
-(episodes on, paced to the wall clock) in a process of its own, and a webhook receiver in
-another; the routing sends WARNING and CRITICAL
+(episodes on) in a process of its own, and a webhook receiver in another. The voices are
+simulated ahead (``--voices-from ahead``, the default: the whole run is simulated before
+the measurement starts, then its events are published as the wall clock reaches their
+tick, so the machine's CPU goes to the pipeline, as with voices that run elsewhere) or
+live (the simulator's dynamics share the machine with the pipeline). The routing sends
+WARNING and CRITICAL
 conditions to the receiver. Event time is the wall clock, so a window [s, e) closes at
 e + grace; the latency of a condition's first notice is its arrival minus the close of the
 window that opened it. Reported: p50/p99 over every first notice, and how many.
@@ -32,21 +36,52 @@ import httpx
 import uvicorn
 from confluent_kafka import Consumer, TopicPartition
 
-from bench._common import emit, local_broker
+from bench._common import CpuMeter, drop_topics_at_exit, emit, local_broker
 from bench.alert_latency import Receiver
 from deltaomega.config import Settings
 from deltaomega.logs import configure_logging
-from deltaomega.producer import SimulationConfig, run_simulation
+from deltaomega.producer import SimulationConfig, VoiceProducer, run_simulation
+from deltaomega.producer.simulator import VoiceDynamics
 from deltaomega.schemas.codec import AvroCodec
 from deltaomega.service import build_app
 from deltaomega.sinks.clickhouse import connect
 from deltaomega.topics import Topics
 
+_TICK_SECONDS = 0.1
 
-def simulate(settings: Settings, voices: int, rate: float, seconds: float) -> None:
+
+def _config(voices: int, rate: float) -> SimulationConfig:
+    return SimulationConfig(voices=voices, rate=rate, interaction_rate=rate / 5, seed=11)
+
+
+def simulate(settings: Settings, voices: int, rate: float, seconds: float, ready: Any) -> None:
     configure_logging("WARNING")
-    config = SimulationConfig(voices=voices, rate=rate, interaction_rate=rate / 5, seed=11)
-    run_simulation(settings, config, seconds, realtime=True)
+    ready.set()
+    run_simulation(settings, _config(voices, rate), seconds, realtime=True)
+
+
+def replay(settings: Settings, voices: int, rate: float, seconds: float, ready: Any) -> None:
+    """The simulation computed first, then published tick by tick as the wall clock reaches
+    each tick's end, its event times moved to the wall clock (a whole number of windows, so
+    the windows hold the same events)."""
+    configure_logging("WARNING")
+    start_ms = 1_800_000_000_000
+    dynamics = VoiceDynamics(_config(voices, rate), start_ms)
+    ticks = [dynamics.tick(_TICK_SECONDS) for _ in range(round(seconds / _TICK_SECONDS))]
+    ready.set()
+    window = settings.window_ms
+    offset = (int(time.time() * 1000) - start_ms) // window * window + window
+    began = (start_ms + offset) / 1000
+    with VoiceProducer(settings) as producer:
+        for n, (events, interactions) in enumerate(ticks):
+            time.sleep(max(0.0, began + (n + 1) * _TICK_SECONDS - time.time()))
+            for event in events:
+                event.ts += offset
+                producer.send_voice_event(event)
+            for interaction in interactions:
+                interaction.ts += offset
+                producer.send_interaction(interaction)
+            producer.flush_batches()
 
 
 def main() -> None:
@@ -55,6 +90,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=2000.0)
     parser.add_argument("--seconds", type=float, default=150.0)
     parser.add_argument("--control", choices=["process", "embedded"], default="process")
+    parser.add_argument("--voices-from", choices=["ahead", "live"], default="ahead")
     args = parser.parse_args()
     configure_logging("WARNING")
     with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
@@ -78,6 +114,7 @@ def main() -> None:
             alert_routing_file=routing,
             rate_limits=False,
         )
+        drop_topics_at_exit(settings)
         plane = None
         if args.control == "process":
             env = {
@@ -106,10 +143,17 @@ def main() -> None:
             time.sleep(0.2)
         time.sleep(15 if plane is not None else 5)  # the control plane's agents assigned
         spawn = multiprocessing.get_context("spawn")
+        ready = spawn.Event()
         simulator = spawn.Process(
-            target=simulate, args=(settings, args.voices, args.rate, args.seconds)
+            target=replay if args.voices_from == "ahead" else simulate,
+            args=(settings, args.voices, args.rate, args.seconds, ready),
         )
         simulator.start()
+        ready.wait()
+        meter = CpuMeter()
+        meter.start()
+        time.sleep(args.seconds)  # (while the simulator runs; its CPU is counted)
+        cpu = meter.stop()
         simulator.join()
         time.sleep(15)  # the last windows close, tick and notify
         server.should_exit = True
@@ -165,7 +209,7 @@ def main() -> None:
     print(
         f"{len(delays)} first notices; window close → webhook p50 {p50:.0f} ms, p99 {p99:.0f} ms, "
         f"max {delays[-1] * 1000:.0f} ms ({args.voices} voices, {args.rate:.0f} events/s, "
-        f"control plane: {args.control})\n"
+        f"control plane: {args.control}, voices simulated {args.voices_from})\n"
         f"  close → condition opened: p50 {_p(to_open, 0.5):.0f} ms, p99 {_p(to_open, 0.99):.0f} ms"
         f"\n  opened → webhook: p50 {_p(to_arrive, 0.5):.0f} ms, "
         f"p99 {_p(to_arrive, 0.99):.0f} ms\n"
@@ -177,13 +221,14 @@ def main() -> None:
         f"p99 {_p(to_tick, 0.99):.0f} ms; tick → condition opened: p50 "
         f"{_p(tick_to_open, 0.5):.0f} ms, p99 {_p(tick_to_open, 0.99):.0f} ms (the tick's "
         f"start → the alert in its topic: p50 {_p(tick_to_topic, 0.5):.0f} ms, "
-        f"p99 {_p(tick_to_topic, 0.99):.0f} ms)"
+        f"p99 {_p(tick_to_topic, 0.99):.0f} ms)\n{cpu}"
     )
     emit(
         bench="alert_chain",
         voices=args.voices,
         rate=args.rate,
         control=args.control,
+        voices_from=args.voices_from,
         notices=len(delays),
         p50_ms=round(p50, 1),
         p99_ms=round(p99, 1),

@@ -30,7 +30,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from bench._common import emit, local_broker
+from bench._common import drop_topics_at_exit, emit, local_broker
 from deltaomega.alerting.routing import Routing
 from deltaomega.config import Settings
 from deltaomega.control.app import control_app
@@ -111,6 +111,7 @@ def main() -> None:
         app_id=tag,
         data_dir=Path(tempfile.mkdtemp(prefix="alert-latency-")),
     )
+    drop_topics_at_exit(settings)
     ensure_topics(settings)
     routing = Routing.model_validate(
         {

@@ -13,7 +13,7 @@ import uuid
 
 from confluent_kafka import Consumer
 
-from bench._common import emit, local_broker, parse_arguments, preload
+from bench._common import drop_topics_at_exit, emit, local_broker, parse_arguments, preload
 from deltaomega.config import Settings
 from deltaomega.schemas import AvroCodec
 from deltaomega.topics import ensure_topics
@@ -50,6 +50,7 @@ def main() -> None:
     args = parse_arguments(300_000)
     tag = uuid.uuid4().hex[:8]
     settings = Settings(topic_prefix=f"ceiling{tag}.", kafka_bootstrap=local_broker())
+    drop_topics_at_exit(settings)
     topics = ensure_topics(settings)
     preload(settings, args.events, args.voices, args.batch)
     seconds = read_all(settings, topics.voice_events, args.events)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from confluent_kafka import Producer
 
-from bench._common import emit, local_broker
+from bench._common import drop_topics_at_exit, emit, local_broker
 from deltaomega.api.feed_hub import FeedHub, Subscriber
 from deltaomega.config import Settings
 from deltaomega.errors import ServiceUnavailableError
@@ -76,6 +76,7 @@ async def run(args: argparse.Namespace) -> None:
         feed_max_subscribers=args.subscribers + 10,
         feed_max_subscribers_per_principal=args.subscribers,
     )
+    drop_topics_at_exit(settings)
     await asyncio.to_thread(ensure_topics, settings)
     topic = Topics.from_settings(settings).alerts
     hub = FeedHub(settings, AvroCodec.from_settings(settings))

@@ -33,7 +33,7 @@ import httpx
 import numpy as np
 import uvicorn
 
-from bench._common import batch_seconds, bench_event, emit, local_broker
+from bench._common import batch_seconds, bench_event, drop_topics_at_exit, emit, local_broker
 from deltaomega.config import Settings
 from deltaomega.logs import configure_logging
 from deltaomega.metrics import TICK_SECONDS
@@ -180,6 +180,7 @@ def main() -> None:
             grace_seconds=1.0,
             inference_warm_up_voices=args.voices,
         )
+        drop_topics_at_exit(settings)
         clickhouse = connect(settings)
         app = build_app(settings, clickhouse)
         port = 8765

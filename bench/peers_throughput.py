@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench._common import emit, local_broker, preload
+from bench._common import drop_topics_at_exit, emit, local_broker, preload
 from deltaomega.config import Settings
 from deltaomega.logs import configure_logging
 from deltaomega.topics import ensure_topics
@@ -123,6 +123,7 @@ def main() -> None:
     pythons = {peer: ensure_venv(peer, cache_dir) for peer in args.peers}
     tag = uuid.uuid4().hex[:8]
     settings = Settings(topic_prefix=f"peers{tag}.", kafka_bootstrap=local_broker())
+    drop_topics_at_exit(settings)
     topic = ensure_topics(settings).voice_events
     produce_s = preload(settings, args.events, args.voices, batch=1)
     print(f"preloaded {args.events:,} events (1/record, {args.voices} voices) in {produce_s:.1f}s")

@@ -91,7 +91,7 @@ def preload(settings: Settings, events: int, voices: int) -> None:
 def phase(loaded: bool, events: int, voices: int, clients: int, port: int) -> dict[str, Any]:
     import uvicorn
 
-    from bench._common import local_broker
+    from bench._common import drop_topics_at_exit, local_broker
     from deltaomega.config import Settings
     from deltaomega.logs import configure_logging
     from deltaomega.service import build_app
@@ -110,6 +110,7 @@ def phase(loaded: bool, events: int, voices: int, clients: int, port: int) -> di
             models_enabled=False,
             api_port=port,
         )
+        drop_topics_at_exit(settings)
         ensure_topics(settings)
         preload(settings, events, voices)
         spawn = multiprocessing.get_context("spawn")

@@ -15,7 +15,14 @@ import time
 import uuid
 from pathlib import Path
 
-from bench._common import batch_seconds, emit, local_broker, parse_arguments, preload
+from bench._common import (
+    batch_seconds,
+    drop_topics_at_exit,
+    emit,
+    local_broker,
+    parse_arguments,
+    preload,
+)
 from deltaomega.config import Settings
 from deltaomega.sinks.clickhouse import connect
 from deltaomega.sinks.migrate import apply_migrations
@@ -75,6 +82,7 @@ def main() -> None:
         # bench.inference and bench.latency.
         models_enabled=False,
     )
+    drop_topics_at_exit(settings)
     ensure_topics(settings)
     produce_s = preload(settings, args.events, args.voices, args.batch)
     print(f"preloaded {args.events:,} events ({args.batch}/record) in {produce_s:.1f}s")

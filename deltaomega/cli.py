@@ -300,11 +300,9 @@ def _cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
     import time
 
-    import httpx
-
     from deltaomega.alerting.notifications import sample_notification
     from deltaomega.alerting.routing import load_routing
-    from deltaomega.alerting.senders import ChannelError, build_senders
+    from deltaomega.alerting.senders import ChannelError, HttpClient, build_senders
 
     path = args.file or settings.alert_routing_file
     routing = load_routing(path)
@@ -324,9 +322,12 @@ def _cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
         return _fail(f"no channel {args.channel!r} in {path or 'the routing'} (channels: {known})")
 
     async def send() -> int | None:
-        async with httpx.AsyncClient() as client:
+        client = HttpClient()
+        try:
             sender = build_senders(routing.channels, routing.console_url, client)[args.channel]
             return await sender.send(sample_notification(args.channel, int(time.time() * 1000)))
+        finally:
+            await client.close()
 
     try:
         status = asyncio.run(send())

@@ -21,13 +21,12 @@ from collections import Counter
 from typing import Any
 
 import faust
-import httpx
 
 from deltaomega.alerting.conditions import RESOLVED, Condition, Conditions, Silence, status_record
 from deltaomega.alerting.dispatcher import Dispatcher
 from deltaomega.alerting.notifications import Notification
 from deltaomega.alerting.routing import Routing
-from deltaomega.alerting.senders import build_senders
+from deltaomega.alerting.senders import HttpClient, build_senders
 from deltaomega.config import Settings
 from deltaomega.control.channels import raw_topic
 from deltaomega.errors import DecodeError
@@ -86,8 +85,14 @@ def install_alert_dispatch(
             key=record["condition_id"].encode(), value=codec.encode(ALERT_DELIVERY, record)
         )
 
+    http = HttpClient()
+
+    @app.on_before_shutdown.connect
+    async def close_http(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        await http.close()
+
     dispatcher = Dispatcher(
-        build_senders(routing.channels, routing.console_url, httpx.AsyncClient()),
+        build_senders(routing.channels, routing.console_url, http),
         record_delivery,
         attempts=settings.alert_delivery_attempts,
         backoff_seconds=settings.alert_delivery_backoff_seconds,
