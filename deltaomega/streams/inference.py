@@ -6,7 +6,9 @@ A tick (one closed window of the whole system) runs when the window is complete:
 once when every partition of both state topics has delivered a newer window (states of
 one partition come in window order), otherwise — a partition with nothing newer to say,
 or none at all — for a live window ``inference_settle_seconds`` after its last state
-arrived, but while a partition that delivered the window before has not delivered this
+arrived (``_DRAINED_QUIET_SECONDS`` when the state feed has read every partition up to
+the end the broker reports: a worker publishes a partition's window at once, so a
+partition quiet that long with nothing left in its topic has delivered it), but while a partition that delivered the window before has not delivered this
 one (its consumer is behind: at 10,000 voices the voice states may come seconds after the
 interaction states; a worker died and another is restoring its partitions' windows), up to
 the catch-up time after its first: ``_CATCH_UP_SECONDS`` plus the consumer session timeout,
@@ -42,6 +44,8 @@ from deltaomega.threads import in_thread
 log = logging.getLogger(__name__)
 
 _CATCH_UP_SECONDS = 15.0
+#: A live window's wait after its last state while the feed has read the topics to their end.
+_DRAINED_QUIET_SECONDS = 0.2
 #: Pause before a dead model process is replaced (it may have died for want of memory).
 RESPAWN_SECONDS = 2.0
 
@@ -88,6 +92,7 @@ class InferenceEngine:
         #: Newest window handed to the model process, and newest whose tick is over.
         self._done_until = self._ran_until = -1
         self._wake = asyncio.Event()
+        self._drained = False
         self.disabled = False
 
     # ------------------------------------------------------------ input side (event loop)
@@ -115,6 +120,12 @@ class InferenceEngine:
             LATE_STATES.inc(late)
         if records:
             self._wake.set()
+
+    def drained(self, drained: bool) -> None:
+        """The state feed has (or has not) read every partition to its end."""
+        if drained and not self._drained:
+            self._wake.set()
+        self._drained = drained
 
     def _ready(self, now: float) -> tuple[list[int], float | None]:
         """Windows ready to run now (in order), and seconds until the next one may be."""
@@ -146,7 +157,8 @@ class InferenceEngine:
                         waited,
                     )
             else:
-                limit, waited = settle, now - pending.last_seen
+                quiet = min(settle, _DRAINED_QUIET_SECONDS) if self._drained else settle
+                limit, waited = quiet, now - pending.last_seen
             if waited >= limit:
                 ready.append(start)
             else:

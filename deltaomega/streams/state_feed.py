@@ -202,8 +202,10 @@ class StateFeed:
 
     # -- live ---------------------------------------------------------------------------------
 
-    async def run(self, feed: Feed) -> None:
-        """Hand every new state to ``feed`` (the engine's add_states) until cancelled."""
+    async def run(self, feed: Feed, drained: Callable[[bool], None] | None = None) -> None:
+        """Hand every new state to ``feed`` (the engine's add_states) until cancelled, and
+        after each read tell ``drained`` whether it has read every partition up to the end
+        the broker last reported (nothing more is in the topics yet)."""
         while not self._restored.is_set():
             await asyncio.sleep(0.05)
         thread = self._thread = CallThread("inference-feed")
@@ -228,6 +230,8 @@ class StateFeed:
                 for schema, (states, partitions) in records.items():
                     if states:
                         feed(schema, states, partitions)
+                if drained is not None:
+                    drained(self._drained(consumer))
         finally:
             self._consumer = None
             try:
@@ -235,6 +239,20 @@ class StateFeed:
             except TimeoutError:
                 log.warning("the inference feed did not close in time")
             thread.close()
+
+    def _drained(self, consumer: Consumer) -> bool:
+        """Every partition read up to its high watermark of the consumer's last fetch
+        (cached: no request to the broker)."""
+        for (topic, partition), position in self.positions.items():
+            try:
+                _, high = consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), cached=True
+                )
+            except KafkaException:
+                return False
+            if high < 0 or position < high:
+                return False
+        return True
 
     async def commit(self, tick: int) -> None:
         """After ``tick`` ran: each partition's resume point for a leader after this one."""

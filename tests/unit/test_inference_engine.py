@@ -64,6 +64,23 @@ def test_live_window_runs_after_the_settle_time(tmp_path: Path) -> None:
     assert e._ready(now + 0.5)[0] == [live]
 
 
+def test_live_window_runs_sooner_when_the_feed_has_read_the_topics_to_their_end(
+    tmp_path: Path,
+) -> None:
+    e = engine(tmp_path, inference_settle_seconds=1.0)
+    live = int(time.time() * 1000) // W * W - W
+    e.add_states(VOICE_STATE, [state("a", live)], [0])
+    now = time.monotonic()
+    e.drained(True)
+    assert e._wake.is_set()  # the engine looks again at once
+    ready, wait = e._ready(now + 0.1)
+    assert ready == [] and wait is not None and 0.09 < wait < 0.11
+    assert e._ready(now + 0.2)[0] == [live]
+    e.drained(False)  # more states on their way: the whole settle time again
+    assert e._ready(now + 0.2)[0] == []
+    assert e._ready(now + 1.0)[0] == [live]
+
+
 def test_states_after_their_tick_are_late_and_ignored(tmp_path: Path) -> None:
     e = engine(tmp_path)
     e._done_until = 5 * W
