@@ -8,8 +8,9 @@ one partition come in window order), otherwise — a partition with nothing newe
 or none at all — for a live window ``inference_settle_seconds`` after its last state
 arrived (``_DRAINED_QUIET_SECONDS`` when the state feed has read every partition up to
 the end the broker reports: a worker publishes a partition's window at once, so a
-partition quiet that long with nothing left in its topic has delivered it), but while a partition that delivered the window before has not delivered this
-one (its consumer is behind: at 10,000 voices the voice states may come seconds after the
+partition quiet that long with nothing left in its topic has delivered it), but while a
+partition that delivered the window before has not delivered this one (its consumer is
+behind: at 10,000 voices the voice states may come seconds after the
 interaction states; a worker died and another is restoring its partitions' windows), up to
 the catch-up time after its first: ``_CATCH_UP_SECONDS`` plus the consumer session timeout,
 as a dead worker's partitions say nothing until the group has noticed it is gone; and for

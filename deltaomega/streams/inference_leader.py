@@ -118,7 +118,9 @@ class InferenceLeader:
     async def _serve(self) -> None:
         feed = StateFeed(self.settings, self.codec, self.last_stored_tick)
         engine = self.engine = InferenceEngine(self.settings, feed.recent, on_tick=feed.commit)
-        live = asyncio.create_task(feed.run(engine.add_states, engine.drained), name="inference-feed")
+        live = asyncio.create_task(
+            feed.run(engine.add_states, engine.drained), name="inference-feed"
+        )
         try:
             await engine.run()
             if engine.disabled:
