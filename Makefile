@@ -7,11 +7,12 @@ DELTAOMEGA := $(BIN)/deltaomega
 # Downloads are cached outside the clone so repeat runs are fast.
 export PIP_CACHE_DIR ?= $(HOME)/.cache/deltaomega/pip
 export DELTAOMEGA_CACHE_DIR ?= $(HOME)/.cache/deltaomega
+export npm_config_cache ?= $(HOME)/.cache/deltaomega/npm
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install install-train train kafka-resolve system-packages demo test test-fast lint format clean kafka-stop \
-	bench bench-quick bench-soak dashboards
+	bench bench-quick bench-soak dashboards console
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -36,10 +37,22 @@ install-train: $(VENV)/.installed-train ## Also install torch for `deltaomega tr
 train: install-train ## Train the four models (seed 7) into the registry and activate them
 	$(DELTAOMEGA) train --seed 7 --activate
 
+# The web console (console/: TypeScript, React, Vite) built into the package, which the API
+# serves at /console; npm's cache is outside the clone.
+CONSOLE_BUILD := deltaomega/console/static/index.html
+console/node_modules/.package-lock.json: console/package.json console/package-lock.json
+	@command -v npm >/dev/null || { echo "need node and npm (to build the console)"; exit 1; }
+	cd console && npm ci --no-audit --no-fund
+$(CONSOLE_BUILD): console/node_modules/.package-lock.json console/index.html console/vite.config.ts \
+		console/tsconfig.json $(shell find console/src console/public -type f 2>/dev/null)
+	cd console && npm run build
+
+console: $(CONSOLE_BUILD) ## Build the web console into the package (npm ci, tsc, vite)
+
 kafka-resolve: install ## Resolve the Kafka broker jars with Maven (cached)
 	$(DELTAOMEGA) kafka resolve
 
-demo: kafka-resolve ## Start Kafka and run the pipeline with the simulator (Ctrl-C to stop)
+demo: kafka-resolve $(CONSOLE_BUILD) ## Start Kafka and run the pipeline with the simulator (Ctrl-C to stop)
 	$(DELTAOMEGA) kafka start
 	DELTAOMEGA_ENV=$${DELTAOMEGA_ENV:-development} \
 	DELTAOMEGA_POLICIES_FILE=$${DELTAOMEGA_POLICIES_FILE:-deltaomega/control/policies.example.yaml} \
@@ -68,10 +81,10 @@ $(KUSTOMIZE):
 	GOBIN=$(dir $(KUSTOMIZE)) GOPATH=$(DELTAOMEGA_CACHE_DIR)/go/path GOFLAGS=-modcacherw \
 		go install sigs.k8s.io/kustomize/kustomize/v5@v5.7.1
 
-test: kafka-resolve install-train system-packages $(KUSTOMIZE) ## Run the whole test suite (starts its own Kafka, embedded ClickHouse and Redis)
+test: kafka-resolve install-train system-packages $(KUSTOMIZE) $(CONSOLE_BUILD) ## Run the whole test suite (starts its own Kafka, embedded ClickHouse and Redis)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-fast: kafka-resolve install-train system-packages $(KUSTOMIZE) ## The suite without the fault tests (tests/faults: kills, outages, fuzzing)
+test-fast: kafka-resolve install-train system-packages $(KUSTOMIZE) $(CONSOLE_BUILD) ## The suite without the fault tests (tests/faults: kills, outages, fuzzing)
 	$(BIN)/pytest -m "not faults" $(PYTEST_ARGS)
 
 dashboards: install ## Generate infra/grafana/dashboards/*.json from deltaomega/dashboards
@@ -98,4 +111,5 @@ bench-soak: kafka-resolve ## 5 minutes at 10,000 events/s: latency and RSS at mi
 	$(BIN)/python -m bench.latency --rate 10000 --seconds 300
 
 clean: ## Remove the virtualenv and local state (not the download caches)
-	rm -rf $(VENV) .deltaomega .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .deltaomega .pytest_cache .mypy_cache .ruff_cache console/node_modules \
+		deltaomega/console/static

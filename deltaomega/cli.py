@@ -258,6 +258,51 @@ def _cmd_auth_keys(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_auth_account(args: argparse.Namespace, settings: Settings) -> int:
+    """``create-account`` (the password from standard input, or asked for), ``disable-account``
+    and ``list-accounts``: people who sign in to the console."""
+    import getpass
+
+    from deltaomega.security.audit import AuditTrail
+    from deltaomega.security.keys import KeyFollower
+    from deltaomega.security.people import People
+    from deltaomega.topics import ensure_topics
+
+    ensure_topics(settings)
+    follower = KeyFollower(settings)
+    follower.start()
+    try:
+        if not follower.wait_loaded(30):
+            return _fail("the accounts could not be read from Kafka within 30 s")
+        people = People(settings, follower)
+        audit = AuditTrail(settings)
+        if args.auth_command == "create-account":
+            if sys.stdin.isatty():
+                password = getpass.getpass(f"password for {args.name}: ")
+            else:
+                password = sys.stdin.readline().rstrip("\n")
+            try:
+                account = people.create_account(args.name, password, Role.parse(args.role))
+            except ValueError as exc:
+                return _fail(str(exc))
+            audit.record_cli("account.create", args.name, after=account)
+            print(f"created account {args.name} ({args.role})")
+        elif args.auth_command == "disable-account":
+            account = people.disable(args.name)
+            audit.record_cli("account.disable", args.name, after=account)
+            print(f"disabled account {args.name}; its sign-ins are ended")
+        else:
+            print(f"{'USERNAME':24}  {'ROLE':8}  {'CREATED':20}  DISABLED")
+            for a in people.accounts():
+                print(
+                    f"{a['username']:24}  {a['role']:8}  {_when(a['created_ms']):20}  "
+                    f"{_when(a['disabled_ms'])}"
+                )
+    finally:
+        follower.stop()
+    return 0
+
+
 def _when(ms: int | None) -> str:
     if ms is None:
         return "-"
@@ -447,6 +492,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     revoke.add_argument("key_id", type=_key_id)
     revoke.set_defaults(func=_cmd_auth_keys)
+    account = auth_commands.add_parser(
+        "create-account",
+        help="create a person's console account (password from standard input, or asked for)",
+    )
+    account.add_argument("--name", required=True, help="the username")
+    account.add_argument("--role", required=True, choices=[r.label for r in Role])
+    account.set_defaults(func=_cmd_auth_account)
+    disable = auth_commands.add_parser(
+        "disable-account", help="disable a console account and end its sign-ins"
+    )
+    disable.add_argument("--name", required=True)
+    disable.set_defaults(func=_cmd_auth_account)
+    people = auth_commands.add_parser("list-accounts", help="people's console accounts")
+    people.set_defaults(func=_cmd_auth_account)
     routes = auth_commands.add_parser("routes", help="print the route x role table (Markdown)")
     routes.set_defaults(func=_cmd_auth_routes)
 

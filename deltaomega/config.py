@@ -251,6 +251,14 @@ class Settings(BaseSettings):
     )
     auth_issuer: str = "deltaomega"
     auth_audience: str = "deltaomega-api"
+    session_access_seconds: int = Field(
+        default=900, ge=30, description="Life of a console sign-in's access token."
+    )
+    session_refresh_seconds: int = Field(
+        default=12 * 3600,
+        ge=60,
+        description="Life of a console sign-in: its refresh tokens rotate within it.",
+    )
     auth_anonymous: bool = Field(
         default=False,
         description="Callers without credentials may read as viewers (10 requests/min).",

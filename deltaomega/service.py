@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import ssl
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -46,7 +47,8 @@ from deltaomega.schemas.codec import AvroCodec
 from deltaomega.schemas.records import ALERT
 from deltaomega.security.audit import AuditTrail
 from deltaomega.security.gatekeeper import Gatekeeper
-from deltaomega.security.keys import KeyLedger
+from deltaomega.security.keys import KeyFollower, KeyLedger
+from deltaomega.security.people import People
 from deltaomega.security.roles import Role
 from deltaomega.sinks.clickhouse import ClickHouse, connect
 from deltaomega.sinks.migrate import apply_migrations
@@ -178,6 +180,7 @@ async def _prepare_and_start(
     keys.start()
     if demo_keys:
         await _until_done("demo keys", lambda: _print_demo_keys(settings))
+        await _until_done("demo accounts", lambda: _print_demo_people(settings, keys))
     tasks: list[asyncio.Task[None]] = []
     if pipeline is not None:
         pipeline.worker.start()
@@ -226,6 +229,27 @@ def _print_demo_keys(settings: Settings) -> None:
         _, text = ledger.create(name, role)
         log.info("%s key (%s): %s", name, role.label, text)
     log.info("try: curl -H 'X-API-Key: <key>' %s/api/v1/voices", base)
+
+
+_DEMO_PEOPLE = (
+    ("demo-viewer", Role.VIEWER),
+    ("demo-operator", Role.OPERATOR),
+    ("demo-admin", Role.ADMIN),
+)
+
+
+def _print_demo_people(settings: Settings, keys: KeyFollower) -> None:
+    """Console accounts for this local run, with new passwords (the last run's end)."""
+    if not keys.wait_loaded(30):
+        raise ServiceUnavailableError("kafka", "the accounts did not load")
+    people = People(settings, keys)
+    for name, role in _DEMO_PEOPLE:
+        if name in keys.book.accounts:
+            people.disable(name)
+        password = secrets.token_urlsafe(12)
+        people.create_account(name, password, role)
+        log.info("console account %s (%s), password: %s", name, role.label, password)
+    log.info("console: %s/console/", base_url(settings))
 
 
 def _tables(client: Any, settings: Settings) -> None:

@@ -18,6 +18,7 @@ from deltaomega.api.routes import (
     alert_conditions,
     alerts,
     audit,
+    console,
     emergence,
     export,
     health,
@@ -28,6 +29,7 @@ from deltaomega.api.routes import (
     patterns,
     predictions,
     query,
+    sessions,
     stream,
     voices,
     ws,
@@ -68,6 +70,8 @@ def create_api(
             query,
             export,
             monitor,
+            sessions,
+            console,
         )
         for module in routers:
             app.include_router(module.router, responses=problems.problem_responses(422, 503))

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from deltaomega.config import Settings
 from deltaomega.errors import DeltaOmegaError
 from deltaomega.security.keys import KeyFollower, KeyRejectedError
+from deltaomega.security.people import People
 from deltaomega.security.rate_limits import (
     FAILED_AUTHENTICATIONS,
     RateLimiter,
@@ -79,6 +80,10 @@ class Gatekeeper:
     #: why bearer tokens are refused when ``tokens`` is None
     tokens_off: str = ""
 
+    @property
+    def people(self) -> People:
+        return People(self.settings, self.keys)
+
     @classmethod
     def from_settings(cls, settings: Settings) -> Gatekeeper:
         tokens: TokenVerifier | None = None
@@ -117,10 +122,16 @@ class Gatekeeper:
             raise UnauthenticatedError(self.tokens_off, error="invalid_token")
         try:
             if self.settings.auth_jwks_url:
-                return await in_thread(self.tokens.verify, token.strip())
-            return self.tokens.verify(token.strip())
+                principal = await in_thread(self.tokens.verify, token.strip())
+            else:
+                principal = self.tokens.verify(token.strip())
         except TokenError as exc:
             raise UnauthenticatedError(str(exc), error="invalid_token") from None
+        if principal.session is not None:
+            ended = self.people.ended(principal.session)
+            if ended is not None:
+                raise UnauthenticatedError(ended, error="invalid_token")
+        return principal
 
     def admit(self, principal: Principal | None, needed: Role) -> Principal:
         """The principal the request runs as, if it may call a route needing ``needed``."""

@@ -9,7 +9,9 @@ so there is nothing to guess, and checking it costs microseconds per request.
 
 The topic holds one record per key (its latest state: created, then revoked) and one
 ``used/<id>`` record per key with its last use, written at most once a minute by each API
-process that sees it.
+process that sees it. People's accounts (``account/<name>``) and console sign-ins
+(``session/<id>``) live on the same topic for the same reasons; :mod:`deltaomega.security.people`
+reads and writes them.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ log = logging.getLogger(__name__)
 PREFIX = "dok"
 _KEY = re.compile(rf"^{PREFIX}_([0-9a-f]{{16}})_[A-Za-z0-9_-]{{43}}$")
 _USED = "used/"
+ACCOUNT = "account/"
+SESSION = "session/"
 #: Each API process writes a key's last use at most this often.
 USED_EVERY_SECONDS = 60.0
 _TIMEOUT_SECONDS = 10.0
@@ -140,13 +144,20 @@ class _Book:
     def __init__(self) -> None:
         self.keys: dict[str, ApiKey] = {}
         self.used: dict[str, int] = {}
+        #: people's accounts and sign-ins by name and id, as JSON objects
+        self.accounts: dict[str, dict[str, Any]] = {}
+        self.sessions: dict[str, dict[str, Any]] = {}
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:
         if key is None or value is None:
             return
         name = key.decode(errors="replace")
         try:
-            if name.startswith(_USED):
+            if name.startswith(ACCOUNT):
+                self.accounts[name[len(ACCOUNT) :]] = dict(json.loads(value))
+            elif name.startswith(SESSION):
+                self.sessions[name[len(SESSION) :]] = dict(json.loads(value))
+            elif name.startswith(_USED):
                 key_id = name[len(_USED) :]
                 self.used[key_id] = max(self.used.get(key_id, 0), int(json.loads(value)["ms"]))
             else:
@@ -256,6 +267,8 @@ class KeyFollower:
         self._loaded = threading.Event()
         self._thread: threading.Thread | None = None
         self._producer: Producer | None = None
+        self._durable: Producer | None = None
+        self._publishing = threading.Lock()
 
     @property
     def loaded(self) -> bool:
@@ -274,6 +287,34 @@ class KeyFollower:
 
     def wait_loaded(self, timeout: float) -> bool:
         return self._loaded.wait(timeout)
+
+    @property
+    def book(self) -> _Book:
+        if not self.loaded:
+            raise ServiceUnavailableError("kafka", "accounts are still loading", retry_after=2)
+        return self._book
+
+    def publish(self, key: str, value: bytes) -> None:
+        """Write a record and wait for the broker to have it (blocking: call it off the event
+        loop); this process sees it at once, the others within a poll."""
+        with self._publishing:
+            if self._durable is None:
+                self._durable = Producer(
+                    {**client_config(self.settings, f"{self.settings.app_id}-keys"), "acks": "all"}
+                )
+            failures: list[str] = []
+
+            def delivered(err: Any, _msg: Any) -> None:
+                if err is not None:
+                    failures.append(str(err))
+
+            self._durable.produce(self.topic, value, key.encode(), on_delivery=delivered)
+            if self._durable.flush(_TIMEOUT_SECONDS) > 0 or failures:
+                raise unavailable(
+                    self.settings,
+                    TimeoutError(failures[0] if failures else "not delivered in time"),
+                )
+        self._book.apply(key.encode(), value)
 
     def check(self, text: str) -> ApiKey:
         """The key's record if ``text`` is a live key; else KeyRejectedError with why."""

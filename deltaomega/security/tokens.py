@@ -43,6 +43,8 @@ class Principal:
     tier: Tier = Tier.STANDARD
     #: how it was proven: a token, an API key, or nothing (anonymous reads)
     method: str = "token"
+    #: the console sign-in the token belongs to (ended sessions' tokens are refused)
+    session: str | None = None
 
     def may(self, role: Role) -> bool:
         return self.role >= role
@@ -69,8 +71,10 @@ def issue_token(
     role: Role,
     ttl_seconds: float,
     tier: Tier = Tier.STANDARD,
+    session: str | None = None,
 ) -> str:
-    """A token of this API's own (HS256), as `deltaomega auth token` prints it."""
+    """A token of this API's own (HS256), as `deltaomega auth token` prints it, or for a
+    person signed in to the console (``session``: the sign-in it belongs to)."""
     if settings.auth_jwks_url:
         raise TokenError(
             "tokens are issued by the identity provider at DELTAOMEGA_AUTH_JWKS_URL, not here"
@@ -87,6 +91,8 @@ def issue_token(
         "exp": now + int(ttl_seconds),
         "jti": uuid.uuid4().hex,
     }
+    if session is not None:
+        claims["sid"] = session
     return jwt.encode(claims, checked_secret(settings), algorithm="HS256")
 
 
@@ -125,7 +131,10 @@ class TokenVerifier:
             tier = Tier.parse(claims.get("tier"))
         except ValueError as exc:
             raise TokenError(f"token claims: {exc}") from None
-        return Principal(str(claims["sub"]), role, tier)
+        session = claims.get("sid")
+        return Principal(
+            str(claims["sub"]), role, tier, session=session if isinstance(session, str) else None
+        )
 
     def _decode(self, token: str) -> dict[str, Any]:
         options: dict[str, Any] = {"require": _REQUIRED}

@@ -51,6 +51,7 @@ BODIES: dict[str, dict[str, object]] = {
         "rationale": "access test",
     },
     "/api/v1/query": {"sql": "SELECT 1"},
+    "/api/v1/accounts": {"username": "cell", "password": "access test password", "role": "viewer"},
     "/api/v1/query/saved/{name}": {"sql": "SELECT 1"},
     "/api/v1/interactions/analyze": {
         "start": "2027-01-01T00:00:00Z",
@@ -92,6 +93,7 @@ def _url(path: str) -> str:
         .replace("{name}", "q1")
         .replace("{condition_id:path}", "conflict:a->b@1")
         .replace("{silence_id}", "0" * 32)
+        .replace("{username}", "nobody")
     )
 
 
@@ -161,6 +163,8 @@ def test_route_role_cell(api: str, cell: tuple[str, str, Role, bool]) -> None:
     status, headers, body = _status(method, path, url, api_client.auth(role, Tier.PREMIUM))
     if allowed and method == "DELETE":  # the first of the roles to try it deletes it
         assert status in (204, 404)
+    elif allowed and (method, path) == ("POST", "/api/v1/accounts"):
+        assert status == 201  # only an admin may, once: a second time is a conflict
     elif allowed:
         admin_status, _, _ = _status(method, path, url, api_client.auth(Role.ADMIN))
         assert status == admin_status

@@ -1,0 +1,1 @@
+"""The web console's build (``static/``, made by `make console` from ``console/``)."""
