@@ -49,9 +49,7 @@ def test_assets_are_cached_for_good_and_compressed(build: Path) -> None:
     assert plain.status_code == 200
     assert plain.headers["cache-control"] == "public, max-age=31536000, immutable"
     assert plain.content == (build / "assets" / "index-abc123.js").read_bytes()
-    raw = client.get(
-        "/console/assets/index-abc123.js", headers={"Accept-Encoding": "gzip"}
-    )
+    raw = client.get("/console/assets/index-abc123.js", headers={"Accept-Encoding": "gzip"})
     assert raw.headers["content-encoding"] == "gzip"
     assert raw.headers["content-type"].startswith("text/javascript")
     # httpx decoded it; the bytes on the wire were the gzip of the file
