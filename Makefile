@@ -61,13 +61,15 @@ demo: kafka-resolve $(CONSOLE_BUILD) ## Start Kafka and run the pipeline with th
 kafka-stop: install ## Stop the local Kafka started by `make demo`
 	$(DELTAOMEGA) kafka stop
 
-# Debian packages the tests use: a real redis-server (shared rate limits) and promtool (the
-# Prometheus rules and their unit tests).
+# Debian packages the tests use: a real redis-server (shared rate limits), promtool (the
+# Prometheus rules and their unit tests) and Chromium (the console's browser tests; Playwright
+# drives it, nothing is downloaded).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-system-packages: ## Install redis-server and prometheus (promtool) from Debian's packages when missing
+system-packages: ## Install redis-server, prometheus (promtool) and chromium from Debian's packages when missing
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		$(SUDO) apt-get update -qq && \
 		$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \

@@ -26,7 +26,37 @@ interface HarmonyPoint {
   conflict: number;
 }
 
+interface Stats {
+  mean: number;
+}
+interface VoiceSummary {
+  voice_id: string;
+  state: null | {
+    window_start: string;
+    count: number;
+    stress: Stats;
+    activation: Stats;
+    influence: Stats;
+    temperature: Stats;
+  };
+}
+
 const fmt = (n: number) => n.toFixed(2);
+const time = (iso: string) => Date.parse(iso);
+
+function flat(v: VoiceSummary): VoiceState | null {
+  const s = v.state;
+  if (!s) return null;
+  return {
+    voice_id: v.voice_id,
+    window_start: s.window_start,
+    count: s.count,
+    stress_mean: s.stress.mean,
+    activation_mean: s.activation.mean,
+    influence_mean: s.influence.mean,
+    temperature_mean: s.temperature.mean,
+  };
+}
 
 /** Live voice states (from the voice-state feed), system harmony, recent alerts. */
 export function Overview({ person }: { person: SignedIn }) {
@@ -39,7 +69,19 @@ export function Overview({ person }: { person: SignedIn }) {
   const pending = useRef<Map<string, VoiceState>>(new Map());
 
   useEffect(() => {
-    // events are gathered and drawn at most every 250 ms (a window is many states at once)
+    // the latest closed window at once, then every new one from the feed; events are
+    // gathered and drawn at most every 250 ms (a window is many states at once)
+    void api("/api/v1/voices").then(async (response) => {
+      if (!response.ok) return;
+      const listed: VoiceSummary[] = (await response.json()).voices;
+      for (const v of listed) {
+        const state = flat(v);
+        const newer = pending.current.get(v.voice_id);
+        if (state && !(newer && time(newer.window_start) >= time(state.window_start))) {
+          pending.current.set(v.voice_id, state);
+        }
+      }
+    });
     const stop = follow(
       "/api/v1/stream/voice-states",
       (events) => {
@@ -55,7 +97,14 @@ export function Overview({ person }: { person: SignedIn }) {
       if (!pending.current.size) return;
       const batch = pending.current;
       pending.current = new Map();
-      setVoices((old) => new Map([...old, ...batch]));
+      setVoices((old) => {
+        const next = new Map(old);
+        for (const [id, state] of batch) {
+          const seen = next.get(id);
+          if (!seen || time(state.window_start) >= time(seen.window_start)) next.set(id, state);
+        }
+        return next;
+      });
       setUpdated(new Date().toLocaleTimeString());
     }, 250);
     return () => {
@@ -89,7 +138,7 @@ export function Overview({ person }: { person: SignedIn }) {
   }, [person.session]);
 
   const rows = [...voices.values()].sort((a, b) => a.voice_id.localeCompare(b.voice_id));
-  const latest = rows.reduce((m, v) => (v.window_start > m ? v.window_start : m), "");
+  const latest = rows.reduce((m, v) => Math.max(m, time(v.window_start)), 0);
 
   return (
     <section aria-labelledby="overview-title">

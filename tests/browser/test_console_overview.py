@@ -1,0 +1,101 @@
+"""The console in a real browser against the running pipeline and its simulator: a person
+signs in, the overview fills from the voice-state feed and moves on with the next window,
+the first load stays within its JavaScript budget, and the phone layout never scrolls
+sideways. Screenshots of the pages, desktop and phone, go to test-screenshots/."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, Response, expect
+
+from deltaomega.config import Settings
+from deltaomega.producer import SimulationConfig
+from deltaomega.security.roles import Role
+from tests.api_client import auth
+from tests.browser.conftest import DESKTOP, PHONE
+from tests.conftest import RunningService
+
+pytestmark = [pytest.mark.kafka, pytest.mark.browser]
+
+PASSWORD = "a long enough password"
+#: compressed JavaScript of the first load of /console
+JS_BUDGET_BYTES = 300_000
+
+
+def _sign_in(page: Page, url: str, username: str) -> float:
+    """Signs in; the seconds from pressing the button to the voices' states shown."""
+    page.goto(f"{url}/console/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    pressed = time.monotonic()
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_test_id("who")).to_have_text(f"{username} · viewer")
+    expect(page.get_by_test_id("voice-count")).not_to_have_text("0", timeout=30_000)
+    return time.monotonic() - pressed
+
+
+def test_a_viewer_sees_the_overview_live_on_desktop_and_phone(
+    settings_factory: Callable[..., Settings],
+    service_factory: Callable[..., RunningService],
+    browser: Browser,
+    screenshots: Path,
+) -> None:
+    settings = settings_factory(window_seconds=2, interaction_window_seconds=2, grace_seconds=1)
+    simulation = SimulationConfig(voices=6, rate=120, interaction_rate=30, seed=3)
+    service = service_factory(settings, simulation=simulation)
+    created = httpx.post(
+        f"{service.url}/api/v1/accounts",
+        json={"username": "vera", "password": PASSWORD, "role": "viewer"},
+        headers=auth(Role.ADMIN),
+    )
+    assert created.status_code == 201, created.text
+
+    desktop = browser.new_context(viewport=DESKTOP)
+    page = desktop.new_page()
+    scripts: list[Response] = []
+    page.on(
+        "response",
+        lambda r: scripts.append(r) if r.url.endswith(".js") and "/console/" in r.url else None,
+    )
+    first_update = _sign_in(page, service.url, "vera")
+    expect(page.get_by_test_id("feed-status")).to_have_text("live")
+    expect(page.get_by_test_id("voice-count")).to_have_text("6", timeout=15_000)
+    rows = page.get_by_test_id("voices").locator("tbody tr")
+    expect(rows).to_have_count(6)
+    assert rows.locator("th").all_inner_texts() == [f"voice-{n:02d}" for n in range(6)]
+
+    # the next window arrives without a reload (one window is 2 s, plus the 1 s grace)
+    window = page.get_by_test_id("latest-window").inner_text()
+    expect(page.get_by_test_id("latest-window")).not_to_have_text(window, timeout=10_000)
+
+    compressed = 0
+    for response in scripts:
+        assert response.status == 200
+        assert response.headers.get("content-encoding") == "gzip"
+        compressed += int(response.headers["content-length"])
+    assert 0 < compressed < JS_BUDGET_BYTES, compressed
+    print(
+        f"console first load: {compressed / 1000:.1f} kB of compressed JS in {len(scripts)} "
+        f"files; sign-in → the voices' states shown {first_update:.2f} s"
+    )
+    page.screenshot(path=str(screenshots / "overview-desktop.png"), full_page=True)
+
+    phone = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+    mobile = phone.new_page()
+    shown = _sign_in(mobile, service.url, "vera")  # windows have closed by now
+    print(f"phone, with windows closed before: sign-in → the voices' states shown {shown:.2f} s")
+    expect(mobile.get_by_test_id("voice-count")).to_have_text("6", timeout=15_000)
+    widths = mobile.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+    assert widths[0] <= widths[1] == PHONE["width"], widths
+    mobile.screenshot(path=str(screenshots / "overview-phone.png"), full_page=True)
+
+    # the sign-in page itself, for the record
+    signed_out = browser.new_context(viewport=PHONE, is_mobile=True).new_page()
+    signed_out.goto(f"{service.url}/console/")
+    expect(signed_out.get_by_role("button", name="Sign in")).to_be_visible()
+    signed_out.screenshot(path=str(screenshots / "sign-in-phone.png"))
