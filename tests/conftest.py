@@ -198,13 +198,15 @@ def service_factory(clickhouse: ClickHouse) -> Iterator[Callable[..., RunningSer
         else:
             raise RuntimeError(f"service not ready within 90 s: {last}")
         if control:  # ready to serve; the control plane may still be joining its group
-            wait_for(
-                lambda: (
-                    httpx.get(f"{url}/readyz", timeout=2).json()["checks"]["control-plane"] == "ok"
-                ),
-                60,
-                "the control plane",
-            )
+
+            def control_plane_ok() -> bool:
+                try:
+                    answer = httpx.get(f"{url}/readyz", timeout=5)
+                except httpx.HTTPError:  # a busy machine: ask again
+                    return False
+                return bool(answer.json()["checks"]["control-plane"] == "ok")
+
+            wait_for(control_plane_ok, 60, "the control plane")
         running = RunningService(server, thread, url)
         started.append(running)
         return running

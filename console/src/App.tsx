@@ -1,12 +1,39 @@
-import { useEffect, useState } from "react";
+import { lazy, Suspense, useEffect, useState } from "react";
 import { onChange, refresh, signOut, who, type SignedIn } from "./session";
+import { Link, usePath } from "./router";
 import { SignInPage } from "./pages/SignIn";
 import { Overview } from "./pages/Overview";
+
+// pages past the overview load when first opened: the first load stays small
+const Voice = lazy(() => import("./pages/Voice").then((m) => ({ default: m.Voice })));
+const Alerts = lazy(() => import("./pages/Alerts").then((m) => ({ default: m.Alerts })));
+
+const PAGES = [
+  { path: "/", title: "Overview" },
+  { path: "/alerts", title: "Alerts" },
+];
+
+function useOnline(): boolean {
+  const [online, setOnline] = useState(navigator.onLine);
+  useEffect(() => {
+    const on = () => setOnline(true);
+    const off = () => setOnline(false);
+    window.addEventListener("online", on);
+    window.addEventListener("offline", off);
+    return () => {
+      window.removeEventListener("online", on);
+      window.removeEventListener("offline", off);
+    };
+  }, []);
+  return online;
+}
 
 export function App() {
   const [person, setPerson] = useState<SignedIn | null>(who());
   const [reason, setReason] = useState<string>("");
   const [resuming, setResuming] = useState(true);
+  const path = usePath();
+  const online = useOnline();
 
   useEffect(() => {
     const off = onChange((next, why) => {
@@ -18,16 +45,29 @@ export function App() {
     return off;
   }, []);
 
+  const offline = online ? null : (
+    <p className="offline" role="status" data-testid="offline">
+      You are offline: what is shown may be out of date, and changes cannot be made.
+    </p>
+  );
+  if (!online && !person) return offline;
   if (resuming && !person) return <p className="loading">Loading…</p>;
   if (!person) return <SignInPage reason={reason} />;
+  const voice = path.match(/^\/voices\/(.+)$/);
+  let page;
+  if (voice) page = <Voice person={person} voice={decodeURIComponent(voice[1])} />;
+  else if (path === "/alerts") page = <Alerts person={person} />;
+  else page = <Overview person={person} />;
   return (
     <div className="shell">
       <header className="top">
         <span className="brand">Meta-ΔDΩΛ</span>
         <nav aria-label="Pages">
-          <a href="/console/" aria-current="page">
-            Overview
-          </a>
+          {PAGES.map((p) => (
+            <Link key={p.path} to={p.path} current={p.path === path}>
+              {p.title}
+            </Link>
+          ))}
         </nav>
         <span className="who" data-testid="who">
           {person.username} · {person.role}
@@ -36,8 +76,9 @@ export function App() {
           Sign out
         </button>
       </header>
+      {offline}
       <main>
-        <Overview person={person} />
+        <Suspense fallback={<p className="loading">Loading…</p>}>{page}</Suspense>
       </main>
     </div>
   );

@@ -1,6 +1,7 @@
 import { useEffect, useRef, useState } from "react";
 import { api, type SignedIn } from "../session";
 import { follow } from "../sse";
+import { Link } from "../router";
 
 interface VoiceState {
   voice_id: string;
@@ -188,7 +189,9 @@ export function Overview({ person }: { person: SignedIn }) {
           <tbody>
             {rows.map((v) => (
               <tr key={v.voice_id}>
-                <th scope="row">{v.voice_id}</th>
+                <th scope="row">
+                  <Link to={`/voices/${encodeURIComponent(v.voice_id)}`}>{v.voice_id}</Link>
+                </th>
                 <td>{v.count}</td>
                 <td>{fmt(v.stress_mean)}</td>
                 <td>{fmt(v.activation_mean)}</td>
