@@ -14,6 +14,14 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && ln -sf /usr/bin/python3.11 /usr/local/bin/python
 
+# -- console: the web console's build (TypeScript, React, Vite), shipped in the package ---
+FROM node:20-bookworm-slim AS console
+WORKDIR /src/console
+COPY console/package.json console/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY console/ ./
+RUN npm run build
+
 # -- build: a virtualenv with the package and its pinned dependencies ---------------------
 FROM base-${VARIANT} AS build
 ARG VARIANT
@@ -23,6 +31,7 @@ ENV PATH=/opt/deltaomega/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml constraints.txt README.md ./
 COPY deltaomega ./deltaomega
+COPY --from=console /src/deltaomega/console/static ./deltaomega/console/static
 RUN pip install --upgrade "pip>=24" \
  && pip install -c constraints.txt . \
  && if [ "$VARIANT" = "gpu" ]; then \
