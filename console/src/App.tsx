@@ -7,10 +7,14 @@ import { Overview } from "./pages/Overview";
 // pages past the overview load when first opened: the first load stays small
 const Voice = lazy(() => import("./pages/Voice").then((m) => ({ default: m.Voice })));
 const Alerts = lazy(() => import("./pages/Alerts").then((m) => ({ default: m.Alerts })));
+const Orchestration = lazy(() =>
+  import("./pages/Orchestration").then((m) => ({ default: m.OrchestrationPage })),
+);
 
 const PAGES = [
   { path: "/", title: "Overview" },
   { path: "/alerts", title: "Alerts" },
+  { path: "/orchestration", title: "Orchestration" },
 ];
 
 function useOnline(): boolean {
@@ -57,6 +61,7 @@ export function App() {
   let page;
   if (voice) page = <Voice person={person} voice={decodeURIComponent(voice[1])} />;
   else if (path === "/alerts") page = <Alerts person={person} />;
+  else if (path === "/orchestration") page = <Orchestration person={person} />;
   else page = <Overview person={person} />;
   return (
     <div className="shell">

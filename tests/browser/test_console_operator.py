@@ -136,8 +136,40 @@ def test_operator_changes_a_voice_and_acknowledges_an_alert_viewer_cannot(
     expect(item).to_contain_text("OPEN", timeout=30_000)
     page.once("dialog", lambda dialog: dialog.accept("looking into it"))
     item.get_by_role("button", name="Acknowledge").click()
-    expect(item).to_contain_text("ACKNOWLEDGED (acknowledged by user:olga)", timeout=30_000)
+    # acknowledged (and, as it does not persist in 2 s windows, soon resolved)
+    expect(item).to_contain_text("(acknowledged by user:olga)", timeout=30_000)
+    conditions = httpx.get(
+        f"{url}/api/v1/alerts/conditions", params={"rule": "stress_trend"}, headers=auth()
+    ).json()["conditions"]
+    assert [(c["subject"], c["acknowledged_by"]) for c in conditions] == [("voice-03", "user:olga")]
     page.screenshot(path=str(screenshots / "alerts-desktop.png"), full_page=True)
+
+    # -- an orchestration requested by one operator and approved by another
+    _account(url, "otto", "operator")
+    page.get_by_role("link", name="Orchestration").click()
+    ask = page.get_by_role("form", name="Request an orchestration")
+    ask.get_by_label("Strategy").select_option("adaptive")
+    ask.get_by_label("Voices (comma-separated)").fill("voice-02, voice-04")
+    ask.get_by_label("Rationale").fill("halve their influence (browser test)")
+    ask.get_by_role("button", name="Request").click()
+    expect(page.get_by_test_id("orchestration-message")).to_contain_text("Requested: ")
+    oid = page.get_by_test_id("orchestration-message").inner_text().split()[-1]
+    mine = page.locator(f'li[data-id="{oid}"]')
+    expect(mine).to_contain_text("PROPOSED adaptive · voice-02, voice-04 · requested by user:olga")
+    expect(mine.get_by_role("button", name="Reject")).to_be_visible()
+    expect(mine.get_by_role("button", name="Approve")).to_have_count(0)  # not her own
+    page.screenshot(path=str(screenshots / "orchestration-desktop.png"), full_page=True)
+    second = _signed_in(browser, url, "otto", PHONE)
+    second.goto(f"{url}/console/orchestration")
+    theirs = second.locator(f'li[data-id="{oid}"]')
+    second.once("dialog", lambda dialog: dialog.accept("agreed: they dominate"))
+    theirs.get_by_role("button", name="Approve").click()
+    expect(theirs).to_contain_text("ACTIVE adaptive", timeout=30_000)
+    expect(theirs).to_contain_text("decided by user:otto")
+    expect(theirs.get_by_role("button", name="Rollback")).to_be_visible()
+    widths = second.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+    assert widths[0] <= widths[1], widths
+    second.screenshot(path=str(screenshots / "orchestration-phone.png"), full_page=True)
 
     # -- the viewer: the same pages without write controls; a forged write is refused
     viewer = _signed_in(browser, url, "vera", PHONE)
