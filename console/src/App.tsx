@@ -1,5 +1,5 @@
 import { lazy, Suspense, useEffect, useState } from "react";
-import { onChange, refresh, signOut, who, type SignedIn } from "./session";
+import { may, onChange, refresh, signOut, who, type Role, type SignedIn } from "./session";
 import { Link, usePath } from "./router";
 import { SignInPage } from "./pages/SignIn";
 import { Overview } from "./pages/Overview";
@@ -7,14 +7,16 @@ import { Overview } from "./pages/Overview";
 // pages past the overview load when first opened: the first load stays small
 const Voice = lazy(() => import("./pages/Voice").then((m) => ({ default: m.Voice })));
 const Alerts = lazy(() => import("./pages/Alerts").then((m) => ({ default: m.Alerts })));
+const Workbench = lazy(() => import("./pages/Workbench").then((m) => ({ default: m.Workbench })));
 const Orchestration = lazy(() =>
   import("./pages/Orchestration").then((m) => ({ default: m.OrchestrationPage })),
 );
 
-const PAGES = [
-  { path: "/", title: "Overview" },
-  { path: "/alerts", title: "Alerts" },
-  { path: "/orchestration", title: "Orchestration" },
+const PAGES: { path: string; title: string; role: Role }[] = [
+  { path: "/", title: "Overview", role: "viewer" },
+  { path: "/alerts", title: "Alerts", role: "viewer" },
+  { path: "/orchestration", title: "Orchestration", role: "viewer" },
+  { path: "/workbench", title: "Workbench", role: "analyst" },
 ];
 
 function useOnline(): boolean {
@@ -62,13 +64,14 @@ export function App() {
   if (voice) page = <Voice person={person} voice={decodeURIComponent(voice[1])} />;
   else if (path === "/alerts") page = <Alerts person={person} />;
   else if (path === "/orchestration") page = <Orchestration person={person} />;
+  else if (path === "/workbench" && may(person.role, "analyst")) page = <Workbench />;
   else page = <Overview person={person} />;
   return (
     <div className="shell">
       <header className="top">
         <span className="brand">Meta-ΔDΩΛ</span>
         <nav aria-label="Pages">
-          {PAGES.map((p) => (
+          {PAGES.filter((p) => may(person.role, p.role)).map((p) => (
             <Link key={p.path} to={p.path} current={p.path === path}>
               {p.title}
             </Link>

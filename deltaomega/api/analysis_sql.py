@@ -168,6 +168,22 @@ class AnalysisSql:
         """:meth:`check` against the databases there are now."""
         self.check(sql, self.databases())
 
+    def schema(self) -> dict[str, list[tuple[str, str]]]:
+        """The project's tables and their columns (name, type), for analysts at work."""
+        rows = self.pool.call(
+            lambda c: (
+                c.query(
+                    "SELECT table, name, type FROM system.columns WHERE database = {db:String} "
+                    "ORDER BY table, position",
+                    parameters={"db": self.database},
+                ).result_rows
+            )
+        )
+        out: dict[str, list[tuple[str, str]]] = {}
+        for table, name, kind in rows:
+            out.setdefault(table, []).append((name, kind))
+        return out
+
     def databases(self) -> set[str]:
         rows = self.pool.call(lambda c: c.query("SHOW DATABASES").result_rows)
         return {r[0] for r in rows}

@@ -115,6 +115,38 @@ def _saved(row: dict[str, Any]) -> SavedQuery:
     return SavedQuery(**{**row, "saved_at": datetime.fromtimestamp(row["saved_at"] / 1000, UTC)})
 
 
+class SchemaColumn(BaseModel):
+    name: str
+    type: str
+
+
+class SchemaTable(BaseModel):
+    name: str
+    columns: list[SchemaColumn]
+
+
+class QuerySchema(BaseModel):
+    database: str
+    tables: list[SchemaTable]
+
+
+@router.get(
+    "/schema",
+    response_model=QuerySchema,
+    summary="The tables a query may read, with their columns",
+    **requires(Role.ANALYST),
+)
+async def query_schema(ctx: ContextDep) -> QuerySchema:
+    tables = await in_thread(ctx.analysis.schema)
+    return QuerySchema(
+        database=ctx.analysis.database,
+        tables=[
+            SchemaTable(name=t, columns=[SchemaColumn(name=n, type=k) for n, k in columns])
+            for t, columns in tables.items()
+        ],
+    )
+
+
 @router.get(
     "/saved",
     response_model=SavedQueryList,
