@@ -46,10 +46,26 @@ def _file(path: Path, request: Request) -> Response:
     return FileResponse(path, headers=headers)
 
 
+_SERVED = (
+    "text/html",
+    "text/javascript",
+    "text/css",
+    "image/svg+xml",
+    "application/manifest+json",
+)
+
+
 @router.get(
     "/console/{path:path}",
     summary="The web console (any path that is not a file is the app's own page)",
-    responses=problem_responses(404, 503),
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The app's page, or one of its files",
+            "content": {media: {} for media in _SERVED},
+        },
+        **problem_responses(404, 503),
+    },
     **public(),
 )
 async def console(path: str, request: Request) -> Response:
