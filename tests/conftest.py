@@ -36,6 +36,12 @@ if os.environ.get("DELTAOMEGA_TEST_CLICKHOUSE_URL"):
     os.environ["DELTAOMEGA_CLICKHOUSE_URL"] = os.environ["DELTAOMEGA_TEST_CLICKHOUSE_URL"]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The browser tests last (stable otherwise): they are the slowest to start, and nothing
+    else waits behind them."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

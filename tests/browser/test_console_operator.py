@@ -12,41 +12,26 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, expect
 
 from deltaomega.config import Settings
 from deltaomega.models.alerts import alert_record
-from deltaomega.producer import SimulationConfig
 from deltaomega.schemas.records import ALERT
 from deltaomega.security.roles import Role
 from deltaomega.topics import Topics
 from tests.api_client import auth
-from tests.browser.conftest import DESKTOP, PHONE
+from tests.browser.conftest import (
+    DESKTOP,
+    PASSWORD,
+    PHONE,
+    account,
+    console_pipeline,
+    signed_in,
+)
 from tests.conftest import RunningService, wait_for
 from tests.kafka_tools import avro_records, produce_avro
 
 pytestmark = [pytest.mark.kafka, pytest.mark.browser]
-
-PASSWORD = "a long enough password"
-
-
-def _account(url: str, username: str, role: str) -> None:
-    created = httpx.post(
-        f"{url}/api/v1/accounts",
-        json={"username": username, "password": PASSWORD, "role": role},
-        headers=auth(Role.ADMIN),
-    )
-    assert created.status_code == 201, created.text
-
-
-def _signed_in(browser: Browser, url: str, username: str, viewport: dict[str, int]) -> Page:
-    page = browser.new_context(viewport=viewport).new_page()
-    page.goto(f"{url}/console/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_test_id("who")).to_contain_text(username)
-    return page
 
 
 def _audit(url: str, action: str) -> list[dict[str, object]]:
@@ -62,16 +47,14 @@ def test_operator_changes_a_voice_and_acknowledges_an_alert_viewer_cannot(
     browser: Browser,
     screenshots: Path,
 ) -> None:
-    settings = settings_factory(window_seconds=2, interaction_window_seconds=2, grace_seconds=1)
-    simulation = SimulationConfig(voices=6, rate=120, interaction_rate=30, seed=3)
-    service = service_factory(settings, simulation=simulation, control=True)
+    service, settings = console_pipeline(settings_factory, service_factory, control=True)
     url = service.url
-    _account(url, "olga", "operator")
-    _account(url, "vera", "viewer")
+    account(url, "olga", "operator")
+    account(url, "vera", "viewer")
     topics = Topics.from_settings(settings)
 
     # -- the operator changes voice-01's influence weight from its page
-    page = _signed_in(browser, url, "olga", DESKTOP)
+    page = signed_in(browser, url, "olga", DESKTOP)
     wait_for(
         lambda: (
             httpx.get(f"{url}/api/v1/voices/voice-01/state", headers=auth()).json()["state"]
@@ -145,7 +128,7 @@ def test_operator_changes_a_voice_and_acknowledges_an_alert_viewer_cannot(
     page.screenshot(path=str(screenshots / "alerts-desktop.png"), full_page=True)
 
     # -- an orchestration requested by one operator and approved by another
-    _account(url, "otto", "operator")
+    account(url, "otto", "operator")
     page.get_by_role("link", name="Orchestration").click()
     ask = page.get_by_role("form", name="Request an orchestration")
     ask.get_by_label("Strategy").select_option("adaptive")
@@ -159,7 +142,7 @@ def test_operator_changes_a_voice_and_acknowledges_an_alert_viewer_cannot(
     expect(mine.get_by_role("button", name="Reject")).to_be_visible()
     expect(mine.get_by_role("button", name="Approve")).to_have_count(0)  # not her own
     page.screenshot(path=str(screenshots / "orchestration-desktop.png"), full_page=True)
-    second = _signed_in(browser, url, "otto", PHONE)
+    second = signed_in(browser, url, "otto", PHONE)
     second.goto(f"{url}/console/orchestration")
     theirs = second.locator(f'li[data-id="{oid}"]')
     second.once("dialog", lambda dialog: dialog.accept("agreed: they dominate"))
@@ -172,7 +155,7 @@ def test_operator_changes_a_voice_and_acknowledges_an_alert_viewer_cannot(
     second.screenshot(path=str(screenshots / "orchestration-phone.png"), full_page=True)
 
     # -- the viewer: the same pages without write controls; a forged write is refused
-    viewer = _signed_in(browser, url, "vera", PHONE)
+    viewer = signed_in(browser, url, "vera", PHONE)
     viewer.goto(f"{url}/console/voices/voice-01")
     expect(viewer.get_by_role("heading", name="voice-01")).to_be_visible()
     expect(viewer.get_by_test_id("parameters")).to_be_visible()

@@ -9,20 +9,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Response, expect
 
 from deltaomega.config import Settings
-from deltaomega.producer import SimulationConfig
-from deltaomega.security.roles import Role
-from tests.api_client import auth
-from tests.browser.conftest import DESKTOP, PHONE
+from tests.browser.conftest import DESKTOP, PASSWORD, PHONE, account, console_pipeline
 from tests.conftest import RunningService
 
 pytestmark = [pytest.mark.kafka, pytest.mark.browser]
 
-PASSWORD = "a long enough password"
 #: compressed JavaScript of the first load of /console
 JS_BUDGET_BYTES = 300_000
 
@@ -45,15 +40,8 @@ def test_a_viewer_sees_the_overview_live_on_desktop_and_phone(
     browser: Browser,
     screenshots: Path,
 ) -> None:
-    settings = settings_factory(window_seconds=2, interaction_window_seconds=2, grace_seconds=1)
-    simulation = SimulationConfig(voices=6, rate=120, interaction_rate=30, seed=3)
-    service = service_factory(settings, simulation=simulation)
-    created = httpx.post(
-        f"{service.url}/api/v1/accounts",
-        json={"username": "vera", "password": PASSWORD, "role": "viewer"},
-        headers=auth(Role.ADMIN),
-    )
-    assert created.status_code == 201, created.text
+    service, _ = console_pipeline(settings_factory, service_factory)
+    account(service.url, "vera", "viewer")
 
     desktop = browser.new_context(viewport=DESKTOP)
     page = desktop.new_page()

@@ -12,11 +12,9 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from deltaomega.config import Settings
-from deltaomega.producer import SimulationConfig
 from deltaomega.security.roles import Role
 from tests.api_client import auth
-from tests.browser.conftest import DESKTOP, PHONE
-from tests.browser.test_console_operator import _account, _signed_in
+from tests.browser.conftest import DESKTOP, PHONE, account, console_pipeline, signed_in
 from tests.conftest import RunningService, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.browser]
@@ -28,12 +26,10 @@ def test_workbench_queries_and_a_stolen_refresh_token_ends_the_sign_in(
     browser: Browser,
     screenshots: Path,
 ) -> None:
-    settings = settings_factory(window_seconds=2, interaction_window_seconds=2, grace_seconds=1)
-    simulation = SimulationConfig(voices=6, rate=120, interaction_rate=30, seed=3)
-    service = service_factory(settings, simulation=simulation)
+    service, settings = console_pipeline(settings_factory, service_factory)
     url = service.url
-    _account(url, "ana", "analyst")
-    _account(url, "vera", "viewer")
+    account(url, "ana", "analyst")
+    account(url, "vera", "viewer")
     wait_for(
         lambda: (
             all(
@@ -49,7 +45,7 @@ def test_workbench_queries_and_a_stolen_refresh_token_ends_the_sign_in(
         "a closed window of every voice",
     )
 
-    page = _signed_in(browser, url, "ana", DESKTOP)
+    page = signed_in(browser, url, "ana", DESKTOP)
     page.get_by_role("link", name="Workbench").click()
     expect(page.get_by_role("group").filter(has_text="voice_states")).to_have_count(1)
     page.get_by_role("button", name="Run").click()
@@ -75,7 +71,7 @@ def test_workbench_queries_and_a_stolen_refresh_token_ends_the_sign_in(
     expect(page.get_by_test_id("query-result")).to_have_count(0)
 
     # a viewer is not offered the workbench
-    viewer = _signed_in(browser, url, "vera", PHONE)
+    viewer = signed_in(browser, url, "vera", PHONE)
     expect(viewer.get_by_role("link", name="Workbench")).to_have_count(0)
 
     # the analyst's refresh token, taken and used elsewhere: the console's next refresh
@@ -93,7 +89,7 @@ def test_workbench_queries_and_a_stolen_refresh_token_ends_the_sign_in(
     )
     assert thief.status_code == 401
     assert thief.json()["detail"] == "this sign-in has ended (a refresh token was used twice)"
-    mobile = _signed_in(browser, url, "ana", PHONE)
+    mobile = signed_in(browser, url, "ana", PHONE)
     mobile.goto(f"{url}/console/workbench")
     expect(mobile.get_by_role("button", name="Run")).to_be_visible()
     widths = mobile.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")

@@ -194,7 +194,8 @@ def _token(claims: dict[str, object], key: str = api_client.SECRET) -> str:
         "role": "admin",
         "iss": "deltaomega",
         "aud": "deltaomega-api",
-        "exp": now + 60,
+        # made at collection: good for a day, whatever runs before these tests
+        "exp": now + 86_400,
     }
     return jwt.encode(base | claims, key, "HS256")
 

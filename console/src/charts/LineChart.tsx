@@ -15,7 +15,16 @@ export interface Series {
   points: [number, number][];
 }
 
-export function LineChart({ series, label }: { series: Series[]; label: string }) {
+/** Lines over time, or over ``categories`` (then each point's x is its category's index). */
+export function LineChart({
+  series,
+  label,
+  categories,
+}: {
+  series: Series[];
+  label: string;
+  categories?: string[];
+}) {
   const box = useRef<HTMLDivElement>(null);
   useEffect(() => {
     if (!box.current) return;
@@ -26,9 +35,14 @@ export function LineChart({ series, label }: { series: Series[]; label: string }
       tooltip: { trigger: "axis" },
       legend: { top: 0 },
       grid: { left: 40, right: 12, top: 32, bottom: 28 },
-      xAxis: { type: "time" },
+      xAxis: categories ? { type: "category", data: categories } : { type: "time" },
       yAxis: { type: "value" },
-      series: series.map((s) => ({ name: s.name, type: "line", showSymbol: false, data: s.points })),
+      series: series.map((s) => ({
+        name: s.name,
+        type: "line",
+        showSymbol: Boolean(categories),
+        data: categories ? s.points.map((p) => p[1]) : s.points,
+      })),
     });
     const resize = () => chart.resize();
     window.addEventListener("resize", resize);
@@ -36,6 +50,6 @@ export function LineChart({ series, label }: { series: Series[]; label: string }
       window.removeEventListener("resize", resize);
       chart.dispose();
     };
-  }, [series]);
+  }, [series, categories]);
   return <div ref={box} className="chart" role="img" aria-label={label} />;
 }

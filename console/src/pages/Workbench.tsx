@@ -70,12 +70,12 @@ export function Workbench() {
     setLoads((n) => n + 1);
   }
 
+  // the first column is the x axis: time when it holds times, categories otherwise
+  const overTime = Boolean(result && /Date/.test(result.columns[0]?.type ?? ""));
+  const categories = result && !overTime ? result.rows.map((r) => String(r[0])) : undefined;
   const series: Series[] = useMemo(() => {
     if (!result || result.columns.length < 2) return [];
-    const x = (v: unknown, i: number) => {
-      const t = typeof v === "string" ? Date.parse(v) : NaN;
-      return Number.isNaN(t) ? i : t;
-    };
+    const x = (v: unknown, i: number) => (overTime ? Date.parse(String(v)) : i);
     return result.columns
       .map((c, k) => ({ c, k }))
       .filter(({ c, k }) => k > 0 && NUMERIC.test(c.type))
@@ -83,7 +83,7 @@ export function Workbench() {
         name: c.name,
         points: result.rows.map((row, i) => [x(row[0], i), Number(row[k])] as [number, number]),
       }));
-  }, [result]);
+  }, [result, overTime]);
 
   const download = result
     ? URL.createObjectURL(new Blob([csv(result)], { type: "text/csv" }))
@@ -144,7 +144,7 @@ export function Workbench() {
             {result.row_count} rows in {result.elapsed_ms.toFixed(0)} ms
           </p>
         )}
-        {result && view === "chart" && <LineChart series={series} label="The query's numeric columns" />}
+        {result && view === "chart" && <LineChart series={series} categories={categories} label="The query's numeric columns" />}
         {result && view === "table" && (
           <div className="table-wrap">
             <table data-testid="query-result">
