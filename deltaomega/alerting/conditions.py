@@ -247,8 +247,9 @@ class Conditions:
         level = condition["escalation_level"]
         if level < len(levels):
             if now_ms - condition["severity_since"] >= levels[level].after_minutes * 60_000:
-                return True
-        return bool(
+                return bool(levels[level].channels)  # a level with no channel sends nothing
+        # a reminder to no channel (console only) changes nothing
+        return bool(self.routing.channels_for(severity)) and bool(
             now_ms - condition["last_notified_at"] >= self.routing.reminder_minutes * 60_000
         )
 
