@@ -4,6 +4,7 @@ and 429 problems."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -80,7 +81,7 @@ class Gatekeeper:
     #: why bearer tokens are refused when ``tokens`` is None
     tokens_off: str = ""
 
-    @property
+    @functools.cached_property
     def people(self) -> People:
         return People(self.settings, self.keys)
 

@@ -235,20 +235,28 @@ class KeyLedger:
         return book.listed()
 
     def _write(self, key: str, value: bytes) -> None:
-        producer = Producer(
-            {**client_config(self.settings, f"{self.settings.app_id}-keys"), "acks": "all"}
+        _write_durably(_durable_producer(self.settings), self.settings, self.topic, key, value)
+
+
+def _durable_producer(settings: Settings) -> Producer:
+    return Producer({**client_config(settings, f"{settings.app_id}-keys"), "acks": "all"})
+
+
+def _write_durably(
+    producer: Producer, settings: Settings, topic: str, key: str, value: bytes
+) -> None:
+    """Produce one record and wait until the broker has it (blocking)."""
+    failures: list[str] = []
+
+    def delivered(err: Any, _msg: Any) -> None:
+        if err is not None:
+            failures.append(str(err))
+
+    producer.produce(topic, value, key.encode(), on_delivery=delivered)
+    if producer.flush(_TIMEOUT_SECONDS) > 0 or failures:
+        raise unavailable(
+            settings, TimeoutError(failures[0] if failures else "not delivered in time")
         )
-        failures: list[str] = []
-
-        def delivered(err: Any, _msg: Any) -> None:
-            if err is not None:
-                failures.append(str(err))
-
-        producer.produce(self.topic, value, key.encode(), on_delivery=delivered)
-        if producer.flush(_TIMEOUT_SECONDS) > 0 or failures:
-            raise unavailable(
-                self.settings, TimeoutError(failures[0] if failures else "not delivered in time")
-            )
 
 
 class KeyFollower:
@@ -299,21 +307,8 @@ class KeyFollower:
         loop); this process sees it at once, the others within a poll."""
         with self._publishing:
             if self._durable is None:
-                self._durable = Producer(
-                    {**client_config(self.settings, f"{self.settings.app_id}-keys"), "acks": "all"}
-                )
-            failures: list[str] = []
-
-            def delivered(err: Any, _msg: Any) -> None:
-                if err is not None:
-                    failures.append(str(err))
-
-            self._durable.produce(self.topic, value, key.encode(), on_delivery=delivered)
-            if self._durable.flush(_TIMEOUT_SECONDS) > 0 or failures:
-                raise unavailable(
-                    self.settings,
-                    TimeoutError(failures[0] if failures else "not delivered in time"),
-                )
+                self._durable = _durable_producer(self.settings)
+            _write_durably(self._durable, self.settings, self.topic, key, value)
         self._book.apply(key.encode(), value)
 
     def check(self, text: str) -> ApiKey:
