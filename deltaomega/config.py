@@ -259,6 +259,19 @@ class Settings(BaseSettings):
         ge=60,
         description="Life of a console sign-in: its refresh tokens rotate within it.",
     )
+    console_origin: str | None = Field(
+        default=None,
+        description=(
+            "The console's origin (scheme://host[:port]) as browsers see it, for security "
+            "keys (WebAuthn); unset: the origin each request reached the API by."
+        ),
+    )
+    step_up_seconds: int = Field(
+        default=300,
+        ge=30,
+        le=3600,
+        description="How long a security-key step-up allows emergency actions.",
+    )
     auth_anonymous: bool = Field(
         default=False,
         description="Callers without credentials may read as viewers (10 requests/min).",

@@ -249,7 +249,9 @@ def _print_demo_people(settings: Settings, keys: KeyFollower) -> None:
         password = secrets.token_urlsafe(12)
         people.create_account(name, password, role)
         log.info("console account %s (%s), password: %s", name, role.label, password)
-    log.info("console: %s/console/", base_url(settings))
+    # by name: security keys (WebAuthn) are bound to a host name, never to an address
+    console = base_url(settings).replace("://127.0.0.1:", "://localhost:")
+    log.info("console: %s/console/", console)
 
 
 def _tables(client: Any, settings: Settings) -> None:

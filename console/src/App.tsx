@@ -8,6 +8,7 @@ import { Overview } from "./pages/Overview";
 const Voice = lazy(() => import("./pages/Voice").then((m) => ({ default: m.Voice })));
 const Alerts = lazy(() => import("./pages/Alerts").then((m) => ({ default: m.Alerts })));
 const Workbench = lazy(() => import("./pages/Workbench").then((m) => ({ default: m.Workbench })));
+const Account = lazy(() => import("./pages/Account").then((m) => ({ default: m.AccountPage })));
 const Orchestration = lazy(() =>
   import("./pages/Orchestration").then((m) => ({ default: m.OrchestrationPage })),
 );
@@ -17,6 +18,7 @@ const PAGES: { path: string; title: string; role: Role }[] = [
   { path: "/alerts", title: "Alerts", role: "viewer" },
   { path: "/orchestration", title: "Orchestration", role: "viewer" },
   { path: "/workbench", title: "Workbench", role: "analyst" },
+  { path: "/account", title: "Account", role: "viewer" },
 ];
 
 function useOnline(): boolean {
@@ -65,6 +67,7 @@ export function App() {
   else if (path === "/alerts") page = <Alerts person={person} />;
   else if (path === "/orchestration") page = <Orchestration person={person} />;
   else if (path === "/workbench" && may(person.role, "analyst")) page = <Workbench />;
+  else if (path === "/account") page = <Account person={person} />;
   else page = <Overview person={person} />;
   return (
     <div className="shell">

@@ -58,15 +58,84 @@ async function problemText(response: Response): Promise<string> {
   }
 }
 
+interface KeyCeremony {
+  ceremony: string;
+  public_key: PublicKeyCredentialRequestOptionsJSON;
+}
+
+/** The browser asks the person's security key to answer the server's challenge. */
+async function answer(ceremony: KeyCeremony): Promise<{ ceremony: string; credential: unknown } | string> {
+  if (!window.PublicKeyCredential) return "this browser has no security-key support";
+  try {
+    const publicKey = PublicKeyCredential.parseRequestOptionsFromJSON(ceremony.public_key);
+    const credential = (await navigator.credentials.get({ publicKey })) as PublicKeyCredential | null;
+    if (!credential) return "no security key answered";
+    return { ceremony: ceremony.ceremony, credential: credential.toJSON() };
+  } catch (error) {
+    return `the security key did not answer (${(error as Error).name})`;
+  }
+}
+
 export async function signIn(username: string, password: string): Promise<string | null> {
-  const response = await fetch("/api/v1/auth/sign-in", {
+  const post = (path: string, body: unknown) =>
+    fetch(path, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+  let response = await post("/api/v1/auth/sign-in", { username, password });
+  if (!response.ok) return problemText(response);
+  const body = await response.json();
+  if (body.second_factor === "security-key") {
+    const answered = await answer(body);
+    if (typeof answered === "string") return answered;
+    response = await post("/api/v1/auth/sign-in/security-key", answered);
+    if (!response.ok) return problemText(response);
+    set(await response.json());
+    return null;
+  }
+  set(body);
+  return null;
+}
+
+/** Prove a security key for this sign-in: an access token that allows emergency actions
+ * for a few minutes. An error message when it could not be done. */
+export async function stepUp(): Promise<string | null> {
+  if (!current) return "not signed in";
+  const begun = await api("/api/v1/auth/step-up/challenge", { method: "POST" });
+  if (!begun.ok) return problemText(begun);
+  const answered = await answer(await begun.json());
+  if (typeof answered === "string") return answered;
+  const proved = await api("/api/v1/auth/step-up", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ username, password }),
+    body: JSON.stringify(answered),
   });
-  if (!response.ok) return problemText(response);
-  set(await response.json());
+  if (!proved.ok) return problemText(proved);
+  const stepped = await proved.json();
+  if (current) current = { ...current, access_token: stepped.access_token };
   return null;
+}
+
+/** Register a new security key (the browser makes a key pair on it). */
+export async function registerKey(name: string): Promise<string | null> {
+  const begun = await api("/api/v1/auth/security-keys/challenge", { method: "POST" });
+  if (!begun.ok) return problemText(begun);
+  const ceremony = await begun.json();
+  let credential: PublicKeyCredential | null;
+  try {
+    const publicKey = PublicKeyCredential.parseCreationOptionsFromJSON(ceremony.public_key);
+    credential = (await navigator.credentials.create({ publicKey })) as PublicKeyCredential | null;
+  } catch (error) {
+    return `the security key was not registered (${(error as Error).name})`;
+  }
+  if (!credential) return "no security key answered";
+  const saved = await api("/api/v1/auth/security-keys", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ ceremony: ceremony.ceremony, credential: credential.toJSON(), name }),
+  });
+  return saved.ok ? null : problemText(saved);
 }
 
 /** The next tokens; null (and signed out) when the sign-in is over. */
@@ -106,7 +175,9 @@ export async function signOut(): Promise<void> {
   }
 }
 
-/** A call with the person's token; one refresh and retry when the token has run out. */
+/** A call with the person's token; one refresh and retry when the token has run out, one
+ * security-key step-up and retry when the action needs it (RFC 9470). A step-up that could
+ * not be made leaves the refusal as the answer. */
 export async function api(path: string, init: RequestInit = {}): Promise<Response> {
   const call = (token: string | undefined) =>
     fetch(path, {
@@ -114,10 +185,20 @@ export async function api(path: string, init: RequestInit = {}): Promise<Respons
       headers: { ...(init.headers ?? {}), ...(token ? { Authorization: `Bearer ${token}` } : {}) },
     });
   let response = await call(current?.access_token);
-  if (response.status === 401 && current) {
-    const next = await refresh();
-    if (next) response = await call(next.access_token);
+  if (response.status !== 401 || !current) return response;
+  if ((response.headers.get("WWW-Authenticate") ?? "").includes("insufficient_user_authentication")) {
+    if (path.startsWith("/api/v1/auth/step-up")) return response;
+    const refused = await problemText(response);
+    const failed = await stepUp();
+    if (!failed) return call(current?.access_token);
+    const body = { title: "Step-up required", status: 401, detail: `Refused: ${refused} (${failed})` };
+    return new Response(JSON.stringify(body), {
+      status: 401,
+      headers: { "Content-Type": "application/problem+json" },
+    });
   }
+  const next = await refresh();
+  if (next) response = await call(next.access_token);
   return response;
 }
 

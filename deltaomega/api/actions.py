@@ -24,6 +24,7 @@ from deltaomega.control.strategies import Strategy, planned
 from deltaomega.errors import ValidationError
 from deltaomega.schemas.records import ORCHESTRATION_EVENT, PARAMETER_CHANGE
 from deltaomega.security.audit import Outcome
+from deltaomega.security.security_keys import require_step_up
 from deltaomega.security.tokens import Principal
 
 #: Changes folded into the current parameters: all of them, up to a bound no voice reaches.
@@ -95,6 +96,8 @@ async def propose_orchestration(
     ctx: ApiContext, request: HTTPConnection, strategy: Strategy, body: OrchestrationRequest
 ) -> OrchestrationAccepted:
     """Worked out from each target's parameters now, onto ``voice.orchestration``."""
+    if strategy is Strategy.EMERGENCY:
+        require_step_up(ctx.settings, request.state.principal, "an emergency orchestration")
     given = body.parameters.model_dump(exclude_none=True)
     if strategy in (Strategy.DIRECT, Strategy.EVOLUTION) and not given:
         raise ValidationError("parameters", f"the {strategy.value} strategy needs a parameter")

@@ -29,6 +29,7 @@ from deltaomega.api.routes import (
     patterns,
     predictions,
     query,
+    security_keys,
     sessions,
     stream,
     voices,
@@ -71,6 +72,7 @@ def create_api(
             export,
             monitor,
             sessions,
+            security_keys,
             console,
         )
         for module in routers:

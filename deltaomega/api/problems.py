@@ -19,6 +19,7 @@ from deltaomega.errors import (
     TooManySubscribersError,
     ValidationError,
 )
+from deltaomega.security.security_keys import StepUpRequiredError
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +152,13 @@ async def _too_many(request: Request, exc: Exception) -> JSONResponse:
     return response
 
 
+async def _step_up(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StepUpRequiredError)
+    response = problem(401, "Step-up required", str(exc), max_age=exc.max_age)
+    response.headers["WWW-Authenticate"] = exc.challenge
+    return response
+
+
 async def _internal(request: Request, exc: Exception) -> JSONResponse:
     """Any other failure: a problem body without internals (the server log has them;
     Starlette re-raises an exception that is not ours to its server, which logs it)."""
@@ -167,5 +175,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ValidationError, _invalid)
     app.add_exception_handler(ServiceUnavailableError, _unavailable)
     app.add_exception_handler(TooManySubscribersError, _too_many)
+    app.add_exception_handler(StepUpRequiredError, _step_up)
     app.add_exception_handler(DeltaOmegaError, _internal)
     app.add_exception_handler(Exception, _internal)

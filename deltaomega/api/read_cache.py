@@ -6,7 +6,7 @@ answer, computed once even when they arrive together (the others wait for it), s
 clients looping over the heaviest routes cost little more than one, and the API, which
 shares its process with the worker in the embedded setup, leaves ingestion its CPU. Only
 successful reads under ``/api/v1/`` are kept (never a feed or other live answer, a
-caller's saved queries or an export), keyed by the full URL and the
+caller's saved queries, an export, or people's own accounts and keys), keyed by the full URL and the
 caller's credentials. A plain ASGI middleware: a hit is answered before any routing.
 """
 
@@ -24,8 +24,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 _MAX_ENTRIES = 512
 _MAX_BODY_BYTES = 16 * 1024 * 1024
 _PREFIX = "/api/v1/"
-#: feeds, each caller's own saved queries, and files: never shared or kept
-_UNCACHED = ("/api/v1/stream/", "/api/v1/query/", "/api/v1/export/")
+#: feeds, each caller's own saved queries, files, and people's sign-ins, keys and accounts
+#: (a person's own write must show at once): never shared or kept
+_UNCACHED = (
+    "/api/v1/stream/",
+    "/api/v1/query/",
+    "/api/v1/export/",
+    "/api/v1/auth/",
+    "/api/v1/accounts",
+)
 _CREDENTIALS = (b"authorization", b"x-api-key")
 
 

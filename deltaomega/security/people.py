@@ -27,7 +27,14 @@ from deltaomega.config import Settings
 from deltaomega.errors import DeltaOmegaError, NotFoundError
 from deltaomega.security.keys import ACCOUNT, SESSION, KeyFollower
 from deltaomega.security.roles import Role, Tier
-from deltaomega.security.tokens import issue_token
+from deltaomega.security.security_keys import (
+    SIGN_IN,
+    STEP_UP,
+    Ceremony,
+    RelyingParty,
+    SecurityKeys,
+)
+from deltaomega.security.tokens import Principal, issue_token
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
 MIN_PASSWORD = 12
@@ -72,7 +79,10 @@ class SignedIn:
 
 
 def public_account(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: record.get(k) for k in ("username", "role", "created_ms", "disabled_ms")}
+    return {
+        **{k: record.get(k) for k in ("username", "role", "created_ms", "disabled_ms")},
+        "security_keys": len(record.get("security_keys") or []),
+    }
 
 
 class People:
@@ -82,6 +92,7 @@ class People:
     def __init__(self, settings: Settings, follower: KeyFollower) -> None:
         self.settings = settings
         self.follower = follower
+        self.keys = SecurityKeys(settings, follower)
 
     # -- accounts (admins) ----------------------------------------------------------------------
 
@@ -123,7 +134,9 @@ class People:
 
     # -- sign-ins ------------------------------------------------------------------------------
 
-    def sign_in(self, username: str, password: str) -> SignedIn:
+    def sign_in(self, username: str, password: str, rp: RelyingParty) -> SignedIn | Ceremony:
+        """Signed in, or (the account has a security key) the key's ceremony to finish
+        with :meth:`finish_sign_in`."""
         account = self.follower.book.accounts.get(username)
         try:
             _HASHER.verify(account["password"] if account else _DUMMY, password)
@@ -133,6 +146,41 @@ class People:
             raise SignInError("wrong username or password")
         if account.get("disabled_ms") is not None:
             raise SignInError("this account is disabled")
+        if account.get("security_keys"):
+            return self.keys.challenge(username, SIGN_IN, rp)
+        return self._start(username, account, None)
+
+    def finish_sign_in(
+        self, ceremony: str, credential: dict[str, Any], rp: RelyingParty
+    ) -> SignedIn:
+        """The second factor: the security key answered the ceremony's challenge (which
+        counts as a step-up as well)."""
+        username = self.keys.prove(ceremony, credential, SIGN_IN, rp)
+        return self._start(username, self.follower.book.accounts[username], int(time.time()))
+
+    def step_up(
+        self, principal: Principal, ceremony: str, credential: dict[str, Any], rp: RelyingParty
+    ) -> dict[str, Any]:
+        """An access token of the same sign-in that says a security key was just proved."""
+        username = self.keys.prove(ceremony, credential, STEP_UP, rp)
+        if principal.subject != f"user:{username}" or principal.session is None:
+            raise SignInError("the security key is not the signed-in person's")
+        if (why := self.ended(principal.session)) is not None:
+            raise SignInError(why)
+        role = Role.parse(self.follower.book.accounts[username]["role"])
+        now = int(time.time())
+        ttl = min(self.settings.session_access_seconds, self.settings.step_up_seconds)
+        access = issue_token(
+            self.settings, principal.subject, role, ttl, Tier.STANDARD, principal.session, now
+        )
+        return {
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": ttl,
+            "stepped_up_until": now + self.settings.step_up_seconds,
+        }
+
+    def _start(self, username: str, account: dict[str, Any], stepped_up_at: int | None) -> SignedIn:
         now = _now_ms()
         session = {
             "session": secrets.token_hex(16),
@@ -145,7 +193,7 @@ class People:
             "ended_ms": None,
             "reason": "",
         }
-        return self._rotate(session)
+        return self._rotate(session, stepped_up_at)
 
     def refresh(self, token: str) -> SignedIn:
         """A new access token and refresh token for a live refresh token; a retired one
@@ -189,14 +237,20 @@ class People:
             return f"the sign-in has ended ({record['reason']})"
         return None
 
-    def _rotate(self, session: dict[str, Any]) -> SignedIn:
+    def _rotate(self, session: dict[str, Any], stepped_up_at: int | None = None) -> SignedIn:
         refresh = f"dor_{session['session']}_{secrets.token_urlsafe(32)}"
         record = {**session, "generation": session["generation"] + 1, "current": _digest(refresh)}
         self.follower.publish(f"{SESSION}{session['session']}", json.dumps(record).encode())
         role = Role.parse(record["role"])
         ttl = self.settings.session_access_seconds
         access = issue_token(
-            self.settings, f"user:{record['username']}", role, ttl, Tier.STANDARD, record["session"]
+            self.settings,
+            f"user:{record['username']}",
+            role,
+            ttl,
+            Tier.STANDARD,
+            record["session"],
+            stepped_up_at,
         )
         return SignedIn(record["username"], role, record["session"], access, refresh, ttl)
 

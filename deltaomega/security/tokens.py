@@ -45,6 +45,8 @@ class Principal:
     method: str = "token"
     #: the console sign-in the token belongs to (ended sessions' tokens are refused)
     session: str | None = None
+    #: when the person last proved a security key in this sign-in (epoch seconds)
+    stepped_up_at: int | None = None
 
     def may(self, role: Role) -> bool:
         return self.role >= role
@@ -72,15 +74,17 @@ def issue_token(
     ttl_seconds: float,
     tier: Tier = Tier.STANDARD,
     session: str | None = None,
+    stepped_up_at: int | None = None,
 ) -> str:
     """A token of this API's own (HS256), as `deltaomega auth token` prints it, or for a
-    person signed in to the console (``session``: the sign-in it belongs to)."""
+    person signed in to the console (``session``: the sign-in it belongs to;
+    ``stepped_up_at``: when they last proved a security key, RFC 8176's ``hwk``)."""
     if settings.auth_jwks_url:
         raise TokenError(
             "tokens are issued by the identity provider at DELTAOMEGA_AUTH_JWKS_URL, not here"
         )
     now = int(time.time())
-    claims = {
+    claims: dict[str, Any] = {
         "sub": subject,
         "role": role.label,
         "tier": tier.value,
@@ -93,6 +97,9 @@ def issue_token(
     }
     if session is not None:
         claims["sid"] = session
+        claims["amr"] = ["pwd"] if stepped_up_at is None else ["pwd", "hwk"]
+    if stepped_up_at is not None:
+        claims["hwk_at"] = stepped_up_at
     return jwt.encode(claims, checked_secret(settings), algorithm="HS256")
 
 
@@ -132,8 +139,13 @@ class TokenVerifier:
         except ValueError as exc:
             raise TokenError(f"token claims: {exc}") from None
         session = claims.get("sid")
+        stepped = claims.get("hwk_at")
         return Principal(
-            str(claims["sub"]), role, tier, session=session if isinstance(session, str) else None
+            str(claims["sub"]),
+            role,
+            tier,
+            session=session if isinstance(session, str) else None,
+            stepped_up_at=stepped if isinstance(stepped, int) else None,
         )
 
     def _decode(self, token: str) -> dict[str, Any]:

@@ -7,8 +7,9 @@ once when every partition of both state topics has delivered a newer window (sta
 one partition come in window order), otherwise — a partition with nothing newer to say,
 or none at all — for a live window ``inference_settle_seconds`` after its last state
 arrived (``_DRAINED_QUIET_SECONDS`` when the state feed has read every partition up to
-the end the broker reports: a worker publishes a partition's window at once, so a
-partition quiet that long with nothing left in its topic has delivered it), but while a
+the end the broker reports and every partition has delivered some window before: a
+worker publishes a partition's window at once, so a partition quiet that long with
+nothing left in its topic has delivered it), but while a
 partition that delivered the window before has not delivered this one (its consumer is
 behind: at 10,000 voices the voice states may come seconds after the
 interaction states; a worker died and another is restoring its partitions' windows), up to
@@ -158,7 +159,10 @@ class InferenceEngine:
                         waited,
                     )
             else:
-                quiet = min(settle, _DRAINED_QUIET_SECONDS) if self._drained else settle
+                # Read to the end is a sign only from partitions heard from before: one
+                # that has said nothing yet may have a worker that is still starting.
+                heard = -1 not in newest
+                quiet = min(settle, _DRAINED_QUIET_SECONDS) if self._drained and heard else settle
                 limit, waited = quiet, now - pending.last_seen
             if waited >= limit:
                 ready.append(start)

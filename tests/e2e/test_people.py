@@ -68,7 +68,7 @@ def test_sign_in_rotation_and_a_reused_refresh_token_ending_the_sign_in(
         headers=auth(Role.ADMIN),
     )
     assert created.status_code == 201, created.text
-    assert set(created.json()) == {"username", "role", "created_ms", "disabled_ms"}
+    assert set(created.json()) == {"username", "role", "created_ms", "disabled_ms", "security_keys"}
     again = httpx.post(
         f"{first.url}/api/v1/accounts",
         json={"username": "vera", "password": PASSWORD, "role": "viewer"},
@@ -100,6 +100,7 @@ def test_sign_in_rotation_and_a_reused_refresh_token_ending_the_sign_in(
         "role": "operator",
         "method": "token",
         "session": one["session"],
+        "stepped_up_at": None,
     }
 
     # refresh through the other process: the next pair, same sign-in

@@ -111,7 +111,8 @@ def test_one_tick_per_window_over_every_voice_and_a_standby_takes_over(
     voices_in = Counter(start for _, start in want.voice_states)
     deadline = time.monotonic() + 60
     while not set(voices_in) <= set(before) | set(ticks(standby)):
-        assert time.monotonic() < deadline, (sorted(voices_in), ticks(standby))
+        missing = sorted(set(voices_in) - set(before) - set(ticks(standby)))
+        assert time.monotonic() < deadline, (missing, before, standby.log()[-6000:])
         time.sleep(0.5)
     after = ticks(standby)
     for window, voices in voices_in.items():

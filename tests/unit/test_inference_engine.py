@@ -69,6 +69,8 @@ def test_live_window_runs_sooner_when_the_feed_has_read_the_topics_to_their_end(
 ) -> None:
     e = engine(tmp_path, inference_settle_seconds=1.0)
     live = int(time.time() * 1000) // W * W - W
+    # Every partition has delivered a window before (not the last one: none is behind).
+    e._newest = {source: live - 3 * W for source in e._sources}
     e.add_states(VOICE_STATE, [state("a", live)], [0])
     now = time.monotonic()
     e.drained(True)
@@ -77,6 +79,19 @@ def test_live_window_runs_sooner_when_the_feed_has_read_the_topics_to_their_end(
     assert ready == [] and wait is not None and 0.09 < wait < 0.11
     assert e._ready(now + 0.2)[0] == [live]
     e.drained(False)  # more states on their way: the whole settle time again
+    assert e._ready(now + 0.2)[0] == []
+    assert e._ready(now + 1.0)[0] == [live]
+
+
+def test_a_partition_never_heard_from_gets_the_whole_settle_time(tmp_path: Path) -> None:
+    """At the start, a partition with nothing yet may be one whose worker has not
+    published its first window: read to the end is no sign it has nothing to say."""
+    e = engine(tmp_path, inference_settle_seconds=1.0)
+    live = int(time.time() * 1000) // W * W - W
+    e._newest = {source: live - 3 * W for source in e._sources[:-1]}
+    e.add_states(VOICE_STATE, [state("a", live)], [0])
+    now = time.monotonic()
+    e.drained(True)
     assert e._ready(now + 0.2)[0] == []
     assert e._ready(now + 1.0)[0] == [live]
 

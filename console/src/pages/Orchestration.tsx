@@ -86,7 +86,8 @@ export function OrchestrationPage({ person }: { person: SignedIn }) {
           <label>
             Strategy
             <select name="strategy" defaultValue="adaptive">
-              {STRATEGIES.filter((s) => s !== "emergency").map((s) => (
+              {/* an emergency asks for the person's security key (a step-up) */}
+              {STRATEGIES.filter((s) => s !== "emergency" || may(person.role, "admin")).map((s) => (
                 <option key={s}>{s}</option>
               ))}
             </select>

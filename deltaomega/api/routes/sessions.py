@@ -22,11 +22,30 @@ from deltaomega.security.gatekeeper import RateLimitedError
 from deltaomega.security.people import MIN_PASSWORD, SignInError
 from deltaomega.security.rate_limits import RouteClass
 from deltaomega.security.roles import Role
+from deltaomega.security.security_keys import Ceremony, RelyingParty, SecurityKeyError
 from deltaomega.threads import in_thread
 
 router = APIRouter(tags=["sign-in"])
 
 Username = Annotated[str, Field(min_length=2, max_length=63, pattern=r"^[a-z0-9][a-z0-9._-]+$")]
+
+
+class SecondFactor(BaseModel):
+    second_factor: Literal["security-key"] = Field(
+        description="The account has a security key: answer the challenge to finish."
+    )
+    ceremony: str = Field(description="Send back with the key's answer (good for 2 minutes).")
+    public_key: dict[str, Any] = Field(
+        description="WebAuthn request options as JSON (PublicKeyCredentialRequestOptionsJSON)."
+    )
+
+
+class KeyAnswer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ceremony: str = Field(min_length=1, max_length=4096)
+    credential: dict[str, Any] = Field(
+        description="The browser's PublicKeyCredential as JSON (its toJSON())."
+    )
 
 
 class Credentials(BaseModel):
@@ -62,13 +81,22 @@ class Account(BaseModel):
     role: str
     created_ms: int
     disabled_ms: int | None
+    security_keys: int = Field(description="How many security keys the account holds.")
 
 
 def _client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-async def _refused(ctx: ApiContext, request: Request, exc: SignInError) -> JSONResponse:
+def relying_party(ctx: ApiContext, request: Request) -> RelyingParty:
+    """The console's origin for security keys: the setting, or how this request came."""
+    host = request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"
+    return RelyingParty.of(ctx.settings, request.url.scheme, host)
+
+
+async def _refused(
+    ctx: ApiContext, request: Request, exc: SignInError | SecurityKeyError
+) -> JSONResponse:
     await ctx.gatekeeper.failed_authentication(_client(request))
     response = problem(401, "Unauthorized", str(exc))
     response.headers["WWW-Authenticate"] = 'Bearer realm="deltaomega", error="invalid_grant"'
@@ -87,8 +115,11 @@ async def _throttled(ctx: ApiContext, request: Request) -> JSONResponse | None:
 
 @router.post(
     "/api/v1/auth/sign-in",
-    summary="Sign a person in: an access token and the first refresh token of a new sign-in",
-    response_model=SignedInBody,
+    summary=(
+        "Sign a person in: an access token and the first refresh token of a new sign-in, "
+        "or, for an account with a security key, the key's challenge"
+    ),
+    response_model=SignedInBody | SecondFactor,
     responses=problem_responses(401, 429),
     **public(),
 )
@@ -96,14 +127,50 @@ async def sign_in(body: Credentials, request: Request, ctx: ContextDep) -> Any:
     if (throttled := await _throttled(ctx, request)) is not None:
         return throttled
     try:
-        signed = await in_thread(ctx.gatekeeper.people.sign_in, body.username, body.password)
-    except SignInError as exc:
+        signed = await in_thread(
+            ctx.gatekeeper.people.sign_in, body.username, body.password, relying_party(ctx, request)
+        )
+    except (SignInError, SecurityKeyError) as exc:
         ctx.audit.record(
             "session.sign-in", Outcome.DENIED, subject=f"user:{body.username}", detail=str(exc)
         )
         return await _refused(ctx, request, exc)
+    if isinstance(signed, Ceremony):
+        return {"second_factor": "security-key", **signed.body()}
     ctx.audit.record(
         "session.sign-in", Outcome.OK, subject=f"user:{signed.username}", target=signed.session
+    )
+    return signed.body()
+
+
+@router.post(
+    "/api/v1/auth/sign-in/security-key",
+    summary="Finish a sign-in with the security key's answer to its challenge",
+    response_model=SignedInBody,
+    responses=problem_responses(401, 429),
+    **public(),
+)
+async def sign_in_with_key(body: KeyAnswer, request: Request, ctx: ContextDep) -> Any:
+    if (throttled := await _throttled(ctx, request)) is not None:
+        return throttled
+    try:
+        signed = await in_thread(
+            ctx.gatekeeper.people.finish_sign_in,
+            body.ceremony,
+            body.credential,
+            relying_party(ctx, request),
+        )
+    except (SignInError, SecurityKeyError) as exc:
+        ctx.audit.record(
+            "session.sign-in", Outcome.DENIED, subject="unknown", detail=f"security key: {exc}"
+        )
+        return await _refused(ctx, request, exc)
+    ctx.audit.record(
+        "session.sign-in",
+        Outcome.OK,
+        subject=f"user:{signed.username}",
+        target=signed.session,
+        detail="with a security key",
     )
     return signed.body()
 
@@ -156,6 +223,7 @@ async def me(request: Request) -> dict[str, Any]:
         "role": principal.role.label,
         "method": principal.method,
         "session": principal.session,
+        "stepped_up_at": principal.stepped_up_at,
     }
 
 
