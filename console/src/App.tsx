@@ -8,6 +8,10 @@ import { Overview } from "./pages/Overview";
 const Voice = lazy(() => import("./pages/Voice").then((m) => ({ default: m.Voice })));
 const Alerts = lazy(() => import("./pages/Alerts").then((m) => ({ default: m.Alerts })));
 const Workbench = lazy(() => import("./pages/Workbench").then((m) => ({ default: m.Workbench })));
+const Dynamics = lazy(() => import("./pages/Dynamics").then((m) => ({ default: m.Dynamics })));
+const Predictions = lazy(() =>
+  import("./pages/Predictions").then((m) => ({ default: m.Predictions })),
+);
 const Account = lazy(() => import("./pages/Account").then((m) => ({ default: m.AccountPage })));
 const Orchestration = lazy(() =>
   import("./pages/Orchestration").then((m) => ({ default: m.OrchestrationPage })),
@@ -15,6 +19,8 @@ const Orchestration = lazy(() =>
 
 const PAGES: { path: string; title: string; role: Role }[] = [
   { path: "/", title: "Overview", role: "viewer" },
+  { path: "/dynamics", title: "Dynamics", role: "viewer" },
+  { path: "/predictions", title: "Predictions", role: "analyst" },
   { path: "/alerts", title: "Alerts", role: "viewer" },
   { path: "/orchestration", title: "Orchestration", role: "viewer" },
   { path: "/workbench", title: "Workbench", role: "analyst" },
@@ -68,6 +74,8 @@ export function App() {
   else if (path === "/orchestration") page = <Orchestration person={person} />;
   else if (path === "/workbench" && may(person.role, "analyst")) page = <Workbench />;
   else if (path === "/account") page = <Account person={person} />;
+  else if (path === "/dynamics") page = <Dynamics person={person} />;
+  else if (path === "/predictions" && may(person.role, "analyst")) page = <Predictions />;
   else page = <Overview person={person} />;
   return (
     <div className="shell">

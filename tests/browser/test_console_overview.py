@@ -5,6 +5,7 @@ sideways. Screenshots of the pages, desktop and phone, go to test-screenshots/."
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -73,6 +74,22 @@ def test_a_viewer_sees_the_overview_live_on_desktop_and_phone(
     )
     page.screenshot(path=str(screenshots / "overview-desktop.png"), full_page=True)
 
+    # collective dynamics: the network (Cytoscape's canvases), the matrix per kind, harmony
+    # over time; a viewer is told that emergence markers are for analysts
+    page.get_by_role("link", name="Dynamics").click()
+    scores = page.get_by_test_id("dynamics-scores")
+    expect(scores.locator("div").first).to_have_text("Voices6", timeout=15_000)
+    network = page.get_by_test_id("network")
+    expect(network).to_have_attribute("aria-label", re.compile(r": 6 voices, [1-9]\d* links, "))
+    assert network.locator("canvas").count() >= 1
+    expect(page.get_by_test_id("heatmap").locator("canvas").first).to_be_attached()
+    page.get_by_role("radio", name="Suppression").check()
+    expect(page.get_by_test_id("heatmap")).to_have_attribute(
+        "aria-label", "Suppression strength from each voice (rows) to each voice (columns)"
+    )
+    expect(page.get_by_text("Emergence markers are shown to analysts and above.")).to_be_visible()
+    page.screenshot(path=str(screenshots / "dynamics-desktop.png"), full_page=True)
+
     phone = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
     mobile = phone.new_page()
     shown = _sign_in(mobile, service.url, "vera")  # windows have closed by now
@@ -81,6 +98,11 @@ def test_a_viewer_sees_the_overview_live_on_desktop_and_phone(
     widths = mobile.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
     assert widths[0] <= widths[1] == PHONE["width"], widths
     mobile.screenshot(path=str(screenshots / "overview-phone.png"), full_page=True)
+    mobile.get_by_role("link", name="Dynamics").click()
+    expect(mobile.get_by_test_id("network").locator("canvas").first).to_be_attached()
+    widths = mobile.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+    assert widths[0] <= widths[1], widths
+    mobile.screenshot(path=str(screenshots / "dynamics-phone.png"), full_page=True)
 
     # the sign-in page itself, for the record
     signed_out = browser.new_context(viewport=PHONE, is_mobile=True).new_page()

@@ -4,6 +4,7 @@ used elsewhere: the console's next refresh ends it, for the thief as well."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -70,9 +71,28 @@ def test_workbench_queries_and_a_stolen_refresh_token_ends_the_sign_in(
     )
     expect(page.get_by_test_id("query-result")).to_have_count(0)
 
-    # a viewer is not offered the workbench
+    # the predictions page: the next window of every voice (6 rows, riskiest first), the
+    # conflicts ranked, the pattern history; a voice's chart shades its predicted intervals
+    page.get_by_role("link", name="Predictions").click()
+    riskiest = page.get_by_test_id("riskiest").locator("tbody tr")
+    expect(riskiest).to_have_count(6, timeout=20_000)
+    risks = [float(t.rstrip(" %")) for t in riskiest.locator("td:nth-child(2)").all_inner_texts()]
+    assert risks == sorted(risks, reverse=True), risks
+    conflicts = page.get_by_test_id("likeliest-conflicts").locator("meter")
+    values = [float(v) for v in conflicts.evaluate_all("ms => ms.map(m => m.value)")]
+    assert values == sorted(values, reverse=True), values
+    expect(page.get_by_test_id("patterns").locator("tbody tr").first).to_be_visible()
+    page.screenshot(path=str(screenshots / "predictions-desktop.png"), full_page=True)
+    riskiest.first.get_by_role("link").click()
+    expect(
+        page.get_by_role("img", name=re.compile("predicted interval of each window"))
+    ).to_be_visible(timeout=15_000)
+    page.screenshot(path=str(screenshots / "voice-predicted-desktop.png"), full_page=True)
+
+    # a viewer is not offered the workbench nor the predictions
     viewer = signed_in(browser, url, "vera", PHONE)
     expect(viewer.get_by_role("link", name="Workbench")).to_have_count(0)
+    expect(viewer.get_by_role("link", name="Predictions")).to_have_count(0)
 
     # the analyst's refresh token, taken and used elsewhere: the console's next refresh
     # presents the retired one, and the sign-in ends for both
@@ -95,3 +115,8 @@ def test_workbench_queries_and_a_stolen_refresh_token_ends_the_sign_in(
     widths = mobile.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
     assert widths[0] <= widths[1], widths
     mobile.screenshot(path=str(screenshots / "workbench-phone.png"), full_page=True)
+    mobile.get_by_role("link", name="Predictions").click()
+    expect(mobile.get_by_test_id("riskiest").locator("tbody tr")).to_have_count(6)
+    widths = mobile.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+    assert widths[0] <= widths[1], widths
+    mobile.screenshot(path=str(screenshots / "predictions-phone.png"), full_page=True)

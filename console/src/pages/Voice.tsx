@@ -1,5 +1,5 @@
 import { useEffect, useMemo, useState, type FormEvent } from "react";
-import { LineChart, type Series } from "../charts/LineChart";
+import { LineChart, type Band, type Series } from "../charts/LineChart";
 import { api, may, problemText, type SignedIn } from "../session";
 
 const METRICS = ["stress", "activation", "influence", "temperature"] as const;
@@ -19,6 +19,13 @@ interface Values {
   influence_weight: number;
 }
 
+interface Forecast {
+  low: number;
+  high: number;
+}
+
+type Prediction = { target_window_start: string } & Record<(typeof METRICS)[number], Forecast>;
+
 interface Change extends Partial<Values> {
   change_id: string;
   rationale: string;
@@ -32,6 +39,8 @@ export function Voice({ person, voice }: { person: SignedIn; voice: string }) {
   const [states, setStates] = useState<State[]>([]);
   const [params, setParams] = useState<Values | null>(null);
   const [changes, setChanges] = useState<Change[]>([]);
+  const [predictions, setPredictions] = useState<Prediction[]>([]);
+  const analyst = may(person.role, "analyst");
   const [error, setError] = useState("");
   const [result, setResult] = useState("");
   const [loads, setLoads] = useState(0);
@@ -41,21 +50,26 @@ export function Voice({ person, voice }: { person: SignedIn; voice: string }) {
     let live = true;
     const from = new Date(Date.now() - 3600_000).toISOString();
     void (async () => {
-      const [h, p, c] = await Promise.all([
+      const [h, p, c, f] = await Promise.all([
         api(`/api/v1/voices/${id}/history?from=${encodeURIComponent(from)}`),
         api(`/api/v1/voices/${id}/parameters`),
         api(`/api/v1/voices/${id}/parameters/history`),
+        // predicted intervals (the models' outputs are for analysts and above)
+        analyst
+          ? api(`/api/v1/predictions?voice_id=${id}&start=${encodeURIComponent(from)}&limit=1000`)
+          : Promise.resolve(null),
       ]);
       if (!live) return;
       if (h.ok) setStates((await h.json()).states);
       else setError(await problemText(h));
       if (p.ok) setParams((await p.json()).parameters);
       if (c.ok) setChanges((await c.json()).changes);
+      if (f?.ok) setPredictions((await f.json()).predictions);
     })();
     return () => {
       live = false;
     };
-  }, [id, loads]);
+  }, [id, loads, analyst]);
 
   useEffect(() => {
     // parameters change by others' hands and by expiry; the history grows every window
@@ -70,6 +84,16 @@ export function Voice({ person, voice }: { person: SignedIn; voice: string }) {
         points: states.map((s) => [Date.parse(s.window_start), s[m].mean] as [number, number]),
       })),
     [states],
+  );
+  const bands: Band[] = useMemo(
+    () =>
+      METRICS.map((m) => ({
+        of: m,
+        points: predictions
+          .map((p) => [Date.parse(p.target_window_start), p[m].low, p[m].high] as [number, number, number])
+          .sort((a, b) => a[0] - b[0]),
+      })),
+    [predictions],
   );
 
   async function submit(event: FormEvent<HTMLFormElement>) {
@@ -104,7 +128,14 @@ export function Voice({ person, voice }: { person: SignedIn; voice: string }) {
   return (
     <section aria-labelledby="voice-title">
       <h1 id="voice-title">{voice}</h1>
-      <LineChart series={series} label={`${voice}: window means over the last hour`} />
+      <LineChart
+        series={series}
+        bands={bands}
+        label={
+          `${voice}: window means over the last hour` +
+          (predictions.length ? `, with the predicted interval of each window shaded` : "")
+        }
+      />
       <h2>Parameters</h2>
       {params && (
         <dl className="cards" data-testid="parameters">
