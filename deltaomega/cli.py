@@ -348,6 +348,7 @@ def _cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
     from deltaomega.alerting.notifications import sample_notification
     from deltaomega.alerting.routing import load_routing
     from deltaomega.alerting.senders import ChannelError, HttpClient, build_senders
+    from deltaomega.alerting.web_push import follow_subscriptions
 
     path = args.file or settings.alert_routing_file
     routing = load_routing(path)
@@ -366,11 +367,18 @@ def _cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
         known = ", ".join(sorted(routing.channels)) or "none"
         return _fail(f"no channel {args.channel!r} in {path or 'the routing'} (channels: {known})")
 
+    one = {args.channel: routing.channels[args.channel]}
+    subscriptions = follow_subscriptions(settings, one)
+    if subscriptions is not None and not subscriptions.follower.wait_loaded(15):
+        subscriptions.follower.stop()
+        return _fail(f"{args.channel}: the push subscriptions could not be read from Kafka")
+
     async def send() -> int | None:
         client = HttpClient()
         try:
-            sender = build_senders(routing.channels, routing.console_url, client)[args.channel]
-            return await sender.send(sample_notification(args.channel, int(time.time() * 1000)))
+            sender = build_senders(one, routing.console_url, client, settings, subscriptions)
+            notice = sample_notification(args.channel, int(time.time() * 1000))
+            return await sender[args.channel].send(notice)
         finally:
             await client.close()
 
@@ -378,6 +386,12 @@ def _cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
         status = asyncio.run(send())
     except ChannelError as exc:
         return _fail(f"{args.channel}: not delivered: {exc}")
+    finally:
+        if subscriptions is not None:
+            subscriptions.follower.stop()
+    if status is None:
+        print(f"{args.channel}: nobody to deliver to (no device subscribed)")
+        return 0
     print(f"{args.channel}: delivered (status {status})")
     return 0
 

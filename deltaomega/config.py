@@ -266,6 +266,27 @@ class Settings(BaseSettings):
             "keys (WebAuthn); unset: the origin each request reached the API by."
         ),
     )
+    push_vapid_private_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            "The web push (VAPID) signing key, a P-256 private key in PEM; unset: "
+            "derived from the token secret."
+        ),
+    )
+    push_subject: str = Field(
+        default="mailto:deltaomega@localhost",
+        pattern=r"^(mailto:|https://)",
+        description="The VAPID contact push services see (a mailto: or https: URL).",
+    )
+    push_endpoint_hosts: list[str] = Field(
+        default=[
+            "fcm.googleapis.com",
+            "push.services.mozilla.com",
+            "web.push.apple.com",
+            "notify.windows.com",
+        ],
+        description="Push services (host names, with their subdomains) sent to.",
+    )
     step_up_seconds: int = Field(
         default=300,
         ge=30,

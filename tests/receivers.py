@@ -90,6 +90,10 @@ def http_receiver() -> Iterator[HttpReceiver]:
                 return  # no answer at all: the connection just closes
             if self.path == "/flaky" and tries <= FLAKY_FAILURES:
                 self._answer(503, b"busy")
+            elif self.path.startswith("/push/gone"):
+                self._answer(410, b"push subscription has unsubscribed or expired")
+            elif self.path.startswith("/push/"):
+                self._answer(201, b"")
             elif self.path == "/pagerduty":
                 self._answer(202, b'{"status":"success","message":"Event processed"}')
             else:

@@ -47,3 +47,29 @@ self.addEventListener("fetch", (event) => {
     ),
   );
 });
+
+// Web push: the control plane's "webpush" channel sends each critical alert here,
+// encrypted for this browser; show it, and open the console's alert when it is tapped.
+self.addEventListener("push", (event) => {
+  let alert = { title: "Meta-ΔDΩΛ alert", body: "", url: "/console/alerts", tag: "alert" };
+  try {
+    alert = { ...alert, ...event.data.json() };
+  } catch {
+    if (event.data) alert.body = event.data.text();
+  }
+  event.waitUntil(
+    self.registration.showNotification(alert.title, {
+      body: alert.body,
+      tag: alert.tag,
+      icon: "/console/icon.svg",
+      requireInteraction: alert.severity === "CRITICAL",
+      data: { url: alert.url },
+    }),
+  );
+});
+
+self.addEventListener("notificationclick", (event) => {
+  event.notification.close();
+  const url = event.notification.data?.url ?? "/console/alerts";
+  event.waitUntil(self.clients.openWindow(url));
+});

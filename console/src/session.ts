@@ -203,3 +203,45 @@ export async function api(path: string, init: RequestInit = {}): Promise<Respons
 }
 
 export { problemText };
+
+const b64url = (buffer: ArrayBuffer | null) =>
+  buffer
+    ? btoa(String.fromCharCode(...new Uint8Array(buffer)))
+        .replace(/\+/g, "-")
+        .replace(/\//g, "_")
+        .replace(/=+$/, "")
+    : "";
+
+/** Notifications of critical alerts on this device: the permission, the browser's push
+ * subscription (with the server's key), and the subscription stored for this person.
+ * An error message when one of them could not be had. */
+export async function turnOnNotifications(): Promise<string | null> {
+  if (!("serviceWorker" in navigator) || !("PushManager" in window)) {
+    return "this browser cannot receive notifications";
+  }
+  const permission = await Notification.requestPermission();
+  if (permission !== "granted") return `notifications are ${permission} for this site`;
+  const key = await api("/api/v1/push/key");
+  if (!key.ok) return problemText(key);
+  const serverKey: string = (await key.json()).public_key;
+  const registration = await navigator.serviceWorker.ready;
+  let subscription = await registration.pushManager.getSubscription();
+  if (subscription && b64url(subscription.options.applicationServerKey) !== serverKey) {
+    await subscription.unsubscribe(); // made with a key the server no longer signs with
+    subscription = null;
+  }
+  try {
+    subscription ??= await registration.pushManager.subscribe({
+      userVisibleOnly: true,
+      applicationServerKey: serverKey,
+    });
+  } catch (error) {
+    return `permission granted, but the browser's push service did not subscribe (${(error as Error).message})`;
+  }
+  const saved = await api("/api/v1/push/subscriptions", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ ...subscription.toJSON(), device: navigator.userAgent.slice(0, 200) }),
+  });
+  return saved.ok ? null : problemText(saved);
+}

@@ -77,8 +77,20 @@ class PagerDutyChannel(_Strict):
     timeout_seconds: float = Field(default=5.0, gt=0, le=60)
 
 
+class WebPushChannel(_Strict):
+    """The console's notifications: every browser or phone a person subscribed."""
+
+    type: Literal["webpush"]
+    min_role: Literal["viewer", "analyst", "operator", "admin"] = Field(
+        default="operator", description="People below this role are not sent to."
+    )
+    ttl_seconds: int = Field(default=3600, ge=0, le=28 * 86400)
+    timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+
+
 Channel = Annotated[
-    WebhookChannel | SlackChannel | EmailChannel | PagerDutyChannel, Field(discriminator="type")
+    WebhookChannel | SlackChannel | EmailChannel | PagerDutyChannel | WebPushChannel,
+    Field(discriminator="type"),
 ]
 
 

@@ -26,7 +26,10 @@ from deltaomega.alerting.routing import (
     PagerDutyChannel,
     SlackChannel,
     WebhookChannel,
+    WebPushChannel,
 )
+from deltaomega.config import Settings
+from deltaomega.security.push import PushSubscriptions
 from deltaomega.threads import in_thread
 
 _PAGERDUTY_SEVERITY = {"CRITICAL": "critical", "WARNING": "warning", "INFO": "info"}
@@ -259,11 +262,24 @@ class EmailSender:
 
 
 def build_senders(
-    channels: dict[str, Channel], console_url: str, client: HttpClient
+    channels: dict[str, Channel],
+    console_url: str,
+    client: HttpClient,
+    settings: Settings | None = None,
+    subscriptions: PushSubscriptions | None = None,
 ) -> dict[str, Sender]:
+    """A sender per channel; web push needs the settings (its key) and the people's
+    subscriptions."""
     out: dict[str, Sender] = {}
     for name, channel in channels.items():
-        if isinstance(channel, WebhookChannel):
+        if isinstance(channel, WebPushChannel):
+            if settings is None or subscriptions is None:
+                raise ValueError(f"channel {name}: web push needs the subscriptions")
+            # here: the web push sender is built on this module's ChannelError
+            from deltaomega.alerting.web_push import WebPushSender
+
+            out[name] = WebPushSender(name, channel, console_url, client, settings, subscriptions)
+        elif isinstance(channel, WebhookChannel):
             out[name] = WebhookSender(name, channel, console_url, client)
         elif isinstance(channel, SlackChannel):
             out[name] = SlackSender(name, channel, console_url, client)

@@ -28,6 +28,7 @@ from deltaomega.api.routes import (
     parameters,
     patterns,
     predictions,
+    push,
     query,
     security_keys,
     sessions,
@@ -73,6 +74,7 @@ def create_api(
             monitor,
             sessions,
             security_keys,
+            push,
             console,
         )
         for module in routers:

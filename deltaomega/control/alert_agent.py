@@ -27,6 +27,7 @@ from deltaomega.alerting.dispatcher import Dispatcher
 from deltaomega.alerting.notifications import Notification
 from deltaomega.alerting.routing import Routing
 from deltaomega.alerting.senders import HttpClient, build_senders
+from deltaomega.alerting.web_push import follow_subscriptions
 from deltaomega.config import Settings
 from deltaomega.control.channels import raw_topic
 from deltaomega.errors import DecodeError
@@ -86,13 +87,16 @@ def install_alert_dispatch(
         )
 
     http = HttpClient()
+    subscriptions = follow_subscriptions(settings, routing.channels)
 
     @app.on_before_shutdown.connect
     async def close_http(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         await http.close()
+        if subscriptions is not None:
+            subscriptions.follower.stop()
 
     dispatcher = Dispatcher(
-        build_senders(routing.channels, routing.console_url, http),
+        build_senders(routing.channels, routing.console_url, http, settings, subscriptions),
         record_delivery,
         attempts=settings.alert_delivery_attempts,
         backoff_seconds=settings.alert_delivery_backoff_seconds,

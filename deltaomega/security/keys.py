@@ -50,6 +50,8 @@ _KEY = re.compile(rf"^{PREFIX}_([0-9a-f]{{16}})_[A-Za-z0-9_-]{{43}}$")
 _USED = "used/"
 ACCOUNT = "account/"
 SESSION = "session/"
+#: a person's web push subscription: ``push/<username>/<endpoint digest>``
+PUSH = "push/"
 #: Each API process writes a key's last use at most this often.
 USED_EVERY_SECONDS = 60.0
 _TIMEOUT_SECONDS = 10.0
@@ -147,13 +149,21 @@ class _Book:
         #: people's accounts and sign-ins by name and id, as JSON objects
         self.accounts: dict[str, dict[str, Any]] = {}
         self.sessions: dict[str, dict[str, Any]] = {}
+        #: web push subscriptions by ``<username>/<endpoint digest>``
+        self.push: dict[str, dict[str, Any]] = {}
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:
-        if key is None or value is None:
+        if key is None:
             return
         name = key.decode(errors="replace")
+        if value is None:  # a tombstone: only subscriptions are ever deleted
+            if name.startswith(PUSH):
+                self.push.pop(name[len(PUSH) :], None)
+            return
         try:
-            if name.startswith(ACCOUNT):
+            if name.startswith(PUSH):
+                self.push[name[len(PUSH) :]] = dict(json.loads(value))
+            elif name.startswith(ACCOUNT):
                 self.accounts[name[len(ACCOUNT) :]] = dict(json.loads(value))
             elif name.startswith(SESSION):
                 self.sessions[name[len(SESSION) :]] = dict(json.loads(value))
@@ -243,7 +253,7 @@ def _durable_producer(settings: Settings) -> Producer:
 
 
 def _write_durably(
-    producer: Producer, settings: Settings, topic: str, key: str, value: bytes
+    producer: Producer, settings: Settings, topic: str, key: str, value: bytes | None
 ) -> None:
     """Produce one record and wait until the broker has it (blocking)."""
     failures: list[str] = []
@@ -302,7 +312,7 @@ class KeyFollower:
             raise ServiceUnavailableError("kafka", "accounts are still loading", retry_after=2)
         return self._book
 
-    def publish(self, key: str, value: bytes) -> None:
+    def publish(self, key: str, value: bytes | None) -> None:
         """Write a record and wait for the broker to have it (blocking: call it off the event
         loop); this process sees it at once, the others within a poll."""
         with self._publishing:

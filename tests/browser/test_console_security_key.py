@@ -2,10 +2,13 @@
 over the DevTools protocol) against the running pipeline and its control plane: an
 emergency orchestration is refused while the admin has no key, and refused when the key's
 answer does not verify; with a key registered from the account page the console makes the
-step-up itself and the emergency starts; signing in again asks for the key."""
+step-up itself and the emergency starts; signing in again asks for the key. Notifications:
+permission granted and the subscription asked for, and the service worker shows a pushed
+alert."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -157,6 +160,55 @@ def test_emergency_needs_the_admins_security_key(
         30,
         "the sign-in with a security key in the audit log",
     )
+
+    # -- notifications: permission granted, the browser asked to subscribe; the service
+    #    worker shows a pushed alert (delivered through DevTools: no push service here)
+    page.context.grant_permissions(["notifications"], origin=url)
+    page.get_by_role("link", name="Account").click()
+    page.get_by_role("button", name="Turn on notifications on this device").click()
+    pushed = page.get_by_test_id("push-message")
+    expect(pushed).not_to_be_empty()
+    text = pushed.inner_text()
+    print(f"notifications: {text}")
+    assert text == "Notifications are on for this device." or text.startswith(
+        "permission granted, but the browser's push service did not subscribe"
+    ), text
+    assert page.evaluate("() => Notification.permission") == "granted"
+    registrations: list[dict[str, Any]] = []
+    devtools.on(
+        "ServiceWorker.workerRegistrationUpdated",
+        lambda e: registrations.extend(e["registrations"]),
+    )
+    devtools.send("ServiceWorker.enable")
+    for _ in range(50):  # the sync API hands events over while it waits
+        if any(r["scopeURL"].endswith("/console/") for r in registrations):
+            break
+        page.wait_for_timeout(200)
+    (registration,) = {
+        r["registrationId"] for r in registrations if r["scopeURL"].endswith("/console/")
+    }
+    alert = {
+        "title": "[CRITICAL] conflict on voice-02->voice-03",
+        "body": "they pull apart",
+        "url": f"{url}/console/alerts?condition=c1",
+        "tag": "conflict:voice-02->voice-03@1",
+        "severity": "CRITICAL",
+        "kind": "opened",
+    }
+    devtools.send(
+        "ServiceWorker.deliverPushMessage",
+        {"origin": url, "registrationId": registration, "data": json.dumps(alert)},
+    )
+    shown = (
+        "async () => (await self.registration.getNotifications())"
+        ".map(n => [n.title, n.body, n.tag, n.data.url])"
+    )
+    (worker,) = page.context.service_workers
+    for _ in range(50):
+        if worker.evaluate(shown):
+            break
+        page.wait_for_timeout(200)
+    assert worker.evaluate(shown) == [[alert["title"], alert["body"], alert["tag"], alert["url"]]]
 
     page.set_viewport_size(PHONE)
     page.get_by_role("link", name="Account").click()

@@ -1,5 +1,20 @@
 import { useEffect, useState, type FormEvent } from "react";
-import { api, may, problemText, registerKey, stepUp, type SignedIn } from "../session";
+import {
+  api,
+  may,
+  problemText,
+  registerKey,
+  stepUp,
+  turnOnNotifications,
+  type SignedIn,
+} from "../session";
+
+interface Device {
+  id: string;
+  endpoint: string;
+  device: string;
+  created_ms: number;
+}
 
 interface SecurityKey {
   id: string;
@@ -84,8 +99,68 @@ export function AccountPage({ person }: { person: SignedIn }) {
           {message}
         </p>
       )}
+      <Notifications />
       {may(person.role, "admin") && <People />}
     </section>
+  );
+}
+
+/** Critical alerts as notifications on this browser or phone (web push). */
+function Notifications() {
+  const [devices, setDevices] = useState<Device[]>([]);
+  const [message, setMessage] = useState("");
+  const [loads, setLoads] = useState(0);
+  const permission = "Notification" in window ? Notification.permission : "unsupported";
+
+  useEffect(() => {
+    let live = true;
+    void api("/api/v1/push/subscriptions").then(async (r) => {
+      if (live && r.ok) setDevices(await r.json());
+    });
+    return () => {
+      live = false;
+    };
+  }, [loads]);
+
+  async function turnOn() {
+    const failed = await turnOnNotifications();
+    setMessage(failed ?? "Notifications are on for this device.");
+    setLoads((n) => n + 1);
+  }
+
+  async function remove(device: Device) {
+    const r = await api(`/api/v1/push/subscriptions/${device.id}`, { method: "DELETE" });
+    setMessage(r.ok ? "That device gets no more notifications." : await problemText(r));
+    setLoads((n) => n + 1);
+  }
+
+  return (
+    <>
+      <h2>Notifications</h2>
+      <p className="muted">
+        Critical alerts as notifications on this device, even with the console closed
+        (where the alert routing has a web push channel). This browser: {permission}.
+      </p>
+      <button type="button" onClick={() => void turnOn()}>
+        Turn on notifications on this device
+      </button>
+      {message && (
+        <p role="status" data-testid="push-message">
+          {message}
+        </p>
+      )}
+      <ul className="alerts" data-testid="devices">
+        {devices.length === 0 && <li className="muted">No device gets notifications.</li>}
+        {devices.map((d) => (
+          <li key={d.id}>
+            {d.device || "a device"} · since {when(d.created_ms)}{" "}
+            <button type="button" onClick={() => void remove(d)}>
+              Remove
+            </button>
+          </li>
+        ))}
+      </ul>
+    </>
   );
 }
 
