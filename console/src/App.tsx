@@ -12,6 +12,7 @@ const Dynamics = lazy(() => import("./pages/Dynamics").then((m) => ({ default: m
 const Predictions = lazy(() =>
   import("./pages/Predictions").then((m) => ({ default: m.Predictions })),
 );
+const Audit = lazy(() => import("./pages/Audit").then((m) => ({ default: m.Audit })));
 const Account = lazy(() => import("./pages/Account").then((m) => ({ default: m.AccountPage })));
 const Orchestration = lazy(() =>
   import("./pages/Orchestration").then((m) => ({ default: m.OrchestrationPage })),
@@ -24,6 +25,7 @@ const PAGES: { path: string; title: string; role: Role }[] = [
   { path: "/alerts", title: "Alerts", role: "viewer" },
   { path: "/orchestration", title: "Orchestration", role: "viewer" },
   { path: "/workbench", title: "Workbench", role: "analyst" },
+  { path: "/audit", title: "Audit", role: "admin" },
   { path: "/account", title: "Account", role: "viewer" },
 ];
 
@@ -74,6 +76,7 @@ export function App() {
   else if (path === "/orchestration") page = <Orchestration person={person} />;
   else if (path === "/workbench" && may(person.role, "analyst")) page = <Workbench />;
   else if (path === "/account") page = <Account person={person} />;
+  else if (path === "/audit" && may(person.role, "admin")) page = <Audit />;
   else if (path === "/dynamics") page = <Dynamics person={person} />;
   else if (path === "/predictions" && may(person.role, "analyst")) page = <Predictions />;
   else page = <Overview person={person} />;

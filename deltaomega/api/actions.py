@@ -24,7 +24,7 @@ from deltaomega.control.strategies import Strategy, planned
 from deltaomega.errors import ValidationError
 from deltaomega.schemas.records import ORCHESTRATION_EVENT, PARAMETER_CHANGE
 from deltaomega.security.audit import Outcome
-from deltaomega.security.security_keys import require_step_up
+from deltaomega.security.security_keys import StepUpRequiredError, require_step_up
 from deltaomega.security.tokens import Principal
 
 #: Changes folded into the current parameters: all of them, up to a bound no voice reaches.
@@ -97,7 +97,19 @@ async def propose_orchestration(
 ) -> OrchestrationAccepted:
     """Worked out from each target's parameters now, onto ``voice.orchestration``."""
     if strategy is Strategy.EMERGENCY:
-        require_step_up(ctx.settings, request.state.principal, "an emergency orchestration")
+        try:
+            require_step_up(ctx.settings, request.state.principal, "an emergency orchestration")
+        except StepUpRequiredError as exc:
+            audit_request(
+                ctx,
+                request,
+                "orchestration.request",
+                "emergency",
+                Outcome.DENIED,
+                rationale=body.rationale,
+                detail=str(exc),
+            )
+            raise
     given = body.parameters.model_dump(exclude_none=True)
     if strategy in (Strategy.DIRECT, Strategy.EVOLUTION) and not given:
         raise ValidationError("parameters", f"the {strategy.value} strategy needs a parameter")

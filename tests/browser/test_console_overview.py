@@ -1,7 +1,8 @@
 """The console in a real browser against the running pipeline and its simulator: a person
 signs in, the overview fills from the voice-state feed and moves on with the next window,
 the first load stays within its JavaScript budget, and the phone layout never scrolls
-sideways. Screenshots of the pages, desktop and phone, go to test-screenshots/."""
+sideways; collective dynamics draws its network and heat maps; a keyboard alone signs in
+and moves between pages, with the focus always shown. Screenshots of the pages, desktop and phone, go to test-screenshots/."""
 
 from __future__ import annotations
 
@@ -103,6 +104,30 @@ def test_a_viewer_sees_the_overview_live_on_desktop_and_phone(
     widths = mobile.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
     assert widths[0] <= widths[1], widths
     mobile.screenshot(path=str(screenshots / "dynamics-phone.png"), full_page=True)
+
+    # keyboard only: sign in, reach a page through the navigation, focus always visible
+    keys = browser.new_context(viewport=DESKTOP).new_page()
+    keys.goto(f"{service.url}/console/")
+    expect(keys.get_by_label("Username")).to_be_focused()
+    keys.keyboard.type("vera")
+    keys.keyboard.press("Tab")
+    keys.keyboard.type(PASSWORD)
+    keys.keyboard.press("Enter")
+    expect(keys.get_by_test_id("who")).to_have_text("vera · viewer")
+    for _ in range(12):
+        keys.keyboard.press("Tab")
+        focused = keys.evaluate(
+            "() => [document.activeElement.textContent, getComputedStyle(document.activeElement)"
+            ".outlineStyle]"
+        )
+        assert focused[1] != "none", focused  # the focus ring shows where the keyboard is
+        if focused[0] == "Dynamics":
+            break
+    else:
+        raise AssertionError("the Dynamics link is not reachable with Tab")
+    keys.keyboard.press("Enter")
+    expect(keys.get_by_role("heading", name="Collective dynamics")).to_be_visible()
+    expect(keys).to_have_url(re.compile(r"/console/dynamics$"))
 
     # the sign-in page itself, for the record
     signed_out = browser.new_context(viewport=PHONE, is_mobile=True).new_page()

@@ -144,6 +144,19 @@ def test_emergency_needs_the_admins_security_key(
         {"authenticatorId": authenticator, "isBogusSignature": False},
     )
 
+    # -- the audit view: every emergency request, the refused ones (no step-up) as well
+    page.get_by_role("link", name="Audit").click()
+    audit = page.get_by_role("form", name="Filter the audit log")
+    audit.get_by_label("Action").fill("orchestration.request")
+    audit.get_by_role("button", name="Show").click()
+    rows = page.get_by_test_id("audit").locator("tbody tr")
+    # refused with no key; refused then (after the step-up) accepted; refused (bad signature)
+    expect(rows).to_have_count(4, timeout=15_000)
+    outcomes = rows.locator("td:nth-child(5)").all_inner_texts()
+    assert sorted(outcomes) == ["DENIED", "DENIED", "DENIED", "OK"], outcomes
+    assert set(rows.locator("td:nth-child(2)").all_inner_texts()) == {"user:ada"}
+    page.screenshot(path=str(screenshots / "audit-desktop.png"), full_page=True)
+
     # -- signing in again asks for the key (the virtual authenticator answers)
     page.get_by_role("button", name="Sign out").click()
     page.get_by_label("Username").fill("ada")
