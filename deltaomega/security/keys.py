@@ -156,9 +156,11 @@ class _Book:
         if key is None:
             return
         name = key.decode(errors="replace")
-        if value is None:  # a tombstone: only subscriptions are ever deleted
+        if value is None:  # a tombstone: subscriptions and old sign-ins are deleted
             if name.startswith(PUSH):
                 self.push.pop(name[len(PUSH) :], None)
+            elif name.startswith(SESSION):
+                self.sessions.pop(name[len(SESSION) :], None)
             return
         try:
             if name.startswith(PUSH):

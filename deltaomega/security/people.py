@@ -40,6 +40,10 @@ USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
 MIN_PASSWORD = 12
 _REFRESH = re.compile(r"^dor_([0-9a-f]{32})_([A-Za-z0-9_-]{43})$")
 _HASHER = PasswordHasher()
+#: Sign-ins ended or expired this long ago are deleted from the topic (their access tokens
+#: ran out long before), a few at each new sign-in.
+FORGET_AFTER_MS = 24 * 3600 * 1000
+_FORGET_AT_ONCE = 50
 #: A hash to check against when the account does not exist, so that a wrong name takes
 #: as long as a wrong password.
 _DUMMY = _HASHER.hash("not-a-password-of-anyone")
@@ -180,7 +184,21 @@ class People:
             "stepped_up_until": now + self.settings.step_up_seconds,
         }
 
+    def forget_old_sign_ins(self) -> int:
+        """Tombstones for sign-ins over for a day (a few at a time): the topic and every
+        process's copy of it stay the size of the sign-ins in use."""
+        horizon = _now_ms() - FORGET_AFTER_MS
+        old = [
+            s["session"]
+            for s in list(self.follower.book.sessions.values())
+            if (s.get("ended_ms") or s["expires_ms"]) < horizon
+        ][:_FORGET_AT_ONCE]
+        for session in old:
+            self.follower.publish(f"{SESSION}{session}", None)
+        return len(old)
+
     def _start(self, username: str, account: dict[str, Any], stepped_up_at: int | None) -> SignedIn:
+        self.forget_old_sign_ins()
         now = _now_ms()
         session = {
             "session": secrets.token_hex(16),

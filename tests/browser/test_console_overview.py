@@ -2,7 +2,8 @@
 signs in, the overview fills from the voice-state feed and moves on with the next window,
 the first load stays within its JavaScript budget, and the phone layout never scrolls
 sideways; collective dynamics draws its network and heat maps; a keyboard alone signs in
-and moves between pages, with the focus always shown. Screenshots of the pages, desktop and phone, go to test-screenshots/."""
+and moves between pages, with the focus always shown. Screenshots of the pages, desktop
+and phone, go to test-screenshots/."""
 
 from __future__ import annotations
 

@@ -229,3 +229,8 @@ def test_emergency_needs_the_admins_security_key(
     widths = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
     assert widths[0] <= widths[1], widths
     page.screenshot(path=str(screenshots / "account-phone.png"), full_page=True)
+    page.get_by_role("link", name="Audit").click()
+    expect(page.get_by_test_id("audit").locator("tbody tr").first).to_be_visible()
+    widths = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+    assert widths[0] <= widths[1], widths
+    page.screenshot(path=str(screenshots / "audit-phone.png"), full_page=True)

@@ -12,12 +12,15 @@ import time
 from collections.abc import Callable
 
 import httpx
+from confluent_kafka import Producer
 
 from deltaomega.config import Settings
 from deltaomega.security.roles import Role
+from deltaomega.topics import Topics
 from tests.api_client import auth
 from tests.conftest import RunningService
 from tests.e2e.test_api_keys import _records
+from tests.kafka_tools import read_topic
 from tests.processes import settings_env
 
 PASSWORD = "correct horse battery staple"
@@ -158,3 +161,47 @@ def test_sign_in_rotation_and_a_reused_refresh_token_ending_the_sign_in(
         assert not any(token["refresh_token"] in text for text in texts)
     accounts = {k.decode(): json.loads(v) for k, v in records if k.startswith(b"account/")}
     assert accounts["account/alice"]["password"].startswith("$argon2id$")
+
+
+def test_sign_ins_over_for_a_day_are_deleted_from_the_topic(
+    settings_factory: Callable[..., Settings], service_factory: Callable[..., RunningService]
+) -> None:
+    """A sign-in deletes (tombstones) the records of sign-ins ended or expired more than a
+    day ago, and keeps the rest: the topic stays the size of the sign-ins in use."""
+    settings = settings_factory(rate_limits=False)
+    url = service_factory(settings, worker=False).url
+    topic = Topics.from_settings(settings).api_keys
+    now = int(time.time() * 1000)
+    day = 24 * 3600 * 1000
+    base = {"username": "old", "role": "viewer", "generation": 1, "current": "", "reason": ""}
+    sessions = {
+        "a" * 32: {"created_ms": now - 3 * day, "expires_ms": now - 2 * day, "ended_ms": None},
+        "b" * 32: {"created_ms": now - 3 * day, "expires_ms": now + day, "ended_ms": now - 2 * day},
+        "c" * 32: {"created_ms": now - day, "expires_ms": now + day, "ended_ms": now - 3_600_000},
+        "d" * 32: {"created_ms": now - 60_000, "expires_ms": now + day, "ended_ms": None},
+    }
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
+    for sid, times in sessions.items():
+        value = json.dumps({**base, "session": sid, **times}).encode()
+        producer.produce(topic, value, f"session/{sid}".encode())
+    assert producer.flush(10) == 0
+    created = httpx.post(
+        f"{url}/api/v1/accounts",
+        json={"username": "newcomer", "password": PASSWORD, "role": "viewer"},
+        headers=auth(Role.ADMIN),
+    )
+    assert created.status_code == 201, created.text
+    # the API follows the topic: once it has read the four, a sign-in forgets two
+    deadline = time.monotonic() + 10
+    while True:
+        signed = _sign_in(url, "newcomer", PASSWORD)
+        assert signed.status_code == 200, signed.text
+        tombstones = [
+            r.key.decode()
+            for r in read_topic(settings.kafka_bootstrap, topic)
+            if r.key is not None and r.key.startswith(b"session/") and r.value is None
+        ]
+        if tombstones or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert sorted(tombstones) == [f"session/{'a' * 32}", f"session/{'b' * 32}"]
