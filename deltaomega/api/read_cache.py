@@ -32,6 +32,7 @@ _UNCACHED = (
     "/api/v1/export/",
     "/api/v1/auth/",
     "/api/v1/accounts",
+    "/api/v1/push/",
 )
 _CREDENTIALS = (b"authorization", b"x-api-key")
 

@@ -132,6 +132,15 @@ def test_security_key_second_factor_and_emergency_step_up(
     assert stepped.status_code == 200, stepped.text
     assert stepped.json()["expires_in"] == 300
     assert _emergency(url, _bearer(stepped.json()["access_token"])).status_code == 202
+    # another key: a taken access token alone must not add one
+    second_key = httpx.post(f"{url}/api/v1/auth/security-keys/challenge", headers=plain)
+    assert second_key.status_code == 401
+    assert "adding another security key needs a security-key step-up" in second_key.json()["detail"]
+    allowed = httpx.post(
+        f"{url}/api/v1/auth/security-keys/challenge",
+        headers=_bearer(stepped.json()["access_token"]),
+    )
+    assert allowed.status_code == 200, allowed.text
     again = httpx.post(f"{url}/api/v1/auth/step-up", json=proof, headers=plain)
     assert again.status_code == 401 and "used already" in again.json()["detail"]
 

@@ -26,6 +26,7 @@ from deltaomega.security.security_keys import (
     STEP_UP,
     SecurityKeyError,
     listed_keys,
+    require_step_up,
 )
 from deltaomega.security.tokens import Principal
 from deltaomega.threads import in_thread
@@ -92,6 +93,9 @@ async def my_keys(request: Request, ctx: ContextDep) -> Any:
 )
 async def key_challenge(request: Request, ctx: ContextDep) -> Any:
     username = _person(request)
+    if ctx.gatekeeper.people.keys.has_keys(username):
+        # a taken access token must not add its thief's key: a key proves the next one
+        require_step_up(ctx.settings, request.state.principal, "adding another security key")
     try:
         ceremony = ctx.gatekeeper.people.keys.registration(username, relying_party(ctx, request))
     except SecurityKeyError as exc:
