@@ -51,6 +51,15 @@ RP_NAME = "Meta-ΔDΩΛ"
 #: what a ceremony token is for
 REGISTER, SIGN_IN, STEP_UP = "register", "sign-in", "step-up"
 MAX_KEYS = 10
+#: what the library raises on an answer that is malformed or does not verify
+_UNREADABLE = (
+    WebAuthnException,
+    InvalidJSONStructure,
+    ValueError,
+    KeyError,
+    TypeError,
+    AttributeError,
+)
 
 
 class SecurityKeyError(DeltaOmegaError):
@@ -227,14 +236,7 @@ class SecurityKeys:
                 expected_rp_id=rp.rp_id,
                 expected_origin=rp.origin,
             )
-        except (
-            WebAuthnException,
-            InvalidJSONStructure,
-            ValueError,
-            KeyError,
-            TypeError,
-            AttributeError,
-        ) as exc:
+        except _UNREADABLE as exc:
             raise SecurityKeyError(f"the security key's answer does not verify ({exc})") from None
         account = self._account(username)
         key_id = bytes_to_base64url(verified.credential_id)
@@ -306,14 +308,7 @@ class SecurityKeys:
                 credential_public_key=base64url_to_bytes(key["public_key"]),
                 credential_current_sign_count=int(key["sign_count"]),
             )
-        except (
-            WebAuthnException,
-            InvalidJSONStructure,
-            ValueError,
-            KeyError,
-            TypeError,
-            AttributeError,
-        ) as exc:
+        except _UNREADABLE as exc:
             raise SecurityKeyError(f"the security key's answer does not verify ({exc})") from None
         used = {
             **key,
