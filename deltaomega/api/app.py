@@ -27,6 +27,7 @@ from deltaomega.api.routes import (
     orchestration,
     parameters,
     patterns,
+    pipeline,
     predictions,
     push,
     query,
@@ -75,6 +76,7 @@ def create_api(
             sessions,
             security_keys,
             push,
+            pipeline,
             console,
         )
         for module in routers:

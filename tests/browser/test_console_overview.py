@@ -60,6 +60,17 @@ def test_a_viewer_sees_the_overview_live_on_desktop_and_phone(
     expect(rows).to_have_count(6)
     assert rows.locator("th").all_inner_texts() == [f"voice-{n:02d}" for n in range(6)]
 
+    # pipeline health: ready, lag, events per second (once two answers are apart), model
+    expect(page.get_by_test_id("pipeline-ready")).to_have_text("ready")
+    expect(page.get_by_test_id("pipeline-model")).to_have_text(re.compile(r"^\S+$"))
+    expect(page.get_by_test_id("pipeline-model")).not_to_have_text("—")
+    expect(page.get_by_test_id("pipeline-lag")).to_have_text(re.compile(r"^\d+$"))
+    expect(page.get_by_test_id("pipeline-rate")).to_have_text(
+        re.compile(r"^\d+(\.\d)?$"), timeout=15_000
+    )
+    rate = float(page.get_by_test_id("pipeline-rate").inner_text())
+    assert 0 < rate < 1000, rate  # the simulator sends 120 events/s (and 30 interactions/s)
+
     # the next window arrives without a reload (one window is 2 s, plus the 1 s grace)
     window = page.get_by_test_id("latest-window").inner_text()
     expect(page.get_by_test_id("latest-window")).not_to_have_text(window, timeout=10_000)

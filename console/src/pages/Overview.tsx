@@ -42,6 +42,14 @@ interface VoiceSummary {
   };
 }
 
+interface Health {
+  ready: boolean;
+  checks: Record<string, string>;
+  lag: number | null;
+  events_per_second: number | null;
+  model_version: string | null;
+}
+
 const fmt = (n: number) => n.toFixed(2);
 const time = (iso: string) => Date.parse(iso);
 
@@ -66,7 +74,7 @@ export function Overview({ person }: { person: SignedIn }) {
   const [updated, setUpdated] = useState<string>("");
   const [alerts, setAlerts] = useState<Alert[]>([]);
   const [harmony, setHarmony] = useState<HarmonyPoint | null>(null);
-  const [health, setHealth] = useState<string>("");
+  const [health, setHealth] = useState<Health | null>(null);
   const pending = useRef<Map<string, VoiceState>>(new Map());
 
   useEffect(() => {
@@ -120,7 +128,7 @@ export function Overview({ person }: { person: SignedIn }) {
       const [a, h, r] = await Promise.all([
         api("/api/v1/alerts?limit=10"),
         api("/api/v1/interactions/harmony"),
-        fetch("/readyz"),
+        api("/api/v1/pipeline"),
       ]);
       if (!live) return;
       if (a.ok) setAlerts((await a.json()).alerts);
@@ -128,10 +136,10 @@ export function Overview({ person }: { person: SignedIn }) {
         const windows: HarmonyPoint[] = (await h.json()).windows;
         setHarmony(windows.length ? windows[windows.length - 1] : null);
       }
-      setHealth(r.ok ? "ready" : `not ready (HTTP ${r.status})`);
+      if (r.ok) setHealth(await r.json());
     }
     void load();
-    const every = window.setInterval(() => void load(), 10_000);
+    const every = window.setInterval(() => void load(), 5_000);
     return () => {
       live = false;
       window.clearInterval(every);
@@ -167,7 +175,28 @@ export function Overview({ person }: { person: SignedIn }) {
         </div>
         <div>
           <dt>Pipeline</dt>
-          <dd>{health || "—"}</dd>
+          <dd
+            data-testid="pipeline-ready"
+            title={Object.entries(health?.checks ?? {})
+              .map(([k, v]) => `${k}: ${v}`)
+              .join("\n")}
+          >
+            {health ? (health.ready ? "ready" : "not ready") : "—"}
+          </dd>
+        </div>
+        <div>
+          <dt>Lag (records)</dt>
+          <dd data-testid="pipeline-lag">{health?.lag ?? "—"}</dd>
+        </div>
+        <div>
+          <dt>Events / s</dt>
+          <dd data-testid="pipeline-rate">{health?.events_per_second ?? "—"}</dd>
+        </div>
+        <div>
+          <dt>Model</dt>
+          <dd className="small" data-testid="pipeline-model">
+            {health?.model_version ?? "—"}
+          </dd>
         </div>
       </dl>
       <p className="muted" aria-live="polite">
