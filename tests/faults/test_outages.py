@@ -84,7 +84,10 @@ def test_broker_stopped_for_20_s_mid_stream(
     assert len(process.log_lines("kafka is unavailable")) == 1
     assert len(process.log_lines("kafka is available again")) == 1
     summaries = process.log_lines("kafka still unavailable after")
-    assert len(summaries) <= OUTAGE_SECONDS / 5 + 3
+    # one every 5 s of the outage as the process saw it (a broker slow to come back on a
+    # busy machine makes it longer than the 20 s it was stopped), not one per retry
+    unavailable_s = back - (stopped - process.started_at)
+    assert len(summaries) <= unavailable_s / 5 + 3, (len(summaries), unavailable_s)
     outage_lines = ("kafka is unavailable", "kafka still unavailable", "lost partitions")
     warnings = noisy_lines(process.log_lines(r" (WARNING|ERROR) "), outage_lines)
     assert len(warnings) <= 6, warnings  # not one per retry (librdkafka retries 20 times/s)
