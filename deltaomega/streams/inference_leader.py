@@ -48,6 +48,7 @@ class InferenceLeader:
         self.group = f"{settings.app_id}-inference-lease"
         self.leader = False
         self.engine: InferenceEngine | None = None
+        self._closing = False
 
     def _config(self) -> dict[str, Any]:
         session_ms = int(self.settings.consumer_session_timeout_seconds * 1000)
@@ -67,11 +68,15 @@ class InferenceLeader:
 
     def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if partitions and self.leader:
-            log.warning("this worker lost the inference lease: another one runs the models")
+            if self._closing:  # stopping: it hands the lease on, nothing was lost
+                log.info("this worker released the inference lease")
+            else:
+                log.warning("this worker lost the inference lease: another one runs the models")
             self.leader = False
 
     async def run(self) -> None:
         """Hold or wait for the lease until cancelled; serve while holding it."""
+        self._closing = False
         thread = CallThread("inference-lease")
         consumer = Consumer(self._config())
         consumer.subscribe(
@@ -95,6 +100,7 @@ class InferenceLeader:
         finally:
             if serving is not None:
                 await _stop(serving)
+            self._closing = True
             try:
                 await asyncio.wait_for(asyncio.shield(thread.call(consumer.close)), 3.0)
             except TimeoutError:
