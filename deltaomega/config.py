@@ -261,6 +261,7 @@ class Settings(BaseSettings):
     )
     console_origin: str | None = Field(
         default=None,
+        pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$",
         description=(
             "The console's origin (scheme://host[:port]) as browsers see it, for security "
             "keys (WebAuthn); unset: the origin each request reached the API by."
