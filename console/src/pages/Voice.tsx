@@ -77,23 +77,26 @@ export function Voice({ person, voice }: { person: SignedIn; voice: string }) {
     return () => window.clearInterval(every);
   }, []);
 
-  const series: Series[] = useMemo(
+  // one chart per metric: its window means, and (analysts) each window's predicted interval
+  const charts = useMemo(
     () =>
       METRICS.map((m) => ({
-        name: m,
-        points: states.map((s) => [Date.parse(s.window_start), s[m].mean] as [number, number]),
+        metric: m,
+        series: [
+          { name: m, points: states.map((s) => [Date.parse(s.window_start), s[m].mean] as [number, number]) },
+        ] as Series[],
+        bands: predictions.length
+          ? ([
+              {
+                of: m,
+                points: predictions
+                  .map((p) => [Date.parse(p.target_window_start), p[m].low, p[m].high] as [number, number, number])
+                  .sort((a, b) => a[0] - b[0]),
+              },
+            ] as Band[])
+          : [],
       })),
-    [states],
-  );
-  const bands: Band[] = useMemo(
-    () =>
-      METRICS.map((m) => ({
-        of: m,
-        points: predictions
-          .map((p) => [Date.parse(p.target_window_start), p[m].low, p[m].high] as [number, number, number])
-          .sort((a, b) => a[0] - b[0]),
-      })),
-    [predictions],
+    [states, predictions],
   );
 
   async function submit(event: FormEvent<HTMLFormElement>) {
@@ -128,14 +131,21 @@ export function Voice({ person, voice }: { person: SignedIn; voice: string }) {
   return (
     <section aria-labelledby="voice-title">
       <h1 id="voice-title">{voice}</h1>
-      <LineChart
-        series={series}
-        bands={bands}
-        label={
-          `${voice}: window means over the last hour` +
-          (predictions.length ? `, with the predicted interval of each window shaded` : "")
-        }
-      />
+      <div className="small-multiples">
+        {charts.map((c) => (
+          <figure key={c.metric}>
+            <figcaption>{c.metric}</figcaption>
+            <LineChart
+              series={c.series}
+              bands={c.bands}
+              label={
+                `${voice}: ${c.metric} window means over the last hour` +
+                (c.bands.length ? ", with the predicted interval of each window shaded" : "")
+              }
+            />
+          </figure>
+        ))}
+      </div>
       <h2>Parameters</h2>
       {params && (
         <dl className="cards" data-testid="parameters">
