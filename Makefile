@@ -86,8 +86,8 @@ $(KUSTOMIZE):
 test: kafka-resolve install-train system-packages $(KUSTOMIZE) $(CONSOLE_BUILD) ## Run the whole test suite (starts its own Kafka, embedded ClickHouse and Redis)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-fast: kafka-resolve install-train system-packages $(KUSTOMIZE) $(CONSOLE_BUILD) ## The suite without the fault tests (tests/faults: kills, outages, fuzzing)
-	$(BIN)/pytest -m "not faults" $(PYTEST_ARGS)
+test-fast: kafka-resolve install-train system-packages $(KUSTOMIZE) $(CONSOLE_BUILD) ## The suite without the fault tests (kills, outages, fuzzing) and the browser tests
+	$(BIN)/pytest -m "not faults and not browser" $(PYTEST_ARGS)
 
 dashboards: install ## Generate infra/grafana/dashboards/*.json from deltaomega/dashboards
 	$(BIN)/python -m deltaomega.dashboards
