@@ -53,8 +53,12 @@ def test_broker_stopped_for_20_s_mid_stream(
     traffic = Traffic(seed=SEED + 1)
     process = launch(settings, outage_summary_seconds=5)
     process.wait_ready()
+    # mid-stream: the control plane (Faust) has started too; stopped while Faust is still
+    # starting, its agents each log being cancelled as a crash
+    process.wait_for_log("control plane running", timeout=60)
     for wave in range(3):
         traffic.send_wave(settings, wave)
+    time.sleep(1.0)
     localkafka.stop(own_broker)
     stopped = time.monotonic()
     process.wait_for_log("kafka is unavailable", timeout=30)
