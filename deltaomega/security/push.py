@@ -14,7 +14,6 @@ for tests and local receivers).
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import time
@@ -24,6 +23,7 @@ from urllib.parse import urlsplit
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
 
 from deltaomega.config import Settings
 from deltaomega.errors import DeltaOmegaError
@@ -46,12 +46,9 @@ class PushError(DeltaOmegaError):
         self.field = field
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64url(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+def _digest(endpoint: str) -> str:
+    """A subscription's id: its endpoint's digest (the endpoint itself is a capability)."""
+    return hashlib.sha256(endpoint.encode()).hexdigest()[:32]
 
 
 def vapid_key(settings: Settings) -> ec.EllipticCurvePrivateKey:
@@ -77,7 +74,7 @@ def application_server_key(settings: Settings) -> str:
         .public_key()
         .public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
     )
-    return _b64url(point)
+    return bytes_to_base64url(point)
 
 
 def check_endpoint(settings: Settings, endpoint: str) -> None:
@@ -98,8 +95,8 @@ def check_endpoint(settings: Settings, endpoint: str) -> None:
 
 def _check_keys(keys: dict[str, str]) -> None:
     try:
-        point = _unb64url(keys["p256dh"])
-        auth = _unb64url(keys["auth"])
+        point = base64url_to_bytes(keys["p256dh"])
+        auth = base64url_to_bytes(keys["auth"])
         ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
     except (KeyError, ValueError, TypeError) as exc:
         raise PushError(f"the subscription's keys are not usable ({exc})", "keys") from None
@@ -116,7 +113,7 @@ class PushSubscriptions:
 
     @staticmethod
     def _name(username: str, endpoint: str) -> str:
-        return f"{username}/{hashlib.sha256(endpoint.encode()).hexdigest()[:32]}"
+        return f"{username}/{_digest(endpoint)}"
 
     def subscribe(
         self, username: str, endpoint: str, keys: dict[str, str], device: str
@@ -169,5 +166,7 @@ class PushSubscriptions:
 
 def public_subscription(record: dict[str, Any]) -> dict[str, Any]:
     """What a person sees of a subscription (no keys)."""
-    digest = hashlib.sha256(record["endpoint"].encode()).hexdigest()[:32]
-    return {"id": digest, **{k: record[k] for k in ("endpoint", "device", "created_ms")}}
+    return {
+        "id": _digest(record["endpoint"]),
+        **{k: record[k] for k in ("endpoint", "device", "created_ms")},
+    }
