@@ -30,7 +30,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from bench._common import drop_topics_at_exit, emit, local_broker
+from bench._common import CpuMeter, drop_topics_at_exit, emit, local_broker
 from deltaomega.alerting.routing import Routing
 from deltaomega.config import Settings
 from deltaomega.control.app import control_app
@@ -144,6 +144,8 @@ def main() -> None:
     topic = Topics.from_settings(settings).alerts
     sent = 0
     tick_started: list[float] = []
+    meter = CpuMeter()
+    meter.start()
     for tick in range(args.ticks):
         window = int(time.time() * 1000) // 10_000 * 10_000
         tick_started.append(time.time())
@@ -161,6 +163,7 @@ def main() -> None:
     deadline = time.monotonic() + 60
     while receiver.count() < sent and time.monotonic() < deadline:
         time.sleep(0.5)
+    cpu = meter.stop(top=4)
     plane.stop()
     receiver.process.terminate()
     arrivals = receiver.arrivals()
@@ -172,7 +175,7 @@ def main() -> None:
     print(
         f"{len(delays)} of {sent} notifications arrived; produced → webhook p50 {p50:.0f} ms, "
         f"p99 {p99:.0f} ms, max {max(delays, default=0) * 1000:.0f} ms "
-        f"({args.alerting} of {args.voices} voices alerting per tick, {args.ticks} ticks)"
+        f"({args.alerting} of {args.voices} voices alerting per tick, {args.ticks} ticks)\n{cpu}"
     )
     emit(
         bench="alert_latency",

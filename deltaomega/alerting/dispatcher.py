@@ -10,7 +10,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from tenacity import (
     AsyncRetrying,
@@ -22,7 +22,7 @@ from tenacity import (
 
 from deltaomega.alerting.notifications import Notification
 from deltaomega.alerting.senders import ChannelError, Sender
-from deltaomega.metrics import ALERT_DELIVERIES, ALERT_DELIVERY_SECONDS, ALERT_NOTIFICATIONS
+from deltaomega.metrics import ALERT_DELIVERIES, ALERT_DELIVERY_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,22 @@ log = logging.getLogger(__name__)
 PER_CHANNEL = 8
 
 Record = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class Observer(Protocol):
+    """Where the counts go: this process's metrics, or (in the courier) its parent's."""
+
+    def attempted(self, channel: str, outcome: str) -> None: ...
+
+    def delivered(self, channel: str, seconds: float) -> None: ...
+
+
+class Metrics:
+    def attempted(self, channel: str, outcome: str) -> None:
+        ALERT_DELIVERIES.labels(channel, outcome).inc()
+
+    def delivered(self, channel: str, seconds: float) -> None:
+        ALERT_DELIVERY_SECONDS.labels(channel).observe(seconds)
 
 
 class Dispatcher:
@@ -41,6 +57,7 @@ class Dispatcher:
         backoff_seconds: float = 1.0,
         max_backoff_seconds: float = 60.0,
         give_up_seconds: float = 600.0,
+        observer: Observer | None = None,
     ) -> None:
         self.senders = senders
         self.record = record
@@ -48,12 +65,12 @@ class Dispatcher:
         self.backoff = backoff_seconds
         self.max_backoff = max_backoff_seconds
         self.give_up = give_up_seconds
+        self.observer = observer or Metrics()
         self._slots = {name: asyncio.Semaphore(PER_CHANNEL) for name in senders}
         self._tasks: set[asyncio.Task[None]] = set()
 
     def submit(self, notification: Notification) -> None:
         """Starts its deliveries (channels that do not take its kind are skipped)."""
-        ALERT_NOTIFICATIONS.labels(notification.kind, notification.severity).inc()
         for name in notification.channels:
             sender = self.senders.get(name)
             if sender is None or not sender.wants(notification.kind):
@@ -94,7 +111,7 @@ class Dispatcher:
         except Exception:  # noqa: BLE001 - a sender's bug must not end the control plane
             log.exception("delivering to %s failed unexpectedly", sender.name)
         else:
-            ALERT_DELIVERY_SECONDS.labels(sender.name).observe(time.monotonic() - started)
+            self.observer.delivered(sender.name, time.monotonic() - started)
 
     async def _attempt(self, sender: Sender, notification: Notification, attempt: int) -> None:
         sent = time.monotonic()
@@ -109,7 +126,7 @@ class Dispatcher:
             outcome = "FAILED" if last else "RETRYING"
             raise
         finally:
-            ALERT_DELIVERIES.labels(sender.name, outcome.lower()).inc()
+            self.observer.attempted(sender.name, outcome.lower())
             await self.record(
                 {
                     "delivery_id": uuid.uuid4().hex,

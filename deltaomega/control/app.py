@@ -62,6 +62,8 @@ def control_app(
         # a crashed instance's partitions move on as soon as the worker's would
         broker_session_timeout=settings.consumer_session_timeout_seconds,
         broker_heartbeat_interval=settings.consumer_session_timeout_seconds / 5,
+        # a tick's burst of alerts: a few records per request, not one
+        producer_linger_ms=5,
         web_enabled=False,
         # the app is one part of a process that has its own logging and signals
         loghandlers=[],

@@ -14,15 +14,11 @@ The functions prefixed ``_`` run in the child; :class:`ModelProcess` is the work
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import functools
 import gc
 import logging
 import multiprocessing
 import os
-import signal
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -31,9 +27,9 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from deltaomega.children import bind_to_parent, log_like_parent, logging_options
 from deltaomega.config import Settings
 from deltaomega.errors import DeliveryError
-from deltaomega.logs import JsonFormatter, configure_logging
 from deltaomega.metrics import MODEL_OUTPUTS, TICK_SECONDS, TICKS
 from deltaomega.models.registry import ModelRegistry
 from deltaomega.models.runtime import ModelRuntime, mark_serving, observe_call
@@ -53,8 +49,6 @@ from deltaomega.topics import Topics
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-_PR_SET_PDEATHSIG = 1
 
 
 def output_topics(topics: Topics) -> dict[str, str]:
@@ -112,21 +106,10 @@ def _loaded() -> _Models:
     return _models
 
 
-def _bind_to_parent(parent: int) -> None:
-    """Die with the worker (PR_SET_PDEATHSIG), even a worker killed by SIGKILL, and leave
-    Ctrl-C to it: the worker stops this process in order."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if sys.platform == "linux":
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # the worker died before the request took hold
-        os._exit(1)
-
-
-def _start(settings: Settings, log_level: int, json_lines: bool) -> str:
+def _start(settings: Settings, logging_options: tuple[int, bool]) -> str:
     """Load the active version (a ModelError goes back to the worker); its name."""
     global _models
-    configure_logging(logging.getLevelName(log_level), json_lines)
+    log_like_parent(logging_options)
     calls: list[tuple[str, float, int]] = []
     runtime = ModelRuntime(
         ModelRegistry(settings.resolved_models_dir),
@@ -221,12 +204,10 @@ class ModelProcess:
         self._executor = ProcessPoolExecutor(
             1,
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=_bind_to_parent,
+            initializer=bind_to_parent,
             initargs=(os.getpid(),),
         )
-        root = logging.getLogger()
-        json_lines = any(isinstance(h.formatter, JsonFormatter) for h in root.handlers)
-        version = await self._call(_start, self.settings, root.level, json_lines)
+        version = await self._call(_start, self.settings, logging_options())
         self._serving(version)
         return version
 
