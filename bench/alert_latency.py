@@ -1,5 +1,6 @@
 """Alert delivery latency: from a tick's alerts leaving the worker to the notification at a
-webhook receiver, p50 / p99, through the broker and the control plane's dispatch agent.
+webhook receiver, p50 / p99, through the broker, the control plane's dispatch agent and
+its courier process.
 
     .venv/bin/python -m bench.alert_latency [--voices 1000] [--ticks 6] [--alerting 100]
 
@@ -9,7 +10,8 @@ apart as windows close, the alerts of ``--alerting`` of the ``--voices`` voices 
 produced at once, each a new condition (a stress_trend alert of a voice not alerting
 before), so each is one notification; each alert's value is its production time, and the
 receiver stamps its arrival. Reported: p50/p99 of arrival − production over every
-notification, and how many arrived. The tick itself (window close →
+notification, how many arrived, and who used the CPU meanwhile (this process is the
+control plane; the courier is its spawned child). The tick itself (window close →
 alerts produced) is the model process's: ``bench.inference`` and ``bench.latency`` measure
 it; the end-to-end figure is the sum.
 """
