@@ -299,7 +299,7 @@ class Courier:
         """Replace a courier that died (not more often than every few seconds)."""
         if time.monotonic() - self._started_at < _RESPAWN_SECONDS:
             return False
-        self._process.join(1.0)
+        self._process.join(0.2)  # it has closed its pipe: it is gone or going
         log.error("the alert courier died (exit code %s); starting another", self._process.exitcode)
         self.restarts += 1
         self.start()

@@ -46,6 +46,7 @@ def test_the_courier_delivers_each_notification_once_and_is_replaced_when_killed
 ) -> None:
     monkeypatch.setattr(courier_module, "_RESPAWN_SECONDS", 0.5)
     ensure_topics(settings)
+    deliveries_topic = Topics.from_settings(settings).alert_deliveries
     routing = Routing.model_validate(
         {
             "channels": {
@@ -79,6 +80,9 @@ def test_the_courier_delivers_each_notification_once_and_is_replaced_when_killed
         assert arrived("/hook") == Counter(sent)  # each once
         await _until("the counts back", lambda: _count("hook", "delivered") - delivered == 201)
         assert _count("flaky", "retrying") - retried == 2
+        # its records written (a courier killed with records still in its producer's
+        # queue loses those, as the control plane did when deliveries were its own)
+        await asyncio.to_thread(wait_for_records, settings, deliveries_topic, 204)
 
         first = courier._process.pid
         os.kill(first, signal.SIGKILL)
@@ -100,7 +104,7 @@ def test_the_courier_delivers_each_notification_once_and_is_replaced_when_killed
     courier: Courier
     asyncio.run(scenario())
     assert ALERT_NOTIFICATIONS.labels("test", "INFO")._value.get() - tests_counted == 207
-    records = wait_for_records(settings, Topics.from_settings(settings).alert_deliveries, 209)
+    records = wait_for_records(settings, deliveries_topic, 209)
     outcomes = Counter((r["channel"], r["outcome"]) for _, r in records)
     assert outcomes == {
         ("hook", "DELIVERED"): 206,
