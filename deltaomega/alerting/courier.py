@@ -189,9 +189,6 @@ async def _deliver(
 
     async def record(delivery: dict[str, Any]) -> None:
         emit(delivery["condition_id"].encode(), codec.encode(ALERT_DELIVERY, delivery))
-        if outputs.failed:
-            failed, outputs.failed = outputs.failed, []
-            outage("kafka").failed(f"{len(failed)} delivery records not written: {failed[0]}")
 
     http = HttpClient()
     subscriptions = follow_subscriptions(settings, channels)
@@ -217,6 +214,9 @@ async def _deliver(
         while True:  # the delivery records' reports, a few times a second
             await asyncio.sleep(0.2)
             outputs.producer.poll(0)
+            if outputs.failed:
+                failed, outputs.failed = outputs.failed, []
+                outage("kafka").failed(f"{len(failed)} delivery records not written: {failed[0]}")
 
     reports = asyncio.create_task(serve_delivery_reports())
     try:

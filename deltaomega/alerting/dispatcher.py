@@ -22,7 +22,6 @@ from tenacity import (
 
 from deltaomega.alerting.notifications import Notification
 from deltaomega.alerting.senders import ChannelError, Sender
-from deltaomega.metrics import ALERT_DELIVERIES, ALERT_DELIVERY_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -33,19 +32,11 @@ Record = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class Observer(Protocol):
-    """Where the counts go: this process's metrics, or (in the courier) its parent's."""
+    """Where the counts go (the courier sends them to its parent's metrics)."""
 
     def attempted(self, channel: str, outcome: str) -> None: ...
 
     def delivered(self, channel: str, seconds: float) -> None: ...
-
-
-class Metrics:
-    def attempted(self, channel: str, outcome: str) -> None:
-        ALERT_DELIVERIES.labels(channel, outcome).inc()
-
-    def delivered(self, channel: str, seconds: float) -> None:
-        ALERT_DELIVERY_SECONDS.labels(channel).observe(seconds)
 
 
 class Dispatcher:
@@ -57,7 +48,8 @@ class Dispatcher:
         backoff_seconds: float = 1.0,
         max_backoff_seconds: float = 60.0,
         give_up_seconds: float = 600.0,
-        observer: Observer | None = None,
+        *,
+        observer: Observer,
     ) -> None:
         self.senders = senders
         self.record = record
@@ -65,7 +57,7 @@ class Dispatcher:
         self.backoff = backoff_seconds
         self.max_backoff = max_backoff_seconds
         self.give_up = give_up_seconds
-        self.observer = observer or Metrics()
+        self.observer = observer
         self._slots = {name: asyncio.Semaphore(PER_CHANNEL) for name in senders}
         self._tasks: set[asyncio.Task[None]] = set()
 
