@@ -205,6 +205,20 @@ def main() -> None:
     if not delays:
         print("no notifications: no alert fired")
         return
+    # per window: its tick's alerts, the conditions it opened, the slowest first notice
+    windows: dict[int, list[float]] = {}
+    for arrived, p in opened:
+        first = p["condition"]["first_window_ms"]
+        if first in closes:
+            windows.setdefault(first, []).append(arrived - closes[first])
+    per_tick: dict[int, int] = {}
+    for a in alerts.values():
+        per_tick[int(a["window_start"])] = per_tick.get(int(a["window_start"]), 0) + 1
+    by_window = "\n".join(
+        f"    window {n}: {per_tick.get(start, 0)} alerts, {len(lags)} opened, "
+        f"from the worker's close p50 {_p(sorted(lags), 0.5):.0f} ms, max {max(lags) * 1000:.0f} ms"
+        for n, (start, lags) in enumerate(sorted(windows.items()))
+    )
     p50, p99 = _p(delays, 0.5), _p(delays, 0.99)
     print(
         f"{len(delays)} first notices; window close → webhook p50 {p50:.0f} ms, p99 {p99:.0f} ms, "
@@ -221,7 +235,7 @@ def main() -> None:
         f"p99 {_p(to_tick, 0.99):.0f} ms; tick → condition opened: p50 "
         f"{_p(tick_to_open, 0.5):.0f} ms, p99 {_p(tick_to_open, 0.99):.0f} ms (the tick's "
         f"start → the alert in its topic: p50 {_p(tick_to_topic, 0.5):.0f} ms, "
-        f"p99 {_p(tick_to_topic, 0.99):.0f} ms)\n{cpu}"
+        f"p99 {_p(tick_to_topic, 0.99):.0f} ms)\n  per window:\n{by_window}\n{cpu}"
     )
     emit(
         bench="alert_chain",

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from deltaomega.alerting.routing import SEVERITY_RANK
 from deltaomega.config import Settings
 from deltaomega.schemas.records import METRICS
 
@@ -211,3 +212,29 @@ def breach_alerts(
             )
         )
     return out
+
+
+AlertKey = tuple[str, str]
+
+
+def news_first(
+    alerts: list[dict[str, Any]], before: dict[AlertKey, str]
+) -> tuple[list[dict[str, Any]], dict[AlertKey, str]]:
+    """The alerts in the order the control plane should take them, and this window's
+    (rule, subject) → severity for the next call.
+
+    An alert whose (rule, subject) did not fire in the window before, or fires more
+    severely than it did, is news: it opens a condition or raises one, so someone is
+    notified; the others only count another window of a condition someone has heard of.
+    In a tick's burst of hundreds, news goes first (most severe first), so the control
+    plane reaches the notifications before the bookkeeping. The order within each group
+    is kept."""
+    now = {(a["rule"], a["subject"]): a["severity"] for a in alerts}
+
+    def urgency(alert: dict[str, Any]) -> tuple[int, int]:
+        rank = SEVERITY_RANK[alert["severity"]]
+        was = before.get((alert["rule"], alert["subject"]))
+        news = was is None or rank > SEVERITY_RANK[was]
+        return (0 if news else 1, -rank)
+
+    return sorted(alerts, key=urgency), now

@@ -118,6 +118,8 @@ class TickRunner:
         self.rules = rules.AlertRules.from_settings(settings)
         self.window_ms = settings.window_ms
         self.history: deque[Tick] = deque(maxlen=HISTORY)
+        #: the last tick's alerting (rule, subject) → severity, to send news first
+        self._alerting: dict[rules.AlertKey, str] = {}
         self.scorer = PredictionScorer(
             self.window_ms, self.rules.conflict_warning, settings.conflict_observed_strength
         )
@@ -162,6 +164,7 @@ class TickRunner:
         alerts += rules.stress_alerts(self.rules, predictions, current_stress, version, now_ms)
         alerts += rules.conflict_alerts(self.rules, conflicts, version, now_ms)
         alerts += rules.emergence_alerts(self.rules, emergence, version, now_ms)
+        alerts, self._alerting = rules.news_first(alerts, self._alerting)
         score = self.scorer.score(window_start, observed, window.interactions, now_ms)
         self.scorer.remember(window_start, observed, predictions, conflicts)
         return TickOutputs(window_start, predictions, conflicts, emergence, pattern, alerts, score)
