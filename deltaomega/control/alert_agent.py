@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -29,9 +28,9 @@ from deltaomega.alerting.notifications import Notification
 from deltaomega.alerting.routing import Routing
 from deltaomega.config import Settings
 from deltaomega.control.channels import raw_topic
-from deltaomega.errors import DecodeError, DeliveryError
+from deltaomega.control.records_out import changelogged_table, control_records
+from deltaomega.errors import DecodeError
 from deltaomega.metrics import ALERT_CONDITIONS_OPEN
-from deltaomega.outages import outage
 from deltaomega.schemas.codec import AvroCodec
 from deltaomega.schemas.records import (
     ALERT,
@@ -42,8 +41,6 @@ from deltaomega.schemas.records import (
 from deltaomega.security.audit import AuditTrail, Outcome
 from deltaomega.streams.health import RULES as PIPELINE_RULES
 from deltaomega.streams.health import clearing_window
-from deltaomega.streams.outputs import BatchOutputs
-from deltaomega.threads import in_thread
 from deltaomega.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -60,38 +57,6 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def status_producer(
-    app: faust.App, settings: Settings, topic: str
-) -> Callable[[bytes, bytes], None]:
-    """Sends to ``topic`` through a librdkafka producer: a condition's status record per
-    alert through Faust's producer cost the agent about a quarter of its time in a burst.
-    Faust flushes its producer before it commits the offsets of what its agents took in;
-    this one is flushed there too, so a status record is out before its alert counts as
-    handled (and closed with the app)."""
-    outputs = BatchOutputs(settings, "control-status")
-    emit = outputs.emit_to(topic)
-    faust_flush = app.producer.flush
-
-    def flush_statuses() -> None:
-        try:
-            outputs.flush()
-        except DeliveryError as exc:
-            outage("kafka").failed(f"alert status records: {exc}")
-
-    async def flush() -> None:
-        await faust_flush()
-        await in_thread(flush_statuses)
-
-    app.producer.flush = flush  # type: ignore[method-assign]
-
-    @app.on_before_shutdown.connect
-    async def close_statuses(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        await in_thread(outputs.close)
-
-    # (delivery reports are served by the flush: a poll per record let go of the GIL)
-    return emit
-
-
 def install_alert_dispatch(
     app: faust.App, settings: Settings, codec: AvroCodec, audit: AuditTrail, routing: Routing
 ) -> None:
@@ -101,8 +66,12 @@ def install_alert_dispatch(
     )
     checks = raw_topic(app, topics.alert_checks, settings.partitions)
     patterns = raw_topic(app, topics.patterns, settings.partitions)
-    statuses = status_producer(app, settings, topics.alert_status)
-    conditions = app.Table("alert-conditions", default=dict, partitions=settings.partitions)
+    outputs = control_records(app, settings)
+    statuses = outputs.emit_to(topics.alert_status)
+    # written for (almost) every alert of a burst: its changelog through librdkafka
+    conditions = changelogged_table(
+        app, outputs, "alert-conditions", default=dict, partitions=settings.partitions
+    )
     silences = app.Table("alert-silences", default=dict, partitions=settings.partitions)
     logic = Conditions(routing, settings.window_ms)
     clock: dict[str, int] = {}
