@@ -64,10 +64,14 @@ def install_alert_dispatch(
     inputs = raw_topic(
         app, (topics.alerts, topics.alert_actions, topics.alert_checks), settings.partitions
     )
-    checks = raw_topic(app, topics.alert_checks, settings.partitions)
     patterns = raw_topic(app, topics.patterns, settings.partitions)
     outputs = control_records(app, settings)
     statuses = outputs.emit_to(topics.alert_status)
+    # the timer's checks, a few hundred at once when a window's conditions clear: through
+    # librdkafka too (an awaited Faust send each made the timer overrun its second), keyed
+    # by subject with the same (murmur2) partitioner as the alerts, so each meets its
+    # condition's partition
+    checks = outputs.emit_to(topics.alert_checks)
     # written for (almost) every alert of a burst: its changelog through librdkafka
     conditions = changelogged_table(
         app, outputs, "alert-conditions", default=dict, partitions=settings.partitions
@@ -202,6 +206,6 @@ def install_alert_dispatch(
                 continue
             if time.monotonic() - asked.get(fp, -_ASK_AGAIN_SECONDS) >= _ASK_AGAIN_SECONDS:
                 asked[fp] = time.monotonic()
-                await checks.send(key=condition["subject"].encode(), value=fp.encode())
+                checks(condition["subject"].encode(), fp.encode())
         for severity in ("INFO", "WARNING", "CRITICAL"):
             ALERT_CONDITIONS_OPEN.labels(severity).set(open_by_severity[severity])
