@@ -32,6 +32,12 @@ def batch_seconds() -> tuple[dict[tuple[str, str], float], dict[tuple[str, str],
     return sums, counts
 
 
+def percentile(values: list[float], q: float) -> float:
+    """The q-quantile of ``values`` (the value at rank q·n, nearest below)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
 def emit(**result: object) -> None:
     """One machine-readable result line; `bench.report` collects them into one table."""
     print("RESULT " + json.dumps(result), flush=True)

@@ -28,6 +28,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -211,9 +212,7 @@ def main() -> None:
         first = p["condition"]["first_window_ms"]
         if first in closes:
             windows.setdefault(first, []).append(arrived - closes[first])
-    per_tick: dict[int, int] = {}
-    for a in alerts.values():
-        per_tick[int(a["window_start"])] = per_tick.get(int(a["window_start"]), 0) + 1
+    per_tick = Counter(int(a["window_start"]) for a in alerts.values())
     by_window = "\n".join(
         f"    window {n}: {per_tick.get(start, 0)} alerts, {len(lags)} opened, "
         f"from the worker's close p50 {_p(sorted(lags), 0.5):.0f} ms, max {max(lags) * 1000:.0f} ms"

@@ -33,7 +33,14 @@ import httpx
 import numpy as np
 import uvicorn
 
-from bench._common import batch_seconds, bench_event, drop_topics_at_exit, emit, local_broker
+from bench._common import (
+    batch_seconds,
+    bench_event,
+    drop_topics_at_exit,
+    emit,
+    local_broker,
+    percentile,
+)
 from deltaomega.config import Settings
 from deltaomega.logs import configure_logging
 from deltaomega.metrics import TICK_SECONDS
@@ -151,11 +158,6 @@ def stage_seconds() -> str:
     """Seconds the window consumers spent per stage (their batches, summed)."""
     sums, _ = batch_seconds()
     return ", ".join(f"{stream} {stage} {value:.1f}" for (stream, stage), value in sums.items())
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def main() -> None:
