@@ -38,7 +38,9 @@ from tests.receivers import HttpReceiver, MailReceiver, http_receiver, mail_rece
 W = 10_000
 SECRET = "webhook-secret-0123456789"
 ROUTING_KEY = "r" * 32
-ESCALATE_AFTER_S = 15
+#: Long enough for c->d's acknowledgement to go round (notice → ClickHouse → API → control
+#: plane) on a busy machine before c->d would escalate.
+ESCALATE_AFTER_S = 25
 #: PagerDuty Events API v2, as its documentation describes an event.
 PAGERDUTY_EVENT = {
     "type": "object",
@@ -205,6 +207,7 @@ def test_notifications_reach_every_channel_once_escalate_and_resolve(
     # c->d opens first and is acknowledged at once: it must never escalate.
     publish.alert("conflict", "c->d", w0)
     wait_for(lambda: len(receiver.on("/hook")) == 1, 30, "c->d's notice")
+    noticed = time.monotonic()
     wait_for(lambda: len(conditions()) == 1, 30, "c->d in ClickHouse")
     listed = by_subject("c->d")
     cd = listed["condition_id"]
@@ -221,6 +224,8 @@ def test_notifications_reach_every_channel_once_escalate_and_resolve(
         headers=api_client.auth(Role.OPERATOR, subject="op-1"),
     )
     assert ack.status_code == 202, ack.text
+    # (otherwise an escalation of c->d below would be the machine's slowness, not a bug)
+    assert time.monotonic() - noticed < ESCALATE_AFTER_S - 5, "c->d acknowledged too late"
     viewer = api_client.post(
         f"{url}/api/v1/alerts/conditions/{cd}/acknowledge",
         json={},
