@@ -40,6 +40,7 @@ from deltaomega.topics import Topics
 log = logging.getLogger(__name__)
 
 _TICK = "tick="
+_BATCH = 10_000
 _READ_TIMEOUT_SECONDS = 120.0
 #: Without a commit (a first start after an upgrade), read back this far in produce time.
 _FALLBACK_SECONDS = 600.0
@@ -213,7 +214,7 @@ class StateFeed:
         consumer.assign([TopicPartition(t, p, o) for (t, p), o in self.positions.items()])
         try:
             while True:
-                messages = await thread.call(consumer.consume, 10_000, 0.2)
+                messages = await thread.call(_arrived, consumer)
                 records: dict[str, tuple[list[dict[str, Any]], list[int]]] = {
                     VOICE_STATE: ([], []),
                     INTERACTION_STATE: ([], []),
@@ -271,3 +272,13 @@ class StateFeed:
             await thread.call(consumer.commit, offsets=offsets, asynchronous=False)
         except KafkaException as exc:
             log.warning("could not record tick %d for a later leader (%s)", tick, exc)
+
+
+def _arrived(consumer: Consumer) -> list[Message]:
+    """What has arrived, as soon as anything has (up to 0.2 s): ``consume(n, t)`` waits
+    until it has n messages or t has passed, so a window's states would sit in the queue
+    for up to t before the tick could hear of them."""
+    first = consumer.poll(0.2)
+    if first is None:
+        return []
+    return [first, *consumer.consume(_BATCH - 1, 0)]
