@@ -338,6 +338,13 @@ class Settings(BaseSettings):
         le=60,
         description="Base of the exponential back-off (full jitter) between attempts.",
     )
+    alert_clear_after_seconds: float = Field(
+        default=3.0,
+        ge=0,
+        le=60,
+        description="A closed window clears alert conditions this long after the control "
+        "plane heard of it, once the alerts of its tick (on other partitions) are in.",
+    )
     ttl_audit_days: int = Field(
         default=7 * 365 + 2, ge=0, description="The audit log: seven years, as the seed asks."
     )

@@ -9,15 +9,20 @@ one partition and one agent, in order. What time alone does (clearing, escalatio
 reminders, a notice held by quiet hours) the timer finds and sends to that agent as a check,
 as the parameters' expiry does: a table is written only from the agent of its partition.
 Windows close when the pattern classifier has run on them: the newest on
-``voice.patterns`` is the clock that clears a condition. Like the policies, the tables are
-whole in a control plane that runs as one instance.
+``voice.patterns`` is the clock that clears a condition, ``alert_clear_after_seconds`` after
+its record came: the tick's alerts go out ahead of that record but on other partitions, so
+the record may be read while a few hundred of them still wait in the agent's queue, and a
+condition whose alert is among them must not be resolved first (and opened again). The
+wait also keeps a window's resolutions (about as many as its openings, at 1,000 voices)
+from taking turns with those openings in the agent, the courier and the receivers. Like the
+policies, the tables are whole in a control plane that runs as one instance.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from typing import Any
 
 import faust
@@ -79,6 +84,8 @@ def install_alert_dispatch(
     silences = app.Table("alert-silences", default=dict, partitions=settings.partitions)
     logic = Conditions(routing, settings.window_ms)
     clock: dict[str, int] = {}
+    #: windows closed in the last alert_clear_after_seconds, and when their record came
+    closing: deque[tuple[int, float]] = deque()
     asked: dict[str, float] = {}
     #: the conditions not resolved, as publish() wrote them to the table: the timer looks
     #: at these only (the table holds every condition that ever was, and a read of it goes
@@ -94,12 +101,21 @@ def install_alert_dispatch(
     async def stop_courier(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         await courier.stop()
 
+    def cleared() -> int | None:
+        """The newest window closed alert_clear_after_seconds ago or more."""
+        since = time.monotonic() - settings.alert_clear_after_seconds
+        while closing and closing[0][1] <= since:
+            window, _ = closing.popleft()
+            clock["newest"] = max(clock.get("newest", window), window)
+        return clock.get("newest")
+
     def newest(condition: Condition, now: int) -> int | None:
-        """The newest closed window: the models' ticks, or the wall clock's for the
-        pipeline's own alerts (raised by the wall clock, and with no models to tick)."""
+        """The newest window that clears conditions: the models' ticks, or the wall
+        clock's for the pipeline's own alerts (raised by the wall clock, and with no models
+        to tick)."""
         if condition["rule"] in PIPELINE_RULES:
             return clearing_window(now, settings.window_ms)
-        return clock.get("newest")
+        return cleared()
 
     def active_silences(now: int) -> list[Silence]:
         return [Silence.of(s) for s in silences.values() if s and s["until"] > now]
@@ -187,11 +203,12 @@ def install_alert_dispatch(
             except DecodeError:
                 continue
             if name == PATTERN:
-                clock["newest"] = max(clock.get("newest", 0), int(record["window_start"]))
+                closing.append((int(record["window_start"]), time.monotonic()))
 
     @app.timer(CHECK_SECONDS)  # type: ignore[untyped-decorator]
     async def look() -> None:
         now = _now_ms()
+        cleared()  # (also when nothing is open: the windows closing wait in a queue)
         active = active_silences(now)
         open_by_severity: Counter[str] = Counter()
         if looks[0] % _REINDEX_LOOKS == 0:
