@@ -23,6 +23,7 @@ from deltaomega.schemas.codec import AvroCodec
 from deltaomega.schemas.records import ALERT, PATTERN
 from deltaomega.security.audit import AuditTrail
 from deltaomega.topics import Topics, ensure_topics
+from tests.conftest import wait_for
 from tests.kafka_tools import produce_avro, wait_for_records
 from tests.receivers import HttpReceiver, http_receiver
 
@@ -32,13 +33,6 @@ W = 10_000
 @pytest.fixture
 def receiver() -> Iterator[HttpReceiver]:
     yield from http_receiver()
-
-
-def _wait(what: str, done: object, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def test_a_window_clears_conditions_only_after_its_own_alerts(
@@ -84,9 +78,9 @@ def test_a_window_clears_conditions_only_after_its_own_alerts(
     )
     plane.start()
     try:
-        _wait("the control plane to start", lambda: plane.state == "ok")
+        wait_for(lambda: plane.state == "ok", 60, "the control plane to start")
         alert(w0)
-        _wait("the first notice", lambda: notices() == Counter({"opened": 1}))
+        wait_for(lambda: notices() == Counter({"opened": 1}), 60, "the first notice")
         # w0 + 2W closes: two windows since a|b fired, which clears it, unless its alert of
         # w0 + 2W, coming after the window's record, is read in time: it is.
         closed(w0 + 2 * W)
@@ -96,7 +90,7 @@ def test_a_window_clears_conditions_only_after_its_own_alerts(
         # two more windows without it: now it clears, once, and says so
         closed(w0 + 4 * W)
         statuses = wait_for_records(settings, topics.alert_status, 3, timeout=60)
-        _wait("the resolution", lambda: notices()["resolved"] == 1)
+        wait_for(lambda: notices()["resolved"] == 1, 60, "the resolution")
     finally:
         plane.stop()
     assert [(s["version"], s["state"], s["windows"], s["condition_id"]) for _, s in statuses] == [
