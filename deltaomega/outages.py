@@ -74,6 +74,10 @@ class Outage:
             if self.since is None:
                 if self._settling(now):
                     return
+                if _stopping.is_set():
+                    # clients closing their connections as the process ends: not an outage
+                    log.debug("%s: %s (while stopping)", self.service, detail)
+                    return
                 self.since = self._settling_since or now
                 self._settling_since = None
                 self.failures, self._in_period = 1, 0
@@ -129,6 +133,13 @@ class Outage:
 _OUTAGES: dict[str, Outage] = {}
 _REGISTRY_LOCK = threading.Lock()
 _summary_seconds = DEFAULT_SUMMARY_SECONDS
+_stopping = threading.Event()
+
+
+def process_stopping() -> None:
+    """The process is ending: failures from now on open no outage (its clients report their
+    own connections going away); one already open is still summarised and ended."""
+    _stopping.set()
 
 
 def outage(service: str) -> Outage:

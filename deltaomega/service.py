@@ -41,7 +41,7 @@ from deltaomega.control.app import control_app
 from deltaomega.control.policies import load_policies
 from deltaomega.control.runner import ControlPlane
 from deltaomega.errors import ConfigurationError, DeltaOmegaError, ServiceUnavailableError
-from deltaomega.outages import configure_outages
+from deltaomega.outages import configure_outages, process_stopping
 from deltaomega.producer import SimulationConfig, run_simulation
 from deltaomega.schemas.codec import AvroCodec
 from deltaomega.schemas.records import ALERT
@@ -346,6 +346,7 @@ class _Server(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self._watchdog is None:
             log.info("stopping (signal %d)", sig)
+            process_stopping()
             self._watchdog = threading.Thread(
                 target=_exit_after, args=(self.deadline_seconds,), name="watchdog", daemon=True
             )

@@ -4,6 +4,7 @@ it lasts, its end; never one line per retry."""
 from __future__ import annotations
 
 import logging
+import threading
 
 import pytest
 
@@ -133,3 +134,24 @@ def test_kafka_client_warnings_while_the_cluster_is_away_or_coming_back_are_info
         clock.now += 2
         KAFKA_LOG.warning("request timed out")
         assert levels() == [("WARNING", "request timed out")]
+
+
+def test_failures_while_the_process_stops_open_no_outage_but_one_open_still_ends(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outages, "_stopping", threading.Event())
+    clock = Clock()
+    kafka, clickhouse = Outage("kafka", clock=clock), Outage("clickhouse", clock=clock)
+    with caplog.at_level(logging.INFO, logger="deltaomega.outages"):
+        clickhouse.failed("connection refused")  # an outage before the stop
+        outages.process_stopping()
+        for n in range(10):  # clients closing their connections
+            clock.now = 1000 + n / 10
+            kafka.failed("1/1 brokers are down")
+        assert not kafka.down and clickhouse.down
+        clock.now = 1002.0
+        clickhouse.recovered()
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("ERROR", "clickhouse is unavailable: connection refused"),
+        ("INFO", "clickhouse is available again after 2.0 s (1 failed attempts)"),
+    ]
