@@ -339,7 +339,7 @@ class Settings(BaseSettings):
         description="Base of the exponential back-off (full jitter) between attempts.",
     )
     alert_clear_after_seconds: float = Field(
-        default=3.0,
+        default=5.0,
         ge=0,
         le=60,
         description="A closed window clears alert conditions this long after the control "
