@@ -31,6 +31,7 @@ from deltaomega.security.roles import Role
 from deltaomega.sinks.clickhouse import ClickHouse
 from deltaomega.topics import Topics
 from tests import api_client
+from tests.alert_tools import pattern_record
 from tests.api_client import assert_invalid
 from tests.conftest import RunningService, wait_for
 from tests.receivers import HttpReceiver, MailReceiver, http_receiver, mail_receiver
@@ -155,16 +156,7 @@ class Publisher:
         assert self.producer.flush(10) == 0
 
     def tick(self, window: int) -> None:
-        record = {
-            "window_start": window,
-            "pattern": "cooperative",
-            "confidence": 0.9,
-            "complexity": 0.5,
-            "novelty": 0.1,
-            "model_version": "v1",
-            "produced_at": int(time.time() * 1000),
-        }
-        value = self.codec.encode(PATTERN, record)
+        value = self.codec.encode(PATTERN, pattern_record(window))
         self.producer.produce(self.topics.patterns, value, b"system")
         assert self.producer.flush(10) == 0
 

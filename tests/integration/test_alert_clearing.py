@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from deltaomega.alerting.routing import Routing
 from deltaomega.config import Settings
 from deltaomega.control.app import control_app
 from deltaomega.control.runner import ControlPlane
@@ -23,6 +22,7 @@ from deltaomega.schemas.codec import AvroCodec
 from deltaomega.schemas.records import ALERT, PATTERN
 from deltaomega.security.audit import AuditTrail
 from deltaomega.topics import Topics, ensure_topics
+from tests.alert_tools import pattern_record, webhook_routing
 from tests.conftest import wait_for
 from tests.kafka_tools import produce_avro, wait_for_records
 from tests.receivers import HttpReceiver, http_receiver
@@ -42,15 +42,7 @@ def test_a_window_clears_conditions_only_after_its_own_alerts(
     ensure_topics(settings)
     topics = Topics.from_settings(settings)
     codec = AvroCodec.from_settings(settings)
-    routing = Routing.model_validate(
-        {
-            "channels": {
-                "hook": {"type": "webhook", "url": f"{receiver.url}/hook", "secret": "s" * 32}
-            },
-            "routes": {"CRITICAL": {"channels": ["hook"]}},
-            "resolve_after_windows": 2,
-        }
-    )
+    routing = webhook_routing(f"{receiver.url}/hook", resolve_after_windows=2)
     w0 = (int(time.time() * 1000) - 60_000) // W * W
 
     def alert(start: int) -> None:
@@ -59,16 +51,7 @@ def test_a_window_clears_conditions_only_after_its_own_alerts(
         produce_avro(settings, topics.alerts, "a|b", ALERT, record)
 
     def closed(start: int) -> None:
-        record = {
-            "window_start": start,
-            "pattern": "cooperative",
-            "confidence": 0.9,
-            "complexity": 0.5,
-            "novelty": 0.1,
-            "model_version": "v1",
-            "produced_at": int(time.time() * 1000),
-        }
-        produce_avro(settings, topics.patterns, "system", PATTERN, record)
+        produce_avro(settings, topics.patterns, "system", PATTERN, pattern_record(start))
 
     def notices() -> Counter[str]:
         return Counter(r.json()["kind"] for r in receiver.on("/hook"))

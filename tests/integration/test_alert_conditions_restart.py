@@ -12,7 +12,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from deltaomega.alerting.routing import Routing
 from deltaomega.config import Settings
 from deltaomega.control.app import control_app
 from deltaomega.control.runner import ControlPlane
@@ -21,6 +20,7 @@ from deltaomega.schemas.codec import AvroCodec
 from deltaomega.schemas.records import ALERT
 from deltaomega.security.audit import AuditTrail
 from deltaomega.topics import Topics, ensure_topics
+from tests.alert_tools import webhook_routing
 from tests.kafka_tools import produce_avro, read_topic, wait_for_records
 from tests.receivers import HttpReceiver, http_receiver
 
@@ -45,14 +45,7 @@ def test_a_condition_persisting_over_a_restart_is_recovered_and_not_notified_aga
     ensure_topics(settings)
     topics = Topics.from_settings(settings)
     codec = AvroCodec.from_settings(settings)
-    routing = Routing.model_validate(
-        {
-            "channels": {
-                "hook": {"type": "webhook", "url": f"{receiver.url}/hook", "secret": "s" * 32}
-            },
-            "routes": {"CRITICAL": {"channels": ["hook"]}},
-        }
-    )
+    routing = webhook_routing(f"{receiver.url}/hook")
     window = int(time.time() * 1000) // W * W
 
     def plane() -> ControlPlane:
