@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, Producer
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 from prometheus_client import REGISTRY
 
@@ -235,8 +235,25 @@ def test_a_record_too_large_to_dead_letter_whole_is_cut_and_dead_lettered_once(
         future.result(timeout=30)
     huge = b"\x00\x00\x00\x00\x01" + bytes(range(256)) * 6000  # 1,536,005 bytes of garbage
     big = Producer({"bootstrap.servers": settings.kafka_bootstrap, "message.max.bytes": 3_000_000})
-    big.produce(topics.voice_events, huge, b"g1")
-    assert big.flush(30) == 0
+    delivered: list[tuple[KafkaError | None, int | None]] = []
+
+    def sent() -> bool:
+        """The controller accepts the change before the broker applies it; a record sent in
+        between is refused as too large, writes nothing, and still leaves flush at 0."""
+        delivered.clear()
+        big.produce(
+            topics.voice_events,
+            huge,
+            b"g1",
+            on_delivery=lambda err, msg: delivered.append((err, msg.offset())),
+        )
+        assert big.flush(30) == 0
+        (result,) = delivered
+        assert result[0] is None or result[0].code() == KafkaError.MSG_SIZE_TOO_LARGE, result
+        return result[0] is None
+
+    wait_for(sent, what="the broker taking a record under the topic's larger limit")
+    assert delivered == [(None, 0)]
     with VoiceProducer(settings) as producer:
         send_events(producer, "g1", 0, 50)
     service_factory(settings)
