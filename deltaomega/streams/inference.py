@@ -296,7 +296,12 @@ class InferenceEngine:
         next_poll = time.monotonic() + self.settings.models_poll_seconds
         try:
             while True:
-                ready, wait = self._ready(time.monotonic())
+                # Cleared before looking, not after: states that come while a tick or a
+                # refresh is awaited below set it again, and the wait ends at once. (Cleared
+                # after, such a window waited for the next registry poll, 2 s by default.)
+                self._wake.clear()
+                looked = time.monotonic()
+                ready, wait = self._ready(looked)
                 for start in ready:
                     window = self._pending.pop(start).closed(start)
                     self._done_until = start
@@ -313,8 +318,9 @@ class InferenceEngine:
                     except Exception:  # noqa: BLE001 - e.g. a hand-edited active.json
                         log.exception("could not check the model registry")
                     next_poll = now + self.settings.models_poll_seconds
-                timeout = min(wait if wait is not None else math.inf, next_poll - time.monotonic())
-                self._wake.clear()
+                # a deadline: the ticks and the refresh above took some of the wait
+                due = looked + wait if wait is not None else math.inf
+                timeout = min(due, next_poll) - time.monotonic()
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=max(0.01, timeout))
                 except TimeoutError:

@@ -13,7 +13,8 @@ from deltaomega.models.registry import ModelRegistry
 from deltaomega.models.runtime import ModelRuntime
 from deltaomega.schemas.records import INTERACTION_STATE, METRICS, STAT_NAMES, VOICE_STATE
 from deltaomega.streams.inference import InferenceEngine
-from deltaomega.streams.ticks import TickRunner
+from deltaomega.streams.model_process import TickReport
+from deltaomega.streams.ticks import ClosedWindow, TickRunner
 
 W = 10_000
 
@@ -202,3 +203,74 @@ def test_after_a_takeover_a_window_waits_for_the_partitions_a_dead_worker_held(
     arrived = time.monotonic()
     assert e._ready(arrived + 0.5)[0] == [live]
     assert sorted(e._pending[live].voices) == ["a", "b"]
+
+
+class _Models:
+    """A model process that records when each tick and registry look began and ended, and
+    can deliver the next window's states while one of them is under way."""
+
+    version = "fake"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, float, float]] = []
+        self.during: dict[str, Any] = {}
+
+    async def start(self) -> str:
+        return self.version
+
+    async def _call(self, name: str) -> None:
+        began = time.monotonic()
+        if name in self.during:
+            self.during.pop(name)()
+        await asyncio.sleep(0.05)
+        self.calls.append((name, began, time.monotonic()))
+
+    async def tick(self, window: ClosedWindow) -> TickReport:
+        await self._call(f"tick {window.start}")
+        return TickReport(window.start, 0.05, 0.05, self.version)
+
+    async def refresh(self) -> None:
+        await self._call("refresh")
+
+    async def stop(self) -> None:
+        pass
+
+
+def test_states_that_come_during_a_tick_or_a_registry_look_tick_after_the_quiet_time(
+    tmp_path: Path,
+) -> None:
+    """States that arrive while the engine awaits the model process wake it: their window
+    ticks 0.2 s after them (read to the end), not at the next registry look (3 s here)."""
+    models = _Models()
+    e = InferenceEngine(
+        Settings(data_dir=tmp_path, partitions=2, models_poll_seconds=3.0),
+        models=models,  # type: ignore[arg-type]
+    )
+    live = int(time.time() * 1000) // W * W - W
+
+    def deliver(start: int) -> None:
+        e.add_states(VOICE_STATE, [state("a", start), state("b", start)], [0, 1])
+        e.add_states(INTERACTION_STATE, [link(start), link(start) | {"source": "c"}], [0, 1])
+        e.drained(True)
+
+    models.during = {
+        f"tick {live}": lambda: deliver(live + W),  # the next window's states, mid-tick
+        "refresh": lambda: deliver(live + 2 * W),  # and the one after, mid-look
+    }
+
+    async def scenario() -> None:
+        task = asyncio.create_task(e.run())
+        deliver(live)
+        while len(models.calls) < 4 and not task.done():
+            await asyncio.sleep(0.02)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(asyncio.wait_for(scenario(), timeout=30))
+    names = [name for name, _, _ in models.calls]
+    assert names == [f"tick {live}", f"tick {live + W}", "refresh", f"tick {live + 2 * W}"]
+    (_, _, first_over), (_, second_began, _), (_, _, look_over), (_, third_began, _) = models.calls
+    # 0.2 s of quiet after the states (delivered at the start of the call before); waiting
+    # for the next registry look instead would take 2.9 s and 3 s
+    assert second_began - first_over < 1.0
+    assert third_began - look_over < 1.0
