@@ -6,6 +6,7 @@ import argparse
 import atexit
 import json
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -96,6 +97,76 @@ def _cpu_ticks() -> dict[int, tuple[int, str]]:
         fields = stat.rpartition(")")[2].split()
         out[int(entry.name)] = (int(fields[11]) + int(fields[12]), command.strip()[:90])
     return out
+
+
+class BurstMeter:
+    """The processes' CPU in the seconds after each window's close, when a tick's alerts
+    are taken in and delivered: who the control plane shares the cores with then (an
+    average over a run hides it). Samples every process's CPU ticks in a thread."""
+
+    def __init__(self, every: float = 0.2) -> None:
+        self.every = every
+        self.samples: list[tuple[float, dict[int, int]]] = []
+        self.names: dict[int, str] = {}
+        self.parents: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="burst-meter", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            ticks: dict[int, int] = {}
+            for entry in Path("/proc").iterdir():
+                if not entry.name.isdigit():
+                    continue
+                pid = int(entry.name)
+                try:
+                    fields = (entry / "stat").read_text().rpartition(")")[2].split()
+                    if pid not in self.names:
+                        command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+                        self.names[pid] = command.decode(errors="replace").strip()[:60]
+                except OSError:
+                    continue
+                self.parents[pid] = int(fields[1])
+                ticks[pid] = int(fields[11]) + int(fields[12])
+            self.samples.append((time.time(), ticks))
+
+    def report(self, closes: list[float], labels: dict[int, str], span: float = 3.0) -> str:
+        """Cores each process used in [close, close + span), averaged over ``closes``;
+        ``labels`` names known pids (their children are named after them)."""
+        hz = os.sysconf("SC_CLK_TCK")
+        used: dict[int, float] = {}
+        counted = 0
+        for close in closes:
+            inside = [s for s in self.samples if close <= s[0] <= close + span]
+            if len(inside) < 2:
+                continue
+            (t0, first), (t1, last) = inside[0], inside[-1]
+            counted += 1
+            for pid, ticks in last.items():
+                share = (ticks - first.get(pid, ticks)) / hz / (t1 - t0)
+                used[pid] = used.get(pid, 0.0) + share
+        if not counted:
+            return "  no samples around the closes"
+
+        def label(pid: int) -> str:
+            if pid in labels:
+                return labels[pid]
+            parent = self.parents.get(pid, 0)
+            if parent in labels:
+                return f"child of {labels[parent]}: {self.names.get(pid, '?')[:40]}"
+            return self.names.get(pid, "?")
+
+        rows = sorted(((share / counted, pid) for pid, share in used.items()), reverse=True)
+        lines = [f"  CPU in the {span:.0f} s after each close ({counted} windows), cores:"]
+        lines += [f"    {share:.2f}  {label(pid)}" for share, pid in rows[:8] if share >= 0.01]
+        return "\n".join(lines)
 
 
 def _machine_ticks() -> tuple[int, int]:

@@ -37,7 +37,7 @@ import httpx
 import uvicorn
 from confluent_kafka import Consumer, TopicPartition
 
-from bench._common import CpuMeter, drop_topics_at_exit, emit, local_broker
+from bench._common import BurstMeter, CpuMeter, drop_topics_at_exit, emit, local_broker
 from bench.alert_latency import Receiver
 from deltaomega.config import Settings
 from deltaomega.logs import configure_logging
@@ -153,10 +153,17 @@ def main() -> None:
         ready.wait()
         meter = CpuMeter()
         meter.start()
+        bursts = BurstMeter()
+        bursts.start()
         time.sleep(args.seconds)  # (while the simulator runs; its CPU is counted)
         cpu = meter.stop()
         simulator.join()
         time.sleep(15)  # the last windows close, tick and notify
+        bursts.stop()
+        labels = {os.getpid(): "worker + API (this process)", receiver.process.pid: "receiver"}
+        labels[simulator.pid or 0] = "simulator"
+        if plane is not None:
+            labels[plane.pid] = "control plane"
         server.should_exit = True
         if plane is not None:
             plane.terminate()
@@ -234,7 +241,8 @@ def main() -> None:
         f"p99 {_p(to_tick, 0.99):.0f} ms; tick → condition opened: p50 "
         f"{_p(tick_to_open, 0.5):.0f} ms, p99 {_p(tick_to_open, 0.99):.0f} ms (the tick's "
         f"start → the alert in its topic: p50 {_p(tick_to_topic, 0.5):.0f} ms, "
-        f"p99 {_p(tick_to_topic, 0.99):.0f} ms)\n  per window:\n{by_window}\n{cpu}"
+        f"p99 {_p(tick_to_topic, 0.99):.0f} ms)\n  per window:\n{by_window}\n{cpu}\n"
+        f"{bursts.report(sorted(closes.values()), labels)}"
     )
     emit(
         bench="alert_chain",
