@@ -83,19 +83,29 @@ def preload(settings: Settings, events: int, voices: int, batch: int) -> float:
     return time.perf_counter() - started
 
 
+def _processes() -> list[Path]:
+    return [entry for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+
+
+def _stat(entry: Path) -> tuple[int, int]:
+    """(CPU clock ticks so far, user + system; parent pid) of a /proc/<pid> entry."""
+    fields = (entry / "stat").read_text().rpartition(")")[2].split()
+    return int(fields[11]) + int(fields[12]), int(fields[1])
+
+
+def _command(entry: Path, width: int) -> str:
+    command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+    return command.decode(errors="replace").strip()[:width]
+
+
 def _cpu_ticks() -> dict[int, tuple[int, str]]:
     """CPU clock ticks (user + system) so far of every process, with a short name."""
     out: dict[int, tuple[int, str]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for entry in _processes():
         try:
-            stat = (entry / "stat").read_text()
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            out[int(entry.name)] = (_stat(entry)[0], _command(entry, 90))
         except OSError:
             continue
-        fields = stat.rpartition(")")[2].split()
-        out[int(entry.name)] = (int(fields[11]) + int(fields[12]), command.strip()[:90])
     return out
 
 
@@ -122,19 +132,14 @@ class BurstMeter:
     def _run(self) -> None:
         while not self._stop.wait(self.every):
             ticks: dict[int, int] = {}
-            for entry in Path("/proc").iterdir():
-                if not entry.name.isdigit():
-                    continue
+            for entry in _processes():
                 pid = int(entry.name)
                 try:
-                    fields = (entry / "stat").read_text().rpartition(")")[2].split()
+                    ticks[pid], self.parents[pid] = _stat(entry)
                     if pid not in self.names:
-                        command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-                        self.names[pid] = command.decode(errors="replace").strip()[:60]
+                        self.names[pid] = _command(entry, 60)
                 except OSError:
                     continue
-                self.parents[pid] = int(fields[1])
-                ticks[pid] = int(fields[11]) + int(fields[12])
             self.samples.append((time.time(), ticks))
 
     def report(self, closes: list[float], labels: dict[int, str], span: float = 3.0) -> str:
