@@ -160,8 +160,11 @@ def main() -> None:
         simulator.join()
         time.sleep(15)  # the last windows close, tick and notify
         bursts.stop()
-        labels = {os.getpid(): "worker + API (this process)", receiver.process.pid: "receiver"}
-        labels[simulator.pid or 0] = "simulator"
+        labels = {
+            os.getpid(): "worker + API (this process)",
+            receiver.process.pid: "receiver",
+            simulator.pid or 0: "simulator",
+        }
         if plane is not None:
             labels[plane.pid] = "control plane"
         server.should_exit = True

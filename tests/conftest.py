@@ -53,19 +53,19 @@ def free_port() -> int:
 def _logging_restored() -> Iterator[None]:
     """A CLI ``main`` run in-process replaces the root handlers (pytest's capture with a
     stream pytest closes later) and quiets loggers; later tests get logging back as it was."""
+
+    def loggers() -> dict[str, logging.Logger]:
+        items = logging.Logger.manager.loggerDict.items()
+        return {name: logger for name, logger in items if isinstance(logger, logging.Logger)}
+
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
-    levels = {
-        name: logger.level
-        for name, logger in logging.Logger.manager.loggerDict.items()
-        if isinstance(logger, logging.Logger)
-    }
+    levels = {name: logger.level for name, logger in loggers().items()}
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
-    for name, logger in logging.Logger.manager.loggerDict.items():
-        if isinstance(logger, logging.Logger):
-            logger.setLevel(levels.get(name, logging.NOTSET))
+    for name, logger in loggers().items():
+        logger.setLevel(levels.get(name, logging.NOTSET))
 
 
 @pytest.fixture(scope="session")

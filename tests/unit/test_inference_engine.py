@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -213,7 +214,8 @@ class _Models:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, float, float]] = []
-        self.during: dict[str, Any] = {}
+        #: call name → what to do as that call begins
+        self.during: dict[str, Callable[[], None]] = {}
 
     async def start(self) -> str:
         return self.version
