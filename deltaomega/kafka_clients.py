@@ -75,8 +75,16 @@ _CONNECTION_FAILURES = (
 )
 
 
-#: Their errors of a moment that they retry themselves (a new topic's leader not elected yet).
-_PYTHON_TRANSIENT = ("NotLeaderForPartitionError", "LeaderNotAvailableError")
+#: Their errors of a moment that they retry themselves, answered by a broker: a new topic's
+#: leader not elected yet; a group's coordinator not there yet (on a new cluster the first
+#: group's lookup creates the offsets topic), moved, or loading.
+_PYTHON_TRANSIENT = (
+    "NotLeaderForPartitionError",
+    "LeaderNotAvailableError",
+    "CoordinatorNotAvailableError",
+    "NotCoordinatorForGroupError",
+    "LoadInProgressError",
+)
 
 
 class PythonClientFilter(logging.Filter):
@@ -89,10 +97,11 @@ class PythonClientFilter(logging.Filter):
         if not record.name.startswith(_PYTHON_CLIENTS) or record.levelno < logging.WARNING:
             return True
         message = record.getMessage()
-        if any(failure in message for failure in _CONNECTION_FAILURES):
+        transient = any(m in message for m in _PYTHON_TRANSIENT)
+        if not transient and any(failure in message for failure in _CONNECTION_FAILURES):
             outage("kafka").failed(message[:300])
             return False
-        if outage("kafka").recovering() or any(m in message for m in _PYTHON_TRANSIENT):
+        if transient or outage("kafka").recovering():
             record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
         return True
 

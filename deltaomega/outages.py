@@ -109,6 +109,15 @@ class Outage:
             self._settling_since = now
         return now - self._settling_since < SETTLE_SECONDS
 
+    def answered(self) -> None:
+        """A client got records, which it may have fetched before an outage began: ends a
+        settling failure, never an outage (only an answer from the service itself does)."""
+        if self._settling_since is None:  # the common case
+            return
+        with self._lock:
+            if self.since is None:
+                self._settling_since = None
+
     def recovered(self) -> None:
         """The service answered: logs the end of an outage, if there was one."""
         if self.since is None and self._settling_since is None:  # the common case

@@ -178,11 +178,10 @@ class BatchConsumer:
         now = time.monotonic()
         self.health.polled(empty=not messages)
         kafka = outage("kafka")
-        if not kafka.down:
-            if messages:
-                kafka.recovered()  # ends a settling failure; a no-op otherwise
-        else:
+        if kafka.down:
             self._probe(consumer)
+        elif messages:
+            kafka.answered()
         if now - self._lag_at > _LAG_EVERY_SECONDS:
             self._lag_at = now
             self._measure_lag(consumer)

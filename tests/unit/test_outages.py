@@ -7,9 +7,10 @@ import logging
 import threading
 
 import pytest
+from aiokafka import errors as aiokafka_errors
 
 from deltaomega import outages
-from deltaomega.kafka_clients import KAFKA_LOG
+from deltaomega.kafka_clients import KAFKA_LOG, PythonClientFilter
 from deltaomega.outages import Outage
 
 
@@ -155,3 +156,60 @@ def test_failures_while_the_process_stops_open_no_outage_but_one_open_still_ends
         ("ERROR", "clickhouse is unavailable: connection refused"),
         ("INFO", "clickhouse is available again after 2.0 s (1 failed attempts)"),
     ]
+
+
+def test_a_group_coordinator_not_there_yet_is_a_broker_answering_not_an_outage(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a new cluster the first group's coordinator lookup answers "not available" while the
+    offsets topic is made: aiokafka logs it as an error, and it used to open an outage."""
+    tracker = Outage("kafka", summary_seconds=30, clock=Clock())
+    monkeypatch.setitem(outages._OUTAGES, "kafka", tracker)
+    coordinator_log = logging.getLogger("aiokafka.consumer.group_coordinator")
+    caplog.handler.addFilter(PythonClientFilter())
+    with caplog.at_level(logging.INFO):
+        for answer in (
+            aiokafka_errors.GroupCoordinatorNotAvailableError(),
+            aiokafka_errors.GroupLoadInProgressError(),
+            aiokafka_errors.NotCoordinatorForGroupError(),
+        ):
+            coordinator_log.error("Group Coordinator Request failed: %s", answer)
+        assert not tracker.down
+        coordinator_log.error(
+            "Group Coordinator Request failed: %s",
+            aiokafka_errors.NodeNotReadyError(
+                "Attempt to send a request to node which is not ready"
+            ),
+        )
+        assert tracker.down and tracker.failures == 1
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("INFO", "Group Coordinator Request failed: [Error 15] GroupCoordinatorNotAvailableError"),
+        ("INFO", "Group Coordinator Request failed: [Error 14] GroupLoadInProgressError"),
+        ("INFO", "Group Coordinator Request failed: [Error 16] NotCoordinatorForGroupError"),
+        (
+            "ERROR",
+            "kafka is unavailable: Group Coordinator Request failed: NodeNotReadyError: Attempt "
+            "to send a request to node which is not ready",
+        ),
+    ]
+
+
+def test_records_end_a_settling_failure_but_never_an_outage() -> None:
+    """Records may have been fetched before the cluster went away: a consumer that gets them
+    says nothing of the broker (it checks ``down`` first, and a failure may come between)."""
+    clock = Clock()
+    kafka = Outage("kafka", clock=clock)
+    kafka.failed("1/1 brokers are down")
+    kafka.answered()
+    assert kafka.down
+    clock.now += 20
+    kafka.recovered()
+    recovered_at = clock.now
+    clock.now = recovered_at + 1
+    kafka.failed("refused")  # a late client, settling
+    kafka.answered()  # records flow again: that settling failure is over
+    clock.now = recovered_at + 4
+    kafka.failed("refused")  # settling again, from here
+    clock.now = recovered_at + 6
+    kafka.failed("refused")  # past the settling time after the recovery: an outage
+    assert kafka.down and kafka.seconds_down() == 2.0  # since the second late failure
