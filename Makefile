@@ -83,11 +83,23 @@ $(KUSTOMIZE):
 	GOBIN=$(dir $(KUSTOMIZE)) GOPATH=$(DELTAOMEGA_CACHE_DIR)/go/path GOFLAGS=-modcacherw \
 		go install sigs.k8s.io/kustomize/kustomize/v5@v5.7.1
 
+# The suite in two parts: most of it on TEST_WORKERS processes at once (pytest-xdist; each
+# starts its own broker, ClickHouse and Redis), then the tests that time real processes
+# against each other (`alone`: kills, outages, a standby taking over) and the browser tests,
+# one at a time with the machine to themselves. A part that PYTEST_ARGS leaves empty passes
+# (pytest's exit code 5); `TEST_WORKERS=0` runs the first part in one process.
+TEST_WORKERS ?= 2
+PYTEST_PARALLEL := $(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
+
 test: kafka-resolve install-train system-packages $(KUSTOMIZE) $(CONSOLE_BUILD) ## Run the whole test suite (starts its own Kafka, embedded ClickHouse and Redis)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	rc=0; \
+	$(PYTEST_PARALLEL) -m "not alone and not browser" $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then rc=0; fi; \
+	$(BIN)/pytest -m "alone or browser" $(PYTEST_ARGS) || { last=$$?; [ $$last -eq 5 ] || rc=$$last; }; \
+	exit $$rc
 
 test-fast: kafka-resolve install-train system-packages $(KUSTOMIZE) $(CONSOLE_BUILD) ## The suite without the fault tests (kills, outages, fuzzing) and the browser tests
-	$(BIN)/pytest -m "not faults and not browser" $(PYTEST_ARGS)
+	$(PYTEST_PARALLEL) -m "not faults and not browser" $(PYTEST_ARGS)
 
 dashboards: install ## Generate infra/grafana/dashboards/*.json from deltaomega/dashboards
 	$(BIN)/python -m deltaomega.dashboards

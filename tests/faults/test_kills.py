@@ -16,7 +16,7 @@ import pytest
 from tests.faults.conftest import SEED, Launch, Scenario, watch
 from tests.faults.harness import Traffic, check, dump, expected, wait_drained
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.alone]
 
 #: (what, fault point, range of the hit to die at)
 KILLS = [

@@ -19,7 +19,7 @@ from tests.faults.conftest import SEED, Launch, Scenario
 from tests.faults.harness import Traffic, check, dump, expected, wait_drained
 from tests.kafka_tools import committed, log_end
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.alone]
 
 OUTAGE_SECONDS = 20.0
 

@@ -21,7 +21,7 @@ from tests.faults.conftest import Launch
 from tests.kafka_tools import committed, log_end
 from tests.processes import DeltaOmegaProcess
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.alone]
 
 T0 = 1_800_000_000_000
 STOP_WITHIN = 10.0

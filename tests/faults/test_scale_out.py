@@ -23,7 +23,7 @@ from tests.faults.harness import Traffic, check, dump, expected, merge, wait_dra
 from tests.kafka_tools import read_topic
 from tests.processes import DeltaOmegaProcess
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.alone]
 
 TAKEOVER_WITHIN = 30.0
 _TICK = re.compile(r"^(\d\d):(\d\d):(\d\d) .* tick (\d+): (\d+) voices")
