@@ -50,6 +50,20 @@ def role(process: DeltaOmegaProcess) -> str:
     raise AssertionError("not ready:\n" + process.log()[-2000:])
 
 
+def states_around(settings: Settings, window: int) -> list[tuple[int, int, str, int]]:
+    """(partition, offset, voice, window start) of the voice states up to the window after
+    ``window``, in partition and offset order: the order the leader's feed read them in."""
+    codec = AvroCodec()
+    found = []
+    for record in read_topic(settings.kafka_bootstrap, Topics.from_settings(settings).voice_states):
+        _, state = codec.decode(record.value)  # type: ignore[arg-type]
+        if state["window_start"] <= window + settings.window_ms:
+            found.append(
+                (record.partition, record.offset, state["voice_id"], state["window_start"])
+            )
+    return found
+
+
 def outputs_by_window(settings: Settings) -> dict[int, list[dict[str, Any]]]:
     """Every pattern record (one per tick run), by window, without ``produced_at``."""
     codec = AvroCodec()
@@ -116,6 +130,9 @@ def test_one_tick_per_window_over_every_voice_and_a_standby_takes_over(
         time.sleep(0.5)
     after = ticks(standby)
     for window, voices in voices_in.items():
+        if before.get(window, voices) != voices:  # what the feed had, to tell why
+            print("ticked short:", window, before, states_around(settings, window))
+            print(leader.log())
         assert before.get(window, voices) == voices, (window, before, leader.log()[-4000:])
         assert after.get(window, voices) == voices, (window, after, standby.log()[-4000:])
     assert sum(n == traffic.voices for n in voices_in.values()) >= len(voices_in) - 1
